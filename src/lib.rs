@@ -1,0 +1,24 @@
+//! libroadrunner: a pool of long-lived worker processes fed binary tasks over framed
+//! pipes or sockets, byte-compatible with RoadRunner 1.x workers.
+//!
+//! The core (everything but [`ffi`]) is safe Rust and knows nothing of C; `ffi` is the
+//! C interface declared in `include/rr.h` and knows nothing of processes.
+
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod payload;
+pub mod server;
+pub mod state;
+pub mod worker_side;
+mod sys;
+
+pub mod ffi;
+
+pub use config::{Config, RelayAddress, ValidConfig, DEFAULT_MAX_FRAME_BYTES};
+pub use error::{Error, ErrorKind, Result};
+pub use event::{Event, EventKind, Listener};
+pub use payload::Payload;
+pub use server::Server;
+pub use state::{WorkerInfo, WorkerState};
+pub use worker_side::WorkerSide;
