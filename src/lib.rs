@@ -11,7 +11,15 @@ pub mod payload;
 pub mod server;
 pub mod state;
 pub mod worker_side;
+
+mod factory;
+mod frame;
+mod pool;
+mod process;
+mod relay;
+mod stderr;
 mod sys;
+mod worker;
 
 pub mod ffi;
 

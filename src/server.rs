@@ -1,31 +1,262 @@
-//! STUB: public surface of the server; bodies come next.
-use crate::{Config, Error, Listener, Payload, Result, WorkerInfo};
+//! The server: the relay listener, the current pool, and the events of both.
+//!
+//! `exec` forwards to the current pool with no lock held while the task runs.
+//! `reconfigure` is blue/green: a new pool is started first, swapped in, and only then
+//! is the old one retired in the background; callers still waiting on the old pool
+//! move to the new one, and tasks already running on it finish there. When a pool
+//! fails (no worker can be kept alive), the server tries once to rebuild it, and
+//! reports a server failure if that fails too.
 
-/// A server: a relay listener and a pool of workers.
+use crate::config::{Config, ValidConfig};
+use crate::error::{Error, Result};
+use crate::event::{EventBus, EventKind, Listener};
+use crate::factory::{self, Factory};
+use crate::pool::{ExecError, FailureHook, Pool};
+use crate::state::WorkerInfo;
+use crate::Payload;
+use parking_lot::{Mutex, RwLock};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+enum Phase {
+    /// Built, or stopped: no listener, no pool.
+    Idle,
+    Running { pool: Arc<Pool>, factory: Arc<dyn Factory> },
+}
+
+struct Inner {
+    config: Mutex<ValidConfig>,
+    events: EventBus,
+    phase: RwLock<Phase>,
+    /// Serializes start, stop, reconfigure and rebuilds.
+    lifecycle: Mutex<()>,
+    /// Old pools being retired, and rebuilds in progress.
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A server: a relay listener and a pool of workers. Thread-safe; share it with `Arc`.
+/// Dropping it stops it, and after the drop no listener call runs.
 pub struct Server {
-    _config: Config,
+    inner: Arc<Inner>,
 }
 
 impl Server {
     /// Validates `config` and makes a server that is not started yet.
     pub fn new(config: Config) -> Result<Server> {
-        config.validate()?;
-        Ok(Server { _config: config })
+        let config = config.validate()?;
+        Ok(Server {
+            inner: Arc::new(Inner {
+                config: Mutex::new(config),
+                events: EventBus::new(),
+                phase: RwLock::new(Phase::Idle),
+                lifecycle: Mutex::new(()),
+                background: Mutex::new(Vec::new()),
+            }),
+        })
     }
-    /// Starts the relay listener and the pool.
-    pub fn start(&self) -> Result<()> { Err(Error::state("todo")) }
-    /// Stops: waits for running tasks, stops workers, closes the listener.
-    pub fn stop(&self) -> Result<()> { Err(Error::state("todo")) }
-    /// Runs one task.
-    pub fn exec(&self, _context: &[u8], _body: &[u8]) -> Result<Payload> { Err(Error::state("todo")) }
-    /// Blue/green swap to a pool built from `config`.
-    pub fn reconfigure(&self, _config: Config) -> Result<()> { Err(Error::state("todo")) }
-    /// Reconfigure with the current config.
-    pub fn reset(&self) -> Result<()> { Err(Error::state("todo")) }
-    /// A snapshot of the current workers.
-    pub fn workers(&self) -> Result<Vec<WorkerInfo>> { Err(Error::state("todo")) }
-    /// Sets (or with `None` removes) the event listener; the old one is dropped.
-    pub fn listen(&self, _listener: Option<Listener>) {}
+
+    /// Starts the relay listener (for sockets) and the pool; returns when every worker
+    /// answered the handshake. If one fails, nothing is left running.
+    pub fn start(&self) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
+        if matches!(*self.inner.phase.read(), Phase::Running { .. }) {
+            return Err(Error::state("the server is already started"));
+        }
+        let config = self.inner.config.lock().clone();
+        let factory = factory::open(&config.relay, config.config.relay_timeout)?;
+        let pool = match Pool::start(config, factory.clone(), self.inner.events.clone(), self.inner.failure_hook()) {
+            Ok(pool) => pool,
+            Err(e) => {
+                factory.close();
+                return Err(e);
+            }
+        };
+        *self.inner.phase.write() = Phase::Running { pool, factory };
+        self.inner.events.emit(EventKind::ServerStart, None, None);
+        Ok(())
+    }
+
+    /// Stops: new tasks are refused, running tasks finish, every worker is stopped
+    /// (stop command, then SIGTERM and SIGKILL after `destroy_timeout`), the listener
+    /// is closed. Stopping a server that is not running is a state error.
+    pub fn stop(&self) -> Result<()> {
+        let phase = {
+            let _lifecycle = self.inner.lifecycle.lock();
+            std::mem::replace(&mut *self.inner.phase.write(), Phase::Idle)
+        };
+        let Phase::Running { pool, factory } = phase else {
+            return Err(Error::state("the server is not started"));
+        };
+        pool.stop();
+        // Not under the lifecycle lock: a rebuild in progress needs it to finish.
+        self.inner.join_background();
+        factory.close();
+        self.inner.events.emit(EventKind::ServerStop, None, None);
+        Ok(())
+    }
+
+    /// Runs one task on a free worker and returns its answer. Blocks the calling
+    /// thread; any number of threads may call it at once.
+    pub fn exec(&self, context: &[u8], body: &[u8]) -> Result<Payload> {
+        loop {
+            let pool = match &*self.inner.phase.read() {
+                Phase::Running { pool, .. } => pool.clone(),
+                Phase::Idle => return Err(Error::state("the server is not started (call start first)")),
+            };
+            match pool.exec(context, body) {
+                Ok(payload) => return Ok(payload),
+                Err(ExecError::Failed(error)) => return Err(error),
+                // The pool was swapped out while we waited: the task goes to the new one.
+                Err(ExecError::Retired) => continue,
+            }
+        }
+    }
+
+    /// Starts a pool from `config`, swaps it in, and retires the old pool in the
+    /// background (its running tasks finish; its waiting callers move to the new
+    /// pool). The relay and relay timeout cannot change. On a server that is not
+    /// running, only the configuration is replaced.
+    pub fn reconfigure(&self, config: Config) -> Result<()> {
+        let config = config.validate()?;
+        let _lifecycle = self.inner.lifecycle.lock();
+        {
+            let current = self.inner.config.lock();
+            if config.config.relay != current.config.relay || config.relay != current.relay {
+                return Err(Error::config("relay", "cannot change on reconfigure; stop the server and make a new one"));
+            }
+            if config.config.relay_timeout != current.config.relay_timeout {
+                return Err(Error::config("relay_timeout", "cannot change on reconfigure"));
+            }
+        }
+        self.inner.swap_pool(config)
+    }
+
+    /// Reconfigures with the current configuration: every worker is replaced.
+    pub fn reset(&self) -> Result<()> {
+        let _lifecycle = self.inner.lifecycle.lock();
+        let config = self.inner.config.lock().clone();
+        self.inner.swap_pool(config)
+    }
+
+    /// A snapshot of the current pool's workers.
+    pub fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        match &*self.inner.phase.read() {
+            Phase::Running { pool, .. } => Ok(pool.workers()),
+            Phase::Idle => Err(Error::state("the server is not started")),
+        }
+    }
+
+    /// Sets the event listener, or removes it with `None`. The old listener is dropped
+    /// here, after its last call returned. A listener must not call `stop`, `listen` or
+    /// drop the server.
+    pub fn listen(&self, listener: Option<Listener>) {
+        let old = self.inner.events.set_listener(listener);
+        drop(old);
+    }
+
     /// The current configuration.
-    pub fn config(&self) -> Config { self._config.clone() }
+    pub fn config(&self) -> Config {
+        self.inner.config.lock().config.clone()
+    }
+
+    /// Waits until every event emitted so far was delivered to the listener.
+    pub fn flush_events(&self) {
+        self.inner.events.flush();
+    }
+
+    /// Stderr lines not delivered as events because the listener fell behind.
+    pub fn dropped_stderr_lines(&self) -> u64 {
+        self.inner.events.dropped_stderr_lines()
+    }
+
+}
+
+impl Inner {
+    /// What a pool of this server does when it fails: ask the server to rebuild it.
+    fn failure_hook(self: &Arc<Self>) -> FailureHook {
+        let server = Arc::downgrade(self);
+        Box::new(move |pool: &Arc<Pool>, error: &Error| Inner::rebuild_after_failure(&server, pool, error))
+    }
+
+    fn swap_pool(self: &Arc<Self>, config: ValidConfig) -> Result<()> {
+        let factory = match &*self.phase.read() {
+            Phase::Running { factory, .. } => factory.clone(),
+            Phase::Idle => {
+                *self.config.lock() = config;
+                return Ok(());
+            }
+        };
+        let pool = Pool::start(config.clone(), factory.clone(), self.events.clone(), self.failure_hook())?;
+        let old = {
+            let mut phase = self.phase.write();
+            let old = std::mem::replace(&mut *phase, Phase::Running { pool, factory });
+            *self.config.lock() = config;
+            old
+        };
+        if let Phase::Running { pool: old, .. } = old {
+            old.retire_pool();
+            let retiring = std::thread::Builder::new().name("rr-retire".into()).spawn(move || {
+                crate::sys::block_sigpipe_in_this_thread();
+                old.stop()
+            });
+            if let Ok(handle) = retiring {
+                self.background.lock().push(handle);
+            }
+        }
+        Ok(())
+    }
+
+    /// Called by a pool that failed: rebuild it once, in the background.
+    fn rebuild_after_failure(server: &Weak<Inner>, failed: &Arc<Pool>, error: &Error) {
+        let Some(inner) = server.upgrade() else { return };
+        let failed = Arc::downgrade(failed);
+        let error = error.clone();
+        let weak = server.clone();
+        let rebuild = std::thread::Builder::new().name("rr-rebuild".into()).spawn(move || {
+            crate::sys::block_sigpipe_in_this_thread();
+            let Some(inner) = weak.upgrade() else { return };
+            let _lifecycle = inner.lifecycle.lock();
+            let still_current = match &*inner.phase.read() {
+                Phase::Running { pool, .. } => failed.upgrade().is_some_and(|failed| Arc::ptr_eq(pool, &failed)),
+                Phase::Idle => false,
+            };
+            if !still_current {
+                return;
+            }
+            let config = inner.config.lock().clone();
+            if let Err(rebuild_error) = inner.swap_pool(config) {
+                inner.events.emit(
+                    EventKind::ServerFailure,
+                    None,
+                    Some(format!("{}; rebuilding the pool failed too: {}", error.message(), rebuild_error.message())),
+                );
+            }
+        });
+        if let Ok(handle) = rebuild {
+            inner.background.lock().push(handle);
+        }
+    }
+
+    fn join_background(&self) {
+        let current = std::thread::current().id();
+        loop {
+            let handles: Vec<_> = std::mem::take(&mut *self.background.lock());
+            if handles.is_empty() {
+                return;
+            }
+            for handle in handles {
+                if handle.thread().id() != current {
+                    let _ = handle.join();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop();
+        self.inner.join_background();
+        drop(self.inner.events.shutdown());
+    }
 }

@@ -1,5 +1,247 @@
-//! Small wrappers of Linux calls that std does not offer.
+//! Thin wrappers of the Linux calls that std does not offer, each returning
+//! `io::Result`. No policy lives here: callers decide what a failure means.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    static SIGPIPE_BLOCKED: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Blocks SIGPIPE in the calling thread (once per thread), so that a write to a pipe
-/// whose worker died returns EPIPE instead of killing the host process.
-pub(crate) fn block_sigpipe_in_this_thread() {}
+/// whose worker died returns EPIPE instead of killing the host process. Sockets use
+/// `MSG_NOSIGNAL` instead; pipes have no such flag, and changing the process-wide
+/// disposition would change the host's behaviour far beyond our threads.
+pub(crate) fn block_sigpipe_in_this_thread() {
+    SIGPIPE_BLOCKED.with(|blocked| {
+        if blocked.get() {
+            return;
+        }
+        // SAFETY: sigset_t is plain data initialised by sigemptyset before use.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        blocked.set(true);
+    });
+}
+
+/// After a write failed with EPIPE in a thread that blocks SIGPIPE, takes the pending
+/// SIGPIPE off the thread so it is never delivered later (e.g. when the host unblocks it).
+pub(crate) fn discard_pending_sigpipe() {
+    // SAFETY: plain data; a zero timeout makes sigtimedwait return at once.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        while libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+    }
+}
+
+fn check(result: isize) -> io::Result<usize> {
+    if result < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(result as usize)
+    }
+}
+
+/// `read(2)`, retried on EINTR.
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    read_raw(fd, buf.as_mut_ptr(), buf.len())
+}
+
+/// `read(2)` into `len` bytes at `ptr` (which may be uninitialised memory), retried on EINTR.
+pub(crate) fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: the caller gives a writable region of `len` bytes.
+        match check(unsafe { libc::read(fd, ptr.cast(), len) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Writes all of `parts`, in order, with as few `writev`/`sendmsg` calls as the kernel
+/// allows (one for anything that fits the pipe or socket buffer).
+pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]]) -> io::Result<()> {
+    let mut iov: [libc::iovec; 4] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
+    assert!(parts.len() <= iov.len(), "at most four parts per write");
+    let mut count = 0;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        iov[count] = libc::iovec { iov_base: part.as_ptr() as *mut _, iov_len: part.len() };
+        count += 1;
+    }
+    let mut first = 0;
+    while first < count {
+        let written = loop {
+            let result = if is_socket {
+                // SAFETY: msghdr points at live iovecs for the duration of the call.
+                unsafe {
+                    let mut msg: libc::msghdr = std::mem::zeroed();
+                    msg.msg_iov = iov[first..count].as_mut_ptr();
+                    msg.msg_iovlen = count - first;
+                    libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+                }
+            } else {
+                // SAFETY: the iovecs point into `parts`, alive for the call.
+                unsafe { libc::writev(fd, iov[first..count].as_ptr(), (count - first) as libc::c_int) }
+            };
+            match check(result) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.raw_os_error() == Some(libc::EPIPE) && !is_socket {
+                        discard_pending_sigpipe();
+                    }
+                    return Err(e);
+                }
+                Ok(n) => break n,
+            }
+        };
+        let mut left = written;
+        while first < count && left >= iov[first].iov_len {
+            left -= iov[first].iov_len;
+            first += 1;
+        }
+        if first < count && left > 0 {
+            // SAFETY: advancing within the same buffer, `left` < its length.
+            iov[first].iov_base = unsafe { (iov[first].iov_base as *mut u8).add(left) }.cast();
+            iov[first].iov_len -= left;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is readable or `deadline` passes; `Ok(false)` on timeout.
+pub(crate) fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_millis().min(i32::MAX as u128) as i32 + i32::from(!left.is_zero() && left < Duration::from_millis(1));
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        match check(unsafe { libc::poll(&mut pfd, 1, ms) } as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(0) if Instant::now() >= deadline => return Ok(false),
+            Ok(0) => continue,
+            Ok(_) => return Ok(true),
+        }
+    }
+}
+
+/// Polls several fds for readability; returns how many are ready (0 on timeout).
+pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    loop {
+        // SAFETY: `fds` is a valid slice of pollfd.
+        match check(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) } as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = check(libc::fcntl(fd, libc::F_GETFL) as isize)? as libc::c_int;
+        let flags = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+        check(libc::fcntl(fd, libc::F_SETFL, flags) as isize)?;
+    }
+    Ok(())
+}
+
+/// Sets an integer socket option.
+pub(crate) fn set_socket_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int of the right size.
+    let result = unsafe {
+        libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    check(result as isize).map(|_| ())
+}
+
+/// The pid of the process at the other end of a Unix socket (`SO_PEERCRED`).
+pub(crate) fn peer_pid(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: ucred is plain data; getsockopt writes at most `len` bytes.
+    unsafe {
+        let mut cred: libc::ucred = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        check(libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) as isize)?;
+        Ok(cred.pid as u32)
+    }
+}
+
+/// Sends `signal` to `pid`. Callers must guarantee the pid has not been reaped.
+pub(crate) fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid as libc::pid_t, signal) } as isize).map(|_| ())
+}
+
+/// Blocks until `pid` has exited, without reaping it (`WNOWAIT`), so the pid stays
+/// reserved (a zombie) until [`reap`] is called.
+pub(crate) fn wait_exited_keep_zombie(pid: u32) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain data written by waitid.
+        let result = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        match check(result as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// Reaps `pid`; returns its raw wait status.
+pub(crate) fn reap(pid: u32) -> io::Result<libc::c_int> {
+    let mut status = 0;
+    loop {
+        // SAFETY: plain syscall with a pointer to a live c_int.
+        match check(unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) } as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(status),
+        }
+    }
+}
+
+/// Describes a raw wait status in words: "exited with status 3", "killed by signal 9".
+pub(crate) fn describe_wait_status(status: libc::c_int) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        format!("was killed by signal {signal} ({})", signal_name(signal))
+    } else {
+        format!("ended with wait status {status}")
+    }
+}
+
+fn signal_name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        _ => "signal",
+    }
+}
+
+/// Resident memory of `pid` in bytes, from /proc; `None` if it cannot be read.
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page as u64)
+}

@@ -1,0 +1,39 @@
+//! Workers reached over their stdin and stdout.
+
+use super::{exec_failure, handshake, handshake_failure, Factory, SpawnLimits};
+use crate::error::{ErrorKind, Result};
+use crate::event::EventBus;
+use crate::process::{ChildIo, CommandSpec, Process};
+use crate::relay::Relay;
+use crate::worker::{describe_failure, Worker};
+use std::time::Instant;
+
+/// Starts each worker with its stdin and stdout as the relay.
+pub(crate) struct PipeFactory;
+
+impl Factory for PipeFactory {
+    fn spawn(&self, spec: &CommandSpec, limits: SpawnLimits, events: &EventBus) -> Result<Worker> {
+        let (process, pipes) = Process::spawn(spec, ChildIo::Pipes, events.clone()).map_err(|e| exec_failure(spec, e))?;
+        let pipes = pipes.expect("pipes were asked for");
+        let mut relay = Relay::pipes(pipes.stdout, pipes.stdin, limits.max_frame);
+        match handshake(&mut relay, Instant::now() + limits.relay_timeout) {
+            Ok(pid) if pid == process.pid() => {
+                relay.set_max_frame(limits.max_frame);
+                Ok(Worker::new(process.clone(), relay))
+            }
+            Ok(pid) => Err(describe_failure(
+                &process,
+                format!("answered the handshake with pid {pid}, but the process started is {}", process.pid()),
+                ErrorKind::Spawn,
+            )),
+            Err(e) => Err(describe_failure(&process, handshake_failure(&e), ErrorKind::Spawn)),
+        }
+        .inspect_err(|_| process.join_watcher())
+    }
+
+    fn worker_relay(&self) -> String {
+        "pipes".to_string()
+    }
+
+    fn close(&self) {}
+}

@@ -1,0 +1,518 @@
+//! The static pool: a fixed number of workers, each running one task at a time.
+//!
+//! Callers run tasks on their own thread: `exec` takes an idle worker (waiting up to
+//! `allocate_timeout`), talks to it directly, and gives it back. A supervisor thread
+//! (`rr-pool`) keeps the pool at `num_workers`: it replaces workers that were retired
+//! (failure, `max_jobs`, a stop request) or died on their own, which each worker's
+//! watcher reports the moment it happens. When replacements keep failing and no worker
+//! is left, the pool fails and tells its owner. Stopping waits for running tasks.
+
+use crate::config::ValidConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{EventBus, EventKind};
+use crate::factory::{Factory, SpawnLimits};
+use crate::process::{CommandSpec, ExitInfo, Process};
+use crate::state::{WorkerInfo, WorkerState};
+use crate::worker::{Outcome, Worker, WorkerStatus};
+use crate::Payload;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How many times one `exec` moves its task to another worker because the worker
+/// asked to be replaced, before it gives up (a worker that always asks must not make
+/// `exec` spawn processes without end).
+pub(crate) const MAX_STOP_REQUESTS_PER_TASK: usize = 3;
+/// Replacement failures in a row, with no worker left, after which the pool fails.
+const MAX_FAILED_REFILLS: u32 = 3;
+/// First and largest pause between failed replacement rounds.
+const REFILL_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Why `exec` did not run on this pool, beyond the task's own errors.
+pub(crate) enum ExecError {
+    /// The pool was retired by a reconfigure: run the task on the current pool.
+    Retired,
+    /// The task failed.
+    Failed(Error),
+}
+
+impl From<Error> for ExecError {
+    fn from(e: Error) -> ExecError {
+        ExecError::Failed(e)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Replaced by a newer pool: new and waiting callers go there.
+    Retired,
+    /// Stopped by the server: callers get a state error.
+    Stopped,
+    /// No worker could be kept alive.
+    Failed(Error),
+}
+
+struct Workers {
+    idle: Vec<Worker>,
+    /// Every worker that belongs to the pool: idle, busy, not yet retired.
+    members: HashMap<u32, Member>,
+    busy: usize,
+    waiting: usize,
+    /// Replacements being started by the supervisor.
+    starting: usize,
+    phase: Phase,
+}
+
+/// What the pool keeps of a worker that may be busy on a caller's thread.
+struct Member {
+    status: Arc<WorkerStatus>,
+    process: Arc<Process>,
+}
+
+enum Order {
+    /// Stop this worker gracefully, then refill.
+    Retire(Worker),
+    /// Leave: the pool is stopping.
+    Quit,
+}
+
+/// A reaction of the pool's owner to a pool failure.
+pub(crate) type FailureHook = Box<dyn Fn(&Arc<Pool>, &Error) + Send + Sync>;
+
+/// A static pool of workers.
+pub(crate) struct Pool {
+    config: ValidConfig,
+    spec: CommandSpec,
+    factory: Arc<dyn Factory>,
+    events: EventBus,
+    workers: Mutex<Workers>,
+    /// Signalled when a worker becomes idle, a task ends, or the phase changes.
+    changed: Condvar,
+    orders: Sender<Order>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    on_failure: FailureHook,
+}
+
+impl Pool {
+    /// Starts `num_workers` workers at once; if any fails, stops the others and fails.
+    pub(crate) fn start(config: ValidConfig, factory: Arc<dyn Factory>, events: EventBus, on_failure: FailureHook) -> Result<Arc<Pool>> {
+        let spec = CommandSpec {
+            argv: config.argv.clone(),
+            env: config.config.env.clone(),
+            dir: config.config.dir.clone(),
+            relay: factory.worker_relay(),
+        };
+        let (orders, inbox) = crossbeam_channel::unbounded();
+        let pool = Arc::new(Pool {
+            spec,
+            factory,
+            events,
+            workers: Mutex::new(Workers {
+                idle: Vec::new(),
+                members: HashMap::new(),
+                busy: 0,
+                waiting: 0,
+                starting: 0,
+                phase: Phase::Running,
+            }),
+            changed: Condvar::new(),
+            orders,
+            supervisor: Mutex::new(None),
+            on_failure,
+            config,
+        });
+
+        let count = pool.config.config.num_workers as usize;
+        let results = pool.spawn_many(count);
+        let (started, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+        if let Some(Err(first)) = failures.into_iter().next() {
+            let destroy = pool.config.config.destroy_timeout;
+            std::thread::scope(|scope| {
+                for worker in started.into_iter().flatten() {
+                    let events = &pool.events;
+                    scope.spawn(move || worker.stop(destroy, events));
+                }
+            });
+            return Err(first.context(format!("cannot start the pool of {count} workers")));
+        }
+        for worker in started.into_iter().flatten() {
+            pool.admit(worker);
+        }
+
+        let weak = Arc::downgrade(&pool);
+        let supervisor = std::thread::Builder::new()
+            .name("rr-pool".into())
+            .spawn(move || {
+                crate::sys::block_sigpipe_in_this_thread();
+                supervise(weak, inbox)
+            })
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the pool supervisor thread: {e}")))?;
+        *pool.supervisor.lock() = Some(supervisor);
+        pool.events.emit(EventKind::PoolConstruct, None, None);
+        Ok(pool)
+    }
+
+    fn limits(&self) -> SpawnLimits {
+        SpawnLimits { relay_timeout: self.config.config.relay_timeout, max_frame: self.config.config.max_frame_bytes }
+    }
+
+    /// Starts `count` workers in parallel (a slow boot costs once, not `count` times).
+    fn spawn_many(&self, count: usize) -> Vec<Result<Worker>> {
+        let spawn_one = || {
+            let worker = self.factory.spawn(&self.spec, self.limits(), &self.events);
+            match &worker {
+                Ok(worker) => self.events.emit(EventKind::WorkerConstruct, Some(worker.pid()), None),
+                Err(e) => self.events.emit(EventKind::WorkerError, e.pid(), Some(e.message().to_string())),
+            }
+            worker
+        };
+        if count == 1 {
+            return vec![spawn_one()];
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .map(|_| std::thread::Builder::new().name("rr-spawn-wait".into()).spawn_scoped(scope, spawn_one))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| match handle {
+                    Ok(handle) => handle.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "a spawn thread panicked"))),
+                    Err(e) => Err(Error::new(ErrorKind::Spawn, format!("cannot start a thread to spawn a worker: {e}"))),
+                })
+                .collect()
+        })
+    }
+
+    /// Makes a started worker a member and idle; stops it if the pool is no longer running.
+    fn admit(self: &Arc<Self>, worker: Worker) {
+        let status = worker.status().clone();
+        let process = worker.process().clone();
+        {
+            let mut workers = self.workers.lock();
+            if workers.phase != Phase::Running {
+                drop(workers);
+                worker.stop(self.config.config.destroy_timeout, &self.events);
+                return;
+            }
+            workers.members.insert(status.pid(), Member { status: status.clone(), process: process.clone() });
+            workers.idle.push(worker);
+        }
+        self.changed.notify_one();
+        let pool = Arc::downgrade(self);
+        process.on_exit(Box::new(move |exit| {
+            if let Some(pool) = pool.upgrade() {
+                pool.worker_exited(&status, exit);
+            }
+        }));
+    }
+
+    /// A member's process ended. If nobody stopped it on purpose, it died on its own:
+    /// report it, drop it if idle, and replace it.
+    fn worker_exited(&self, status: &Arc<WorkerStatus>, exit: &ExitInfo) {
+        if status.is_retiring() {
+            return;
+        }
+        let pid = status.pid();
+        self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} {}", exit.description)));
+        let dead = {
+            let mut workers = self.workers.lock();
+            let position = workers.idle.iter().position(|w| w.pid() == pid);
+            position.map(|i| {
+                workers.members.remove(&pid);
+                workers.idle.swap_remove(i)
+            })
+        };
+        // A busy worker is retired by the caller that runs a task on it.
+        if let Some(dead) = dead {
+            status.set_state(WorkerState::Errored);
+            let _ = self.orders.send(Order::Retire(dead));
+        }
+    }
+
+    /// Runs one task: context and body in, the worker's answer out.
+    pub(crate) fn exec(&self, context: &[u8], body: &[u8]) -> std::result::Result<Payload, ExecError> {
+        let deadline = Instant::now() + self.config.config.allocate_timeout;
+        let exec_ttl = self.config.config.exec_ttl;
+        for _ in 0..=MAX_STOP_REQUESTS_PER_TASK {
+            let mut worker = self.allocate(deadline)?;
+            worker.status().set_state(WorkerState::Working);
+            let task_deadline = (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl);
+            match worker.exec(context, body, task_deadline) {
+                Ok(Outcome::Answer(payload)) => {
+                    self.release(worker);
+                    return Ok(payload);
+                }
+                Ok(Outcome::JobError(message)) => {
+                    let pid = worker.pid();
+                    self.release(worker);
+                    return Err(Error::job(pid, message).into());
+                }
+                Ok(Outcome::StopRequested) => self.retire(worker),
+                Err(crate::relay::RelayError::Timeout) => {
+                    let error = worker.failure(
+                        format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
+                        ErrorKind::ExecTtl,
+                    );
+                    self.discard(worker, &error);
+                    return Err(error.into());
+                }
+                Err(relay_error) => {
+                    let error = worker.failure(relay_error, ErrorKind::WorkerError);
+                    self.discard(worker, &error);
+                    return Err(error.into());
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::WorkerError,
+            format!(
+                "{} workers in a row asked to be replaced instead of running the task; giving up on it (does the worker always answer {{\"stop\":true}}?)",
+                MAX_STOP_REQUESTS_PER_TASK + 1
+            ),
+        )
+        .into())
+    }
+
+    /// Takes an idle worker, waiting until `deadline` for one.
+    fn allocate(&self, deadline: Instant) -> std::result::Result<Worker, ExecError> {
+        let mut workers = self.workers.lock();
+        let mut queued = false;
+        let result = loop {
+            match &workers.phase {
+                Phase::Running => {}
+                Phase::Retired => break Err(ExecError::Retired),
+                Phase::Stopped => break Err(Error::state("the server was stopped").into()),
+                Phase::Failed(error) => break Err(error.clone().into()),
+            }
+            if let Some(worker) = workers.idle.pop() {
+                workers.busy += 1;
+                break Ok(worker);
+            }
+            if !queued {
+                let max_queue = self.config.config.max_queue as usize;
+                if max_queue > 0 && workers.waiting >= max_queue {
+                    break Err(Error::new(
+                        ErrorKind::QueueFull,
+                        format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiting),
+                    )
+                    .into());
+                }
+                workers.waiting += 1;
+                queued = true;
+            }
+            if self.changed.wait_until(&mut workers, deadline).timed_out() && workers.idle.is_empty() {
+                let busy = workers.busy;
+                break Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
+                        self.config.config.allocate_timeout.as_millis(),
+                        self.config.config.num_workers
+                    ),
+                )
+                .into());
+            }
+        };
+        if queued {
+            workers.waiting -= 1;
+        }
+        result
+    }
+
+    /// Gives a sound worker back after a task, or retires it after `max_jobs`.
+    fn release(&self, worker: Worker) {
+        let max_jobs = self.config.config.max_jobs;
+        if max_jobs > 0 && worker.status().num_execs() >= max_jobs {
+            self.retire(worker);
+            return;
+        }
+        worker.status().set_state(WorkerState::Ready);
+        let mut workers = self.workers.lock();
+        workers.busy -= 1;
+        workers.idle.push(worker);
+        drop(workers);
+        self.changed.notify_one();
+    }
+
+    /// Removes a sound worker from the pool; the supervisor stops it gracefully and
+    /// starts a replacement.
+    fn retire(&self, worker: Worker) {
+        worker.status().mark_retiring();
+        self.leave(worker.pid());
+        let _ = self.orders.send(Order::Retire(worker));
+    }
+
+    /// Removes a broken worker (already killed by `Worker::failure`) and replaces it.
+    fn discard(&self, worker: Worker, error: &Error) {
+        self.events.emit(EventKind::WorkerError, Some(worker.pid()), Some(error.message().to_string()));
+        self.leave(worker.pid());
+        let _ = self.orders.send(Order::Retire(worker));
+    }
+
+    fn leave(&self, pid: u32) {
+        let mut workers = self.workers.lock();
+        workers.members.remove(&pid);
+        workers.busy -= 1;
+        drop(workers);
+        // Wakes a stop waiting for running tasks.
+        self.changed.notify_all();
+    }
+
+    /// A snapshot of every member.
+    pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
+        let statuses: Vec<_> = self.workers.lock().members.values().map(|member| member.status.clone()).collect();
+        let mut infos: Vec<_> = statuses.iter().map(|status| status.info()).collect();
+        infos.sort_by_key(|info| info.created);
+        infos
+    }
+
+    /// Retires the pool in favour of a newer one: callers waiting here move there.
+    pub(crate) fn retire_pool(&self) {
+        self.workers.lock().phase = Phase::Retired;
+        self.changed.notify_all();
+    }
+
+    /// Stops the pool: waits for running tasks (up to `destroy_timeout`, then kills the
+    /// workers that run them), then stops every worker at once.
+    pub(crate) fn stop(&self) {
+        let destroy = self.config.config.destroy_timeout;
+        let idle = {
+            let mut workers = self.workers.lock();
+            if !matches!(workers.phase, Phase::Retired | Phase::Failed(_)) {
+                workers.phase = Phase::Stopped;
+            }
+            self.changed.notify_all();
+            let deadline = Instant::now() + destroy;
+            while workers.busy > 0 {
+                if self.changed.wait_until(&mut workers, deadline).timed_out() {
+                    for member in workers.members.values() {
+                        if member.status.state() == WorkerState::Working {
+                            member.status.mark_retiring();
+                            member.process.signal(libc::SIGKILL);
+                        }
+                    }
+                    while workers.busy > 0 {
+                        self.changed.wait(&mut workers);
+                    }
+                }
+            }
+            workers.members.clear();
+            std::mem::take(&mut workers.idle)
+        };
+        let _ = self.orders.send(Order::Quit);
+        if let Some(supervisor) = self.supervisor.lock().take() {
+            let _ = supervisor.join();
+        }
+        std::thread::scope(|scope| {
+            for worker in idle {
+                let events = &self.events;
+                scope.spawn(move || worker.stop(destroy, events));
+            }
+        });
+        self.events.emit(EventKind::PoolDestruct, None, None);
+    }
+
+    fn is_running(&self) -> bool {
+        self.workers.lock().phase == Phase::Running
+    }
+
+    /// Starts replacements until the pool is back at `num_workers`. On failure, returns
+    /// the last spawn error and whether the pool has no member left.
+    fn refill(self: &Arc<Self>) -> Option<(Error, bool)> {
+        let missing = {
+            let mut workers = self.workers.lock();
+            if workers.phase != Phase::Running {
+                return None;
+            }
+            let have = workers.members.len() + workers.starting;
+            let missing = (self.config.config.num_workers as usize).saturating_sub(have);
+            workers.starting += missing;
+            missing
+        };
+        if missing == 0 {
+            return None;
+        }
+        let results = self.spawn_many(missing);
+        self.workers.lock().starting -= missing;
+        let mut last_failure = None;
+        for result in results {
+            match result {
+                Ok(worker) => self.admit(worker),
+                Err(error) => last_failure = Some(error),
+            }
+        }
+        let empty = self.workers.lock().members.is_empty();
+        last_failure.map(|error| (error, empty))
+    }
+
+    /// Marks the pool failed: every waiting and future caller gets `error`.
+    fn fail(self: &Arc<Self>, error: Error) {
+        {
+            let mut workers = self.workers.lock();
+            if workers.phase != Phase::Running {
+                return;
+            }
+            workers.phase = Phase::Failed(error.clone());
+        }
+        self.changed.notify_all();
+        self.events.emit(EventKind::PoolError, None, Some(error.message().to_string()));
+        (self.on_failure)(self, &error);
+    }
+}
+
+/// The supervisor's loop: stop retired workers, keep the pool full.
+fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
+    let mut stoppers: Vec<JoinHandle<()>> = Vec::new();
+    let mut failed_rounds = 0u32;
+    let mut backoff = REFILL_BACKOFF_MIN;
+    loop {
+        let wait = if failed_rounds > 0 { backoff } else { Duration::from_secs(3600) };
+        let order = match inbox.recv_timeout(wait) {
+            Ok(order) => Some(order),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        let Some(pool) = pool.upgrade() else { break };
+        match order {
+            Some(Order::Quit) => break,
+            Some(Order::Retire(worker)) => {
+                let destroy = pool.config.config.destroy_timeout;
+                let events = pool.events.clone();
+                let name = format!("rr-stop-{}", worker.pid());
+                let stopping = std::thread::Builder::new().name(name).spawn(move || {
+                    crate::sys::block_sigpipe_in_this_thread();
+                    worker.stop(destroy, &events)
+                });
+                if let Ok(handle) = stopping {
+                    stoppers.push(handle);
+                }
+            }
+            None => {}
+        }
+        stoppers.retain(|handle| !handle.is_finished());
+        if !pool.is_running() {
+            continue;
+        }
+        let Some((error, empty)) = pool.refill() else {
+            failed_rounds = 0;
+            backoff = REFILL_BACKOFF_MIN;
+            continue;
+        };
+        failed_rounds += 1;
+        backoff = (backoff * 2).min(REFILL_BACKOFF_MAX);
+        if empty && failed_rounds >= MAX_FAILED_REFILLS {
+            pool.fail(error.context(format!(
+                "the pool has no worker left: {failed_rounds} attempts in a row to start one failed; the last one"
+            )));
+            failed_rounds = 0;
+        }
+    }
+    for handle in stoppers {
+        let _ = handle.join();
+    }
+}

@@ -1,0 +1,371 @@
+//! One child process: how it is started, watched, signalled and reaped.
+//!
+//! Every child is forked by one long-lived thread (`rr-spawn`), because Linux delivers
+//! `PR_SET_PDEATHSIG` when the *thread* that forked the child ends, and callers'
+//! threads come and go. Each child then gets a watcher thread (`rr-watch-<pid>`) that
+//! reads its stderr and polls a pidfd, so an exit is noticed at once, whatever the
+//! child was doing. The watcher is the only code that reaps, and it reaps under the
+//! same lock that [`Process::signal`] takes: a pid is never signalled after it was
+//! reaped (when it could already belong to another process).
+//!
+//! This module knows nothing of frames, tasks or pools.
+
+use crate::event::{EventBus, EventKind};
+use crate::stderr::StderrCapture;
+use crate::sys;
+use crossbeam_channel::Sender;
+use once_cell::sync::Lazy;
+use parking_lot::{Condvar, Mutex};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub(crate) struct CommandSpec {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory, if not the host's.
+    pub dir: Option<PathBuf>,
+    /// Value of `RR_RELAY` for the child.
+    pub relay: String,
+}
+
+/// How the child's stdin and stdout are connected.
+pub(crate) enum ChildIo {
+    /// Pipes, returned to the caller as (child's stdout to read, child's stdin to write).
+    Pipes,
+    /// stdin from /dev/null, stdout into the stderr capture (socket workers).
+    Null,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone)]
+pub(crate) struct ExitInfo {
+    /// In words: "exited with status 3", "was killed by signal 9 (SIGKILL)".
+    pub description: String,
+}
+
+enum Life {
+    Running,
+    Exited(ExitInfo),
+}
+
+type ExitHook = Box<dyn FnOnce(&ExitInfo) + Send>;
+
+/// A started child process. Shared by its owner and its watcher thread.
+pub(crate) struct Process {
+    pid: u32,
+    created: SystemTime,
+    life: Mutex<Life>,
+    exited: Condvar,
+    /// Set once the watcher has drained stderr after the exit.
+    drained: Mutex<bool>,
+    drained_cond: Condvar,
+    stderr: Mutex<StderrCapture>,
+    on_exit: Mutex<Option<ExitHook>>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The pipes of a child started with [`ChildIo::Pipes`]: read its stdout, write its stdin.
+pub(crate) struct ChildPipes {
+    pub stdout: OwnedFd,
+    pub stdin: OwnedFd,
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The one thread that forks children (see the module docs for why).
+static SPAWNER: Lazy<Sender<SpawnJob>> = Lazy::new(|| {
+    let (sender, receiver) = crossbeam_channel::unbounded::<SpawnJob>();
+    std::thread::Builder::new()
+        .name("rr-spawn".into())
+        .spawn(move || {
+            for job in receiver {
+                job();
+            }
+        })
+        .expect("cannot start the rr-spawn thread");
+    sender
+});
+
+impl Process {
+    /// Starts `spec` and its watcher. Stderr lines go to `events` as they come.
+    pub(crate) fn spawn(spec: &CommandSpec, stdio: ChildIo, events: EventBus) -> io::Result<(Arc<Process>, Option<ChildPipes>)> {
+        let (stderr_read, stderr_write) = io::pipe()?;
+        let mut command = Command::new(&spec.argv[0]);
+        command.args(&spec.argv[1..]).env("RR_RELAY", &spec.relay).stderr(Stdio::from(stderr_write.try_clone()?));
+        for (key, value) in &spec.env {
+            command.env(key, value);
+        }
+        if let Some(dir) = &spec.dir {
+            command.current_dir(dir);
+        }
+        match stdio {
+            ChildIo::Pipes => {
+                command.stdin(Stdio::piped()).stdout(Stdio::piped());
+            }
+            ChildIo::Null => {
+                command.stdin(Stdio::null()).stdout(Stdio::from(stderr_write.try_clone()?));
+            }
+        }
+        drop(stderr_write);
+        let host_pid = std::process::id() as libc::pid_t;
+        // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            command.pre_exec(move || {
+                // Die with the host; if the host is already gone, don't start at all.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() != host_pid {
+                    libc::_exit(127);
+                }
+                Ok(())
+            });
+        }
+
+        let (reply, result) = crossbeam_channel::bounded(1);
+        SPAWNER
+            .send(Box::new(move || {
+                let _ = reply.send(command.spawn());
+            }))
+            .map_err(|_| io::Error::other("the rr-spawn thread is gone"))?;
+        let mut child = result.recv().map_err(|_| io::Error::other("the rr-spawn thread is gone"))??;
+
+        let pipes = match stdio {
+            ChildIo::Pipes => Some(ChildPipes {
+                stdout: OwnedFd::from(child.stdout.take().expect("piped stdout")),
+                stdin: OwnedFd::from(child.stdin.take().expect("piped stdin")),
+            }),
+            ChildIo::Null => None,
+        };
+        // `child` is dropped without waiting: the watcher reaps.
+        let process = Arc::new(Process {
+            pid: child.id(),
+            created: SystemTime::now(),
+            life: Mutex::new(Life::Running),
+            exited: Condvar::new(),
+            drained: Mutex::new(false),
+            drained_cond: Condvar::new(),
+            stderr: Mutex::new(StderrCapture::default()),
+            on_exit: Mutex::new(None),
+            watcher: Mutex::new(None),
+        });
+        let watched = process.clone();
+        let stderr_fd = OwnedFd::from(stderr_read);
+        let watcher = std::thread::Builder::new()
+            .name(format!("rr-watch-{}", process.pid))
+            .spawn(move || {
+                let pid = watched.pid;
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(&watched, stderr_fd, &events))).is_err() {
+                    // Never leave a child unreaped because of a bug here.
+                    let status = sys::reap(pid).map(sys::describe_wait_status).unwrap_or_default();
+                    watched.mark_exited(ExitInfo { description: status });
+                    watched.mark_drained();
+                }
+            });
+        match watcher {
+            Ok(handle) => *process.watcher.lock() = Some(handle),
+            Err(e) => {
+                // No watcher, no reaper: kill and reap here, then fail the spawn.
+                let _ = sys::kill(process.pid, libc::SIGKILL);
+                let _ = sys::reap(process.pid);
+                return Err(e);
+            }
+        }
+        Ok((process, pipes))
+    }
+
+    /// The child's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// When it was started.
+    pub(crate) fn created(&self) -> SystemTime {
+        self.created
+    }
+
+    /// Whether it has exited (and was reaped).
+    pub(crate) fn has_exited(&self) -> bool {
+        matches!(*self.life.lock(), Life::Exited(_))
+    }
+
+    /// How it ended, if it has.
+    pub(crate) fn exit_info(&self) -> Option<ExitInfo> {
+        match &*self.life.lock() {
+            Life::Exited(info) => Some(info.clone()),
+            Life::Running => None,
+        }
+    }
+
+    /// Sends `signal` unless the child was already reaped; true if it was sent.
+    pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
+        let life = self.life.lock();
+        match *life {
+            Life::Running => sys::kill(self.pid, signal).is_ok(),
+            Life::Exited(_) => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the exit; true if it exited.
+    pub(crate) fn wait_exit(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut life = self.life.lock();
+        while matches!(*life, Life::Running) {
+            if self.exited.wait_until(&mut life, deadline).timed_out() {
+                return matches!(*life, Life::Exited(_));
+            }
+        }
+        true
+    }
+
+    /// Kills the child if it still runs, and waits until it was reaped and its stderr
+    /// read to the end (bounded by `timeout` for the stderr part), so that an error
+    /// message built afterwards holds all it wrote.
+    pub(crate) fn kill_and_settle(&self, timeout: Duration) {
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(3600));
+        let deadline = Instant::now() + timeout;
+        let mut drained = self.drained.lock();
+        while !*drained {
+            if self.drained_cond.wait_until(&mut drained, deadline).timed_out() {
+                break;
+            }
+        }
+    }
+
+    /// The end of what the child wrote to stderr.
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.stderr.lock().tail()
+    }
+
+    /// Runs `hook` once the child has exited (at once, on this thread, if it already has).
+    pub(crate) fn on_exit(&self, hook: ExitHook) {
+        let life = self.life.lock();
+        if let Life::Exited(info) = &*life {
+            let info = info.clone();
+            drop(life);
+            hook(&info);
+            return;
+        }
+        *self.on_exit.lock() = Some(hook);
+    }
+
+    /// Removes the exit hook, if it has not run.
+    pub(crate) fn clear_on_exit(&self) {
+        self.on_exit.lock().take();
+    }
+
+    /// Joins the watcher thread once the child was reaped (no-op from the watcher itself).
+    pub(crate) fn join_watcher(&self) {
+        let handle = self.watcher.lock().take();
+        if let Some(handle) = handle {
+            if handle.thread().id() == std::thread::current().id() {
+                return;
+            }
+            let _ = handle.join();
+        }
+    }
+
+    fn mark_exited(&self, info: ExitInfo) {
+        let mut life = self.life.lock();
+        *life = Life::Exited(info.clone());
+        self.exited.notify_all();
+        drop(life);
+        let hook = self.on_exit.lock().take();
+        if let Some(hook) = hook {
+            hook(&info);
+        }
+    }
+
+    fn mark_drained(&self) {
+        *self.drained.lock() = true;
+        self.drained_cond.notify_all();
+    }
+
+    fn record_stderr(&self, bytes: &[u8], events: &EventBus) {
+        let lines = self.stderr.lock().push(bytes);
+        for line in lines {
+            events.emit(EventKind::WorkerStderr, Some(self.pid), Some(line));
+        }
+    }
+}
+
+/// The watcher's body: read stderr while waiting for the exit, then reap.
+fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
+    sys::block_sigpipe_in_this_thread();
+    let pid = process.pid;
+    // SAFETY: pidfd_open has no memory arguments; a failure returns -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as i32) });
+    let mut chunk = [0u8; 4096];
+    let mut stderr_open = true;
+    loop {
+        let mut fds = Vec::with_capacity(2);
+        if stderr_open {
+            fds.push(libc::pollfd { fd: stderr.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        if let Some(pidfd) = &pidfd {
+            fds.push(libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        if fds.is_empty() {
+            // No pidfd (old kernel) and stderr closed: block until the exit.
+            let _ = sys::wait_exited_keep_zombie(pid);
+            break;
+        }
+        if sys::poll(&mut fds, -1).is_err() {
+            let _ = sys::wait_exited_keep_zombie(pid);
+            break;
+        }
+        let exited = pidfd.is_some() && fds.last().is_some_and(|fd| fd.revents != 0);
+        if stderr_open && fds[0].revents != 0 {
+            match sys::read(stderr.as_raw_fd(), &mut chunk) {
+                Ok(0) | Err(_) => stderr_open = false,
+                Ok(n) => process.record_stderr(&chunk[..n], events),
+            }
+        }
+        if exited {
+            break;
+        }
+    }
+    // The child is a zombie now: its pid stays reserved until we reap it below.
+    let status = {
+        let mut life = process.life.lock();
+        let description = match sys::reap(pid) {
+            Ok(status) => sys::describe_wait_status(status),
+            Err(e) => format!("ended (its exit status was taken by someone else: {e})"),
+        };
+        let info = ExitInfo { description };
+        *life = Life::Exited(info.clone());
+        process.exited.notify_all();
+        info
+    };
+    // Take what the child wrote before it died. A grandchild may hold stderr open, so
+    // read only what is there now.
+    if stderr_open && sys::set_nonblocking(stderr.as_raw_fd(), true).is_ok() {
+        while let Ok(n) = sys::read(stderr.as_raw_fd(), &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            process.record_stderr(&chunk[..n], events);
+        }
+    }
+    let last = process.stderr.lock().finish();
+    if let Some(line) = last {
+        events.emit(EventKind::WorkerStderr, Some(pid), Some(line));
+    }
+    process.mark_drained();
+    let hook = process.on_exit.lock().take();
+    if let Some(hook) = hook {
+        hook(&status);
+    }
+}

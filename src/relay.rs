@@ -1,0 +1,403 @@
+//! A relay: one framed, bidirectional byte channel to a worker (or, on the worker side,
+//! to the server), over a pair of pipes or over a TCP or Unix socket.
+//!
+//! Writes put a whole message (up to two frames, prefixes and payloads) into one
+//! vectored write. Reads go through a buffer, so a small answer (two frames) usually
+//! costs one `read`; large payloads are read straight into their destination, so a
+//! body is copied once, from the kernel into the answer's buffer. A declared size is
+//! never trusted for allocation: the destination grows only as bytes arrive. The relay
+//! knows nothing of processes or tasks.
+
+use crate::frame::{self, Prefix, PREFIX_LEN};
+use crate::sys;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+/// Size of the read buffer of each relay.
+const READ_BUFFER_LEN: usize = 64 * 1024;
+/// Payload bytes still to come above which reads bypass the buffer and go straight
+/// into the destination (fewer copies, larger reads).
+const DIRECT_READ_MIN: usize = 16 * 1024;
+
+/// The channel under a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A pipe to read and another to write.
+    Pipes,
+    /// A connected TCP socket.
+    Tcp,
+    /// A connected Unix stream socket.
+    Unix,
+}
+
+/// Why a relay operation failed. Messages say what the peer did, in words.
+#[derive(Debug)]
+pub(crate) enum RelayError {
+    /// The peer closed the channel before a frame began.
+    Closed,
+    /// The peer closed the channel in the middle of a frame.
+    Truncated { wanted: u64, got: u64 },
+    /// The bytes read are not a frame prefix (typically stray output on stdout).
+    NotAFrame(Vec<u8>),
+    /// The peer declared a frame above the limit.
+    TooLarge { size: u64, limit: u64 },
+    /// Nothing arrived before the deadline.
+    Timeout,
+    /// The frames are valid but not what the protocol expects here.
+    Protocol(String),
+    /// The read or write itself failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for RelayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RelayError::Closed => write!(f, "the relay was closed (the peer closed its end or exited)"),
+            RelayError::Truncated { wanted, got } => {
+                write!(f, "the relay was closed in the middle of a frame ({got} of {wanted} bytes arrived)")
+            }
+            RelayError::NotAFrame(bytes) => {
+                let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(PREFIX_LEN)]);
+                write!(f, "invalid frame prefix {shown:?}: the peer wrote something that is not a frame (a worker printing to its stdout corrupts the pipe relay)")
+            }
+            RelayError::TooLarge { size, limit } => {
+                write!(f, "the peer declared a frame of {size} bytes, above the limit of {limit} bytes (max_frame_bytes)")
+            }
+            RelayError::Timeout => write!(f, "timed out waiting for the peer"),
+            RelayError::Protocol(what) => write!(f, "protocol error: {what}"),
+            RelayError::Io(e) => write!(f, "relay I/O failed: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for RelayError {
+    fn from(e: io::Error) -> RelayError {
+        RelayError::Io(e)
+    }
+}
+
+/// One end of a framed channel.
+pub(crate) struct Relay {
+    read_fd: OwnedFd,
+    /// `None` for sockets, which read and write on the same descriptor.
+    write_fd: Option<OwnedFd>,
+    transport: Transport,
+    buffer: Box<[u8]>,
+    start: usize,
+    end: usize,
+    max_frame: u64,
+    /// Reads fail with `Timeout` after this instant (handshakes, exec_ttl).
+    deadline: Option<Instant>,
+}
+
+impl Relay {
+    /// A relay that reads from `read` and writes to `write` (pipes).
+    pub(crate) fn pipes(read: OwnedFd, write: OwnedFd, max_frame: u64) -> Relay {
+        Relay::build(read, Some(write), Transport::Pipes, max_frame)
+    }
+
+    /// A relay over a connected socket.
+    pub(crate) fn socket(stream: OwnedFd, transport: Transport, max_frame: u64) -> Relay {
+        debug_assert!(transport != Transport::Pipes);
+        if transport == Transport::Tcp {
+            // Small frames must leave at once; and see `fill` for the ACK side.
+            let _ = sys::set_socket_option(stream.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        }
+        Relay::build(stream, None, transport, max_frame)
+    }
+
+    fn build(read_fd: OwnedFd, write_fd: Option<OwnedFd>, transport: Transport, max_frame: u64) -> Relay {
+        Relay {
+            read_fd,
+            write_fd,
+            transport,
+            buffer: vec![0u8; READ_BUFFER_LEN].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            max_frame,
+            deadline: None,
+        }
+    }
+
+    /// The descriptor writes go to.
+    pub(crate) fn write_fd(&self) -> std::os::fd::RawFd {
+        self.write_fd.as_ref().unwrap_or(&self.read_fd).as_raw_fd()
+    }
+
+    /// Sets or clears the instant after which reads fail with `Timeout`.
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Changes the largest frame accepted from the peer.
+    pub(crate) fn set_max_frame(&mut self, max_frame: u64) {
+        self.max_frame = max_frame;
+    }
+
+    /// Sends one message of one or two frames with a single vectored write.
+    pub(crate) fn send(&mut self, frames: &[(u8, &[u8])]) -> Result<(), RelayError> {
+        let (first, rest) = frames.split_first().expect("at least one frame");
+        let first_prefix = frame::encode(first.0, first.1.len() as u64);
+        let write_fd = self.write_fd();
+        let is_socket = self.transport != Transport::Pipes;
+        match rest {
+            [] => sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1])?,
+            [second] => {
+                let second_prefix = frame::encode(second.0, second.1.len() as u64);
+                sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1, &second_prefix, second.1])?
+            }
+            _ => panic!("a message has at most two frames"),
+        }
+        Ok(())
+    }
+
+    /// Sends a control frame carrying `json` (handshake, stop).
+    pub(crate) fn send_control(&mut self, json: &str) -> Result<(), RelayError> {
+        self.send(&[(frame::CONTROL, json.as_bytes())])
+    }
+
+    /// Reads the next frame, appending its payload to `out`; returns its prefix.
+    /// `Closed` means the peer closed the channel cleanly between frames.
+    pub(crate) fn receive(&mut self, out: &mut Vec<u8>) -> Result<Prefix, RelayError> {
+        let prefix = self.receive_prefix()?;
+        if prefix.size > self.max_frame {
+            return Err(RelayError::TooLarge { size: prefix.size, limit: self.max_frame });
+        }
+        self.receive_payload(prefix.size, out)?;
+        Ok(prefix)
+    }
+
+    fn receive_prefix(&mut self) -> Result<Prefix, RelayError> {
+        while self.end - self.start < PREFIX_LEN {
+            if self.buffer.len() - self.start < PREFIX_LEN {
+                self.compact();
+            }
+            let mid_frame = self.end > self.start;
+            if self.fill(mid_frame)? == 0 {
+                if self.end == self.start {
+                    return Err(RelayError::Closed);
+                }
+                let got = (self.end - self.start) as u64;
+                self.start = self.end;
+                return Err(RelayError::Truncated { wanted: PREFIX_LEN as u64, got });
+            }
+        }
+        let bytes: &[u8; PREFIX_LEN] = self.buffer[self.start..self.start + PREFIX_LEN].try_into().expect("17 bytes");
+        let Some(prefix) = frame::decode(bytes) else {
+            // The rest of the stream cannot be trusted; keep what we saw for the message.
+            let seen = self.buffer[self.start..self.end].to_vec();
+            self.start = self.end;
+            return Err(RelayError::NotAFrame(seen));
+        };
+        self.start += PREFIX_LEN;
+        Ok(prefix)
+    }
+
+    fn receive_payload(&mut self, size: u64, out: &mut Vec<u8>) -> Result<(), RelayError> {
+        let size_usize = usize::try_from(size).map_err(|_| RelayError::TooLarge { size, limit: self.max_frame })?;
+        let mut left = size_usize;
+        let buffered = left.min(self.end - self.start);
+        out.extend_from_slice(&self.buffer[self.start..self.start + buffered]);
+        self.start += buffered;
+        left -= buffered;
+        while left > 0 {
+            let arrived = if left >= DIRECT_READ_MIN {
+                // Grow with what has arrived (never by the declared size alone), then
+                // read straight into the destination.
+                out.reserve_exact(left.min(out.len().max(READ_BUFFER_LEN)));
+                let spare = out.spare_capacity_mut();
+                let want = spare.len().min(left);
+                let got = self.read_into(spare.as_mut_ptr().cast(), want, true)?;
+                // SAFETY: `read_into` initialised `got` bytes of the spare capacity.
+                unsafe { out.set_len(out.len() + got) };
+                got
+            } else {
+                // The buffer is empty here: everything buffered was taken above.
+                self.start = 0;
+                self.end = 0;
+                self.fill(true)?;
+                let take = left.min(self.end);
+                out.extend_from_slice(&self.buffer[..take]);
+                self.start = take;
+                take
+            };
+            if arrived == 0 {
+                return Err(RelayError::Truncated { wanted: size, got: (size_usize - left) as u64 });
+            }
+            left -= arrived;
+        }
+        Ok(())
+    }
+
+    /// Moves the unread bytes to the front of the buffer.
+    fn compact(&mut self) {
+        self.buffer.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+    }
+
+    /// Reads once into the free end of the buffer; returns the bytes read (0 = EOF).
+    fn fill(&mut self, mid_frame: bool) -> Result<usize, RelayError> {
+        let end = self.end;
+        let room = self.buffer.len() - end;
+        debug_assert!(room > 0);
+        let ptr = self.buffer[end..].as_mut_ptr();
+        let got = self.read_into(ptr, room, mid_frame)?;
+        self.end += got;
+        Ok(got)
+    }
+
+    fn read_into(&mut self, ptr: *mut u8, len: usize, mid_frame: bool) -> Result<usize, RelayError> {
+        let fd = self.read_fd.as_raw_fd();
+        if mid_frame && self.transport == Transport::Tcp {
+            // A peer that sends a prefix and its payload as two small segments without
+            // TCP_NODELAY (PHP's socket relay) waits for our ACK of the first before the
+            // second leaves; a delayed ACK would stall it ~40 ms. Acknowledge now.
+            let _ = sys::set_socket_option(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
+        }
+        if let Some(deadline) = self.deadline {
+            if !sys::wait_readable(fd, deadline)? {
+                return Err(RelayError::Timeout);
+            }
+        }
+        Ok(sys::read_raw(fd, ptr, len)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{CONTROL, RAW};
+    use std::os::unix::net::UnixStream;
+
+    fn pipe_pair(max_frame: u64) -> (Relay, Relay) {
+        let (a_read, b_write) = std::io::pipe().unwrap();
+        let (b_read, a_write) = std::io::pipe().unwrap();
+        (
+            Relay::pipes(a_read.into(), a_write.into(), max_frame),
+            Relay::pipes(b_read.into(), b_write.into(), max_frame),
+        )
+    }
+
+    fn raw_pipe(max_frame: u64) -> (Relay, std::io::PipeWriter) {
+        let (read, write) = std::io::pipe().unwrap();
+        let (_unused_read, unused_write) = std::io::pipe().unwrap();
+        (Relay::pipes(read.into(), unused_write.into(), max_frame), write)
+    }
+
+    #[test]
+    fn two_frames_round_trip_in_one_buffer() {
+        let (mut a, mut b) = pipe_pair(1 << 20);
+        a.send(&[(CONTROL | RAW, b"ctx"), (RAW, b"body")]).unwrap();
+        let mut out = Vec::new();
+        let first = b.receive(&mut out).unwrap();
+        assert!(first.has(CONTROL | RAW));
+        // The second frame is already buffered: it must not need another read.
+        assert_eq!(b.end - b.start, PREFIX_LEN + 4);
+        let second = b.receive(&mut out).unwrap();
+        assert_eq!(second.flags, RAW);
+        assert_eq!(out, b"ctxbody");
+    }
+
+    #[test]
+    fn large_payloads_over_unix_sockets_arrive_whole() {
+        let (x, y) = UnixStream::pair().unwrap();
+        let mut a = Relay::socket(OwnedFd::from(x), Transport::Unix, 1 << 30);
+        let mut b = Relay::socket(OwnedFd::from(y), Transport::Unix, 1 << 30);
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let sender = std::thread::spawn(move || {
+            a.send(&[(CONTROL | RAW, b""), (RAW, &body)]).unwrap();
+            body
+        });
+        let mut out = Vec::new();
+        b.receive(&mut out).unwrap();
+        assert!(out.is_empty());
+        b.receive(&mut out).unwrap();
+        let body = sender.join().unwrap();
+        assert_eq!(out.len(), body.len());
+        assert!(out == body);
+    }
+
+    #[test]
+    fn stray_output_is_not_a_frame() {
+        use std::io::Write;
+        let (mut relay, mut writer) = raw_pipe(1 << 20);
+        writer.write_all(b"Hello from a worker that prints\n").unwrap();
+        let err = relay.receive(&mut Vec::new()).unwrap_err();
+        assert!(matches!(err, RelayError::NotAFrame(_)), "{err}");
+        assert!(err.to_string().contains("Hello from a wor"), "{err}");
+    }
+
+    #[test]
+    fn declared_size_above_limit_is_refused_without_allocating() {
+        use std::io::Write;
+        let (mut relay, mut writer) = raw_pipe(1 << 20);
+        writer.write_all(&frame::encode(CONTROL | RAW, 1 << 40)).unwrap();
+        let mut out = Vec::new();
+        let err = relay.receive(&mut out).unwrap_err();
+        assert!(matches!(err, RelayError::TooLarge { size, limit } if size == 1 << 40 && limit == 1 << 20));
+        assert_eq!(out.capacity(), 0);
+    }
+
+    #[test]
+    fn a_lying_size_grows_the_buffer_only_with_what_arrived() {
+        use std::io::Write;
+        let (mut relay, mut writer) = raw_pipe(1 << 40);
+        writer.write_all(&frame::encode(RAW, 1 << 39)).unwrap();
+        writer.write_all(&[7u8; 100_000]).unwrap();
+        drop(writer);
+        let mut out = Vec::new();
+        let err = relay.receive(&mut out).unwrap_err();
+        assert!(matches!(err, RelayError::Truncated { got: 100_000, .. }), "{err}");
+        assert!(out.capacity() <= 2 * 100_000 + READ_BUFFER_LEN, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn eof_between_frames_is_closed_and_inside_a_frame_is_truncated() {
+        use std::io::Write;
+        let (mut relay, writer) = raw_pipe(1 << 20);
+        drop(writer);
+        assert!(matches!(relay.receive(&mut Vec::new()), Err(RelayError::Closed)));
+
+        let (mut relay, mut writer) = raw_pipe(1 << 20);
+        writer.write_all(&frame::encode(RAW, 10)).unwrap();
+        writer.write_all(b"abc").unwrap();
+        drop(writer);
+        let err = relay.receive(&mut Vec::new()).unwrap_err();
+        assert!(matches!(err, RelayError::Truncated { wanted: 10, got: 3 }), "{err}");
+
+        let (mut relay, mut writer) = raw_pipe(1 << 20);
+        writer.write_all(&frame::encode(RAW, 10)[..5]).unwrap();
+        drop(writer);
+        assert!(matches!(relay.receive(&mut Vec::new()), Err(RelayError::Truncated { wanted: 17, got: 5 })));
+    }
+
+    #[test]
+    fn deadline_turns_silence_into_timeout() {
+        let (mut relay, _writer) = raw_pipe(1 << 20);
+        relay.set_deadline(Some(Instant::now() + std::time::Duration::from_millis(30)));
+        assert!(matches!(relay.receive(&mut Vec::new()), Err(RelayError::Timeout)));
+    }
+
+    #[test]
+    fn frames_split_across_many_small_writes_are_reassembled() {
+        use std::io::Write;
+        let (mut relay, mut writer) = raw_pipe(1 << 20);
+        let mut bytes = frame::encode(CONTROL | RAW, 5).to_vec();
+        bytes.extend_from_slice(b"hello");
+        bytes.extend_from_slice(&frame::encode(RAW, 3));
+        bytes.extend_from_slice(b"abc");
+        let feeder = std::thread::spawn(move || {
+            for byte in bytes {
+                writer.write_all(&[byte]).unwrap();
+            }
+        });
+        let mut out = Vec::new();
+        relay.receive(&mut out).unwrap();
+        relay.receive(&mut out).unwrap();
+        feeder.join().unwrap();
+        assert_eq!(out, b"helloabc");
+    }
+}

@@ -1,0 +1,208 @@
+//! One worker on the host side: a supervised process and the relay to it.
+//!
+//! A [`Worker`] is owned by exactly one party at a time (the pool's idle list, or the
+//! caller running a task on it), so running a task needs no lock. What others may read
+//! meanwhile (state, executions) lives in a shared [`WorkerStatus`]. This module runs
+//! the task and handshake conversations and the stop sequence; it does not decide when
+//! a worker is retired or replaced (that is the pool's job).
+
+use crate::error::{Error, ErrorKind};
+use crate::event::{EventBus, EventKind};
+use crate::frame::{CONTROL, ERROR, RAW};
+use crate::process::Process;
+use crate::relay::{Relay, RelayError};
+use crate::state::{WorkerInfo, WorkerState};
+use crate::sys;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The exact context of an answer by which a worker asks to be replaced.
+const STOP_REQUEST: &[u8] = br#"{"stop":true}"#;
+/// The control frame that tells a worker to leave its loop.
+const STOP_COMMAND: &str = r#"{"stop":true}"#;
+/// How long a worker has after SIGTERM before SIGKILL, at most.
+const TERM_GRACE: Duration = Duration::from_secs(1);
+/// How long to wait for a dead worker's last stderr bytes before building a message.
+const STDERR_SETTLE: Duration = Duration::from_millis(500);
+
+/// What others may read about a worker while someone else owns it.
+pub(crate) struct WorkerStatus {
+    pid: u32,
+    created: SystemTime,
+    state: AtomicI32,
+    num_execs: AtomicU64,
+    /// Set when the pool decided to stop this worker: its exit is then expected.
+    retiring: AtomicBool,
+}
+
+impl WorkerStatus {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub(crate) fn state(&self) -> WorkerState {
+        WorkerState::from_code(self.state.load(Ordering::Acquire)).unwrap_or(WorkerState::Errored)
+    }
+
+    pub(crate) fn set_state(&self, state: WorkerState) {
+        self.state.store(state as i32, Ordering::Release);
+    }
+
+    pub(crate) fn num_execs(&self) -> u64 {
+        self.num_execs.load(Ordering::Relaxed)
+    }
+
+    /// Marks the worker as being stopped on purpose; false if it already was.
+    pub(crate) fn mark_retiring(&self) -> bool {
+        !self.retiring.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::Acquire)
+    }
+
+    /// A snapshot for users.
+    pub(crate) fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            pid: self.pid,
+            state: self.state(),
+            num_execs: self.num_execs(),
+            created: self.created,
+            rss_bytes: sys::rss_bytes(self.pid).unwrap_or(0),
+        }
+    }
+}
+
+/// How a task ended, when the worker itself is still sound.
+pub(crate) enum Outcome {
+    /// The answer: context and body.
+    Answer(crate::Payload),
+    /// The worker reported a job error with this message.
+    JobError(Vec<u8>),
+    /// The worker asked to be replaced instead of running the task.
+    StopRequested,
+}
+
+/// A worker process with its relay.
+pub(crate) struct Worker {
+    process: Arc<Process>,
+    relay: Relay,
+    status: Arc<WorkerStatus>,
+}
+
+impl Worker {
+    /// Wraps a started process whose relay answered the handshake.
+    pub(crate) fn new(process: Arc<Process>, relay: Relay) -> Worker {
+        let status = Arc::new(WorkerStatus {
+            pid: process.pid(),
+            created: process.created(),
+            state: AtomicI32::new(WorkerState::Ready as i32),
+            num_execs: AtomicU64::new(0),
+            retiring: AtomicBool::new(false),
+        });
+        Worker { process, relay, status }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.status.pid
+    }
+
+    pub(crate) fn status(&self) -> &Arc<WorkerStatus> {
+        &self.status
+    }
+
+    pub(crate) fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+
+    /// Runs one task. An `Err` means the worker is broken and must be retired.
+    /// `deadline` bounds the wait for the answer (exec_ttl).
+    pub(crate) fn exec(&mut self, context: &[u8], body: &[u8], deadline: Option<Instant>) -> Result<Outcome, RelayError> {
+        self.relay.send(&[(CONTROL | RAW, context), (RAW, body)])?;
+        self.relay.set_deadline(deadline);
+        let outcome = self.receive_answer();
+        if deadline.is_some() {
+            self.relay.set_deadline(None);
+        }
+        if matches!(outcome, Ok(Outcome::Answer(_)) | Ok(Outcome::JobError(_))) {
+            self.status.num_execs.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    fn receive_answer(&mut self) -> Result<Outcome, RelayError> {
+        let mut bytes = Vec::new();
+        let head = self.relay.receive(&mut bytes)?;
+        if !head.has(CONTROL) {
+            return Err(RelayError::Protocol(format!(
+                "the answer's first frame (flags {}) lacks the CONTROL flag; a context frame was expected",
+                head.flags
+            )));
+        }
+        if head.has(ERROR) {
+            return Ok(Outcome::JobError(bytes));
+        }
+        let context_len = bytes.len();
+        self.relay.receive(&mut bytes)?;
+        if context_len == bytes.len() && &bytes[..] == STOP_REQUEST {
+            return Ok(Outcome::StopRequested);
+        }
+        Ok(Outcome::Answer(crate::Payload::from_parts(bytes, context_len)))
+    }
+
+    /// Kills the worker (if it still runs), waits for its end, and describes what
+    /// happened: `what` went wrong, how the process ended, the tail of its stderr.
+    pub(crate) fn failure(&self, what: impl fmt::Display, kind: ErrorKind) -> Error {
+        self.status.set_state(WorkerState::Errored);
+        if !self.process.has_exited() {
+            // We are about to kill it: its exit is not a death of its own.
+            self.status.mark_retiring();
+        }
+        describe_failure(&self.process, what, kind)
+    }
+
+    /// Stops the worker: the stop command, then SIGTERM, then SIGKILL; waits for the
+    /// exit and emits the matching events. `destroy_timeout` bounds the graceful part.
+    pub(crate) fn stop(mut self, destroy_timeout: Duration, events: &EventBus) {
+        self.status.mark_retiring();
+        self.status.set_state(WorkerState::Stopping);
+        self.process.clear_on_exit();
+        let pid = self.pid();
+        let _ = self.relay.send_control(STOP_COMMAND);
+        let mut killed = false;
+        if !self.process.wait_exit(destroy_timeout) {
+            self.process.signal(libc::SIGTERM);
+            if !self.process.wait_exit(TERM_GRACE.min(destroy_timeout)) {
+                killed = self.process.signal(libc::SIGKILL);
+                self.process.wait_exit(Duration::from_secs(3600));
+            }
+        }
+        self.finish(events, killed, pid);
+    }
+
+    fn finish(self, events: &EventBus, killed: bool, pid: u32) {
+        self.status.set_state(WorkerState::Stopped);
+        self.process.join_watcher();
+        if killed {
+            events.emit(EventKind::WorkerKill, Some(pid), None);
+        }
+        events.emit(EventKind::WorkerDestruct, Some(pid), None);
+    }
+}
+
+/// Kills `process` if needed, waits for its end, and builds the error of kind `kind`.
+pub(crate) fn describe_failure(process: &Process, what: impl fmt::Display, kind: ErrorKind) -> Error {
+    let was_running = !process.has_exited();
+    process.kill_and_settle(STDERR_SETTLE);
+    let pid = process.pid();
+    let ended = match process.exit_info() {
+        Some(_) if was_running => "was killed by the pool".to_string(),
+        Some(info) => info.description,
+        None => "is still running".to_string(),
+    };
+    let stderr = process.stderr_tail();
+    let stderr = if stderr.is_empty() { "(nothing on stderr)".to_string() } else { format!("its stderr ends with:\n{stderr}") };
+    Error::new(kind, format!("worker {pid}: {what}; the process {ended}; {stderr}")).with_pid(pid)
+}
