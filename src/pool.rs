@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventBus, EventKind};
 use crate::factory::{Factory, SpawnLimits};
 use crate::process::{CommandSpec, ExitInfo, Process};
+use crate::relay::RelayError;
 use crate::state::{WorkerInfo, WorkerState};
 use crate::worker::{Outcome, Worker, WorkerStatus};
 use crate::Payload;
@@ -214,7 +215,9 @@ impl Pool {
     /// A member's process ended. If nobody stopped it on purpose, it died on its own:
     /// report it, drop it if idle, and replace it.
     fn worker_exited(&self, status: &Arc<WorkerStatus>, exit: &ExitInfo) {
-        if status.is_retiring() {
+        // Whoever marks the worker retiring first owns its end; if the pool did (to stop
+        // or kill it), this exit was expected.
+        if !status.mark_retiring() {
             return;
         }
         let pid = status.pid();
@@ -253,16 +256,18 @@ impl Pool {
                     return Err(Error::job(pid, message).into());
                 }
                 Ok(Outcome::StopRequested) => self.retire(worker),
-                Err(crate::relay::RelayError::Timeout) => {
+                Err(RelayError::Timeout) => {
                     let error = worker.failure(
                         format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
                         ErrorKind::ExecTtl,
+                        false,
                     );
                     self.discard(worker, &error);
                     return Err(error.into());
                 }
                 Err(relay_error) => {
-                    let error = worker.failure(relay_error, ErrorKind::WorkerError);
+                    let closed = relay_error.peer_closed();
+                    let error = worker.failure(relay_error, ErrorKind::WorkerError, closed);
                     self.discard(worker, &error);
                     return Err(error.into());
                 }
@@ -290,6 +295,12 @@ impl Pool {
                 Phase::Failed(error) => break Err(error.clone().into()),
             }
             if let Some(worker) = workers.idle.pop() {
+                if worker.process().has_exited() {
+                    // Died while idle and its watcher has not told us yet: never send it a task.
+                    workers.members.remove(&worker.pid());
+                    let _ = self.orders.send(Order::Retire(worker));
+                    continue;
+                }
                 workers.busy += 1;
                 break Ok(worker);
             }
@@ -333,6 +344,18 @@ impl Pool {
         }
         worker.status().set_state(WorkerState::Ready);
         let mut workers = self.workers.lock();
+        if worker.process().has_exited() {
+            // It exited right after answering, before it was idle: `worker_exited` did
+            // not find it among the idle ones, so it is retired here. Checked under the
+            // lock that `worker_exited` takes, so one of the two always sees it.
+            drop(workers);
+            if worker.status().mark_retiring() {
+                let pid = worker.pid();
+                self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} exited right after its answer")));
+            }
+            self.retire(worker);
+            return;
+        }
         workers.busy -= 1;
         workers.idle.push(worker);
         drop(workers);

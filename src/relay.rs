@@ -72,6 +72,18 @@ impl fmt::Display for RelayError {
     }
 }
 
+impl RelayError {
+    /// Whether the peer closed its end (EOF, broken pipe, reset): a worker that is
+    /// exiting, rather than one that misbehaves while alive.
+    pub(crate) fn peer_closed(&self) -> bool {
+        match self {
+            RelayError::Closed | RelayError::Truncated { .. } => true,
+            RelayError::Io(e) => matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)),
+            _ => false,
+        }
+    }
+}
+
 impl From<io::Error> for RelayError {
     fn from(e: io::Error) -> RelayError {
         RelayError::Io(e)
@@ -345,11 +357,13 @@ mod tests {
     fn a_lying_size_grows_the_buffer_only_with_what_arrived() {
         use std::io::Write;
         let (mut relay, mut writer) = raw_pipe(1 << 40);
-        writer.write_all(&frame::encode(RAW, 1 << 39)).unwrap();
-        writer.write_all(&[7u8; 100_000]).unwrap();
-        drop(writer);
+        let feeder = std::thread::spawn(move || {
+            writer.write_all(&frame::encode(RAW, 1 << 39)).unwrap();
+            writer.write_all(&[7u8; 100_000]).unwrap();
+        });
         let mut out = Vec::new();
         let err = relay.receive(&mut out).unwrap_err();
+        feeder.join().unwrap();
         assert!(matches!(err, RelayError::Truncated { got: 100_000, .. }), "{err}");
         assert!(out.capacity() <= 2 * 100_000 + READ_BUFFER_LEN, "capacity {}", out.capacity());
     }

@@ -15,6 +15,8 @@ const MAX_LINE_LEN: usize = 8192;
 #[derive(Default)]
 pub(crate) struct StderrCapture {
     tail: VecDeque<u8>,
+    /// Whether older bytes were dropped from `tail`.
+    dropped: bool,
     line: Vec<u8>,
 }
 
@@ -24,6 +26,7 @@ impl StderrCapture {
         let keep = bytes.len().min(TAIL_LEN);
         let overflow = (self.tail.len() + keep).saturating_sub(TAIL_LEN);
         self.tail.drain(..overflow);
+        self.dropped |= overflow > 0 || keep < bytes.len();
         self.tail.extend(&bytes[bytes.len() - keep..]);
 
         let mut lines = Vec::new();
@@ -51,13 +54,20 @@ impl StderrCapture {
         line
     }
 
-    /// The last bytes written, as text, trimmed.
+    /// The last bytes written, as text, trimmed; when older bytes were dropped, it
+    /// starts at a line boundary rather than in the middle of a line.
     pub(crate) fn tail(&self) -> String {
         let (a, b) = self.tail.as_slices();
         let mut bytes = Vec::with_capacity(a.len() + b.len());
         bytes.extend_from_slice(a);
         bytes.extend_from_slice(b);
-        String::from_utf8_lossy(&bytes).trim().to_string()
+        let mut text = &bytes[..];
+        if self.dropped {
+            if let Some(newline) = text.iter().position(|&byte| byte == b'\n') {
+                text = &text[newline + 1..];
+            }
+        }
+        String::from_utf8_lossy(text).trim().to_string()
     }
 }
 
@@ -86,6 +96,7 @@ mod tests {
         assert!(tail.len() <= TAIL_LEN);
         assert!(tail.ends_with("line 9999"));
         assert!(!tail.contains("line 1\n"));
+        assert!(tail.starts_with("line "), "the tail starts at a line boundary: {tail:?}");
     }
 
     #[test]

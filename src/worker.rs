@@ -59,10 +59,6 @@ impl WorkerStatus {
         !self.retiring.swap(true, Ordering::AcqRel)
     }
 
-    pub(crate) fn is_retiring(&self) -> bool {
-        self.retiring.load(Ordering::Acquire)
-    }
-
     /// A snapshot for users.
     pub(crate) fn info(&self) -> WorkerInfo {
         WorkerInfo {
@@ -154,13 +150,18 @@ impl Worker {
 
     /// Kills the worker (if it still runs), waits for its end, and describes what
     /// happened: `what` went wrong, how the process ended, the tail of its stderr.
-    pub(crate) fn failure(&self, what: impl fmt::Display, kind: ErrorKind) -> Error {
+    /// `closed` says the worker closed its relay: it is most likely exiting, so it gets
+    /// a moment to do so and be described by its own exit rather than by our kill.
+    pub(crate) fn failure(&self, what: impl fmt::Display, kind: ErrorKind, closed: bool) -> Error {
         self.status.set_state(WorkerState::Errored);
+        if closed {
+            self.process.wait_exit(STDERR_SETTLE);
+        }
         if !self.process.has_exited() {
             // We are about to kill it: its exit is not a death of its own.
             self.status.mark_retiring();
         }
-        describe_failure(&self.process, what, kind)
+        describe_failure(&self.process, what, kind, false)
     }
 
     /// Stops the worker: the stop command, then SIGTERM, then SIGKILL; waits for the
@@ -193,7 +194,11 @@ impl Worker {
 }
 
 /// Kills `process` if needed, waits for its end, and builds the error of kind `kind`.
-pub(crate) fn describe_failure(process: &Process, what: impl fmt::Display, kind: ErrorKind) -> Error {
+/// `closed`: the process closed its relay, so it gets a moment to exit on its own.
+pub(crate) fn describe_failure(process: &Process, what: impl fmt::Display, kind: ErrorKind, closed: bool) -> Error {
+    if closed {
+        process.wait_exit(STDERR_SETTLE);
+    }
     let was_running = !process.has_exited();
     process.kill_and_settle(STDERR_SETTLE);
     let pid = process.pid();

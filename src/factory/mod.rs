@@ -77,7 +77,7 @@ pub(crate) fn handshake(relay: &mut Relay, deadline: Instant) -> std::result::Re
 /// The spawn error for a handshake that failed with `error`.
 pub(crate) fn handshake_failure(error: &RelayError) -> String {
     match error {
-        RelayError::Closed => "exited or closed its relay before answering the handshake".to_string(),
+        e if e.peer_closed() => "exited or closed its relay before answering the handshake".to_string(),
         RelayError::Timeout => "did not answer the handshake within relay_timeout".to_string(),
         other => format!("failed the handshake: {other}"),
     }

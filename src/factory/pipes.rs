@@ -25,8 +25,11 @@ impl Factory for PipeFactory {
                 &process,
                 format!("answered the handshake with pid {pid}, but the process started is {}", process.pid()),
                 ErrorKind::Spawn,
+                false,
             )),
-            Err(e) => Err(describe_failure(&process, handshake_failure(&e), ErrorKind::Spawn)),
+            Err(e) => {
+                Err(describe_failure(&process, handshake_failure(&e), ErrorKind::Spawn, e.peer_closed()))
+            }
         }
         .inspect_err(|_| process.join_watcher())
     }

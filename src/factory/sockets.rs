@@ -180,11 +180,12 @@ impl Factory for SocketFactory {
                 relay.set_max_frame(limits.max_frame);
                 Ok(Worker::new(process.clone(), relay))
             }
-            Ok(Arrival::Exited) => Err(describe_failure(&process, handshake_failure(&crate::relay::RelayError::Closed), ErrorKind::Spawn)),
+            Ok(Arrival::Exited) => Err(describe_failure(&process, handshake_failure(&crate::relay::RelayError::Closed), ErrorKind::Spawn, true)),
             Err(_) => Err(describe_failure(
                 &process,
                 format!("did not connect to {} within relay_timeout ({} ms)", self.worker_relay, limits.relay_timeout.as_millis()),
                 ErrorKind::Spawn,
+                false,
             )),
         };
         if result.is_err() {

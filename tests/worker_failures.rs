@@ -1,0 +1,126 @@
+//! Workers that fail mid-task: each failure is a clear worker error, the worker is
+//! replaced, and the pool keeps serving.
+
+mod common;
+use common::{exec_pid, pids, relay, started, Events, Relay};
+use roadrunner::{ErrorKind, EventKind, Server};
+use std::time::Duration;
+
+/// Runs `context` (a failing command), checks the error, then checks the pool recovers.
+fn fails_then_recovers(kind: Relay, context: &[u8], expected: &[&str]) {
+    let (relay, _dir) = relay(kind);
+    let server = started(&relay, "echo", 2);
+    let events = Events::listen(&server);
+    let before = pids(&server);
+    let error = server.exec(context, b"payload").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WorkerError, "{error}");
+    let pid = error.pid().expect("the error names the worker");
+    assert!(before.contains(&pid));
+    assert!(error.message().contains(&format!("worker {pid}")), "{error}");
+    for words in expected {
+        assert!(error.message().contains(words), "expected {words:?} in: {error}");
+    }
+    events.wait_for("worker error", |e| e.kind == EventKind::WorkerError && e.pid == Some(pid));
+    assert!(
+        common::wait_until(10, || { let now = pids(&server); now.len() == 2 && !now.contains(&pid) }),
+        "the failed worker must be replaced: {:?}",
+        pids(&server)
+    );
+    for i in 0..20 {
+        let body = format!("after {i}");
+        assert_eq!(server.exec(b"", body.as_bytes()).unwrap().body(), body.as_bytes());
+    }
+}
+
+fn crash_mid_task(kind: Relay) {
+    fails_then_recovers(kind, b"!crash", &["exited with status 3", "crash requested"]);
+}
+
+fn stray_stdout_mid_task(kind: Relay) {
+    fails_then_recovers(kind, b"!stdout", &["not a frame", "junk junk", "was killed by the pool"]);
+}
+
+fn huge_declared_frame(kind: Relay) {
+    fails_then_recovers(kind, b"!huge", &["1099511627776 bytes", "max_frame_bytes"]);
+}
+
+fn truncated_frame(kind: Relay) {
+    fails_then_recovers(kind, b"!truncate", &["middle of a frame", "10 of 100 bytes"]);
+}
+
+fn first_frame_without_control(kind: Relay) {
+    fails_then_recovers(kind, b"!nocontrol", &["lacks the CONTROL flag"]);
+}
+
+on_every_relay!(crash_mid_task, stray_stdout_mid_task, huge_declared_frame, truncated_frame, first_frame_without_control);
+
+fn frame_limit_is_configurable(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let mut config = common::config(&relay, "echo", 1);
+    config.max_frame_bytes = 1000;
+    let server = Server::new(config).unwrap();
+    server.start().unwrap();
+    assert_eq!(server.exec(b"", &[5u8; 1000]).unwrap().body().len(), 1000);
+    let error = server.exec(b"", &[5u8; 1001]).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WorkerError);
+    assert!(error.message().contains("1001 bytes, above the limit of 1000"), "{error}");
+    assert!(common::wait_until(10, || pids(&server).len() == 1));
+    assert_eq!(server.exec(b"", b"ok").unwrap().body(), b"ok");
+}
+
+fn idle_worker_death_is_noticed_at_once(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started(&relay, "echo", 3);
+    let events = Events::listen(&server);
+    let victim = pids(&server)[1];
+    // SAFETY: the pid belongs to our own live child (listed as a member).
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    // No task is run: the watcher alone must notice and the pool replace it.
+    let dead = events.wait_for("worker dead", |e| e.kind == EventKind::WorkerDead && e.pid == Some(victim));
+    assert!(dead.message.unwrap().contains("signal 9"));
+    assert!(common::wait_until(10, || { let now = pids(&server); now.len() == 3 && !now.contains(&victim) }));
+    for _ in 0..10 {
+        assert_ne!(exec_pid(&server), victim);
+    }
+}
+
+fn worker_that_exits_after_answering_is_replaced(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started(&relay, "echo", 1);
+    let events = Events::listen(&server);
+    let first = pids(&server)[0];
+    assert_eq!(server.exec(b"!exit", b"bye").unwrap().body(), b"bye");
+    events.wait_for("worker dead", |e| e.kind == EventKind::WorkerDead && e.pid == Some(first));
+    assert_ne!(exec_pid(&server), first);
+}
+
+on_every_relay!(frame_limit_is_configurable, idle_worker_death_is_noticed_at_once, worker_that_exits_after_answering_is_replaced);
+
+#[test]
+fn exec_ttl_kills_a_task_that_runs_too_long() {
+    common::isolated(|| {
+        let mut config = common::config("pipes", "echo", 1);
+        config.exec_ttl = Duration::from_millis(200);
+        let server = Server::new(config).unwrap();
+        server.start().unwrap();
+        let started_at = std::time::Instant::now();
+        let error = server.exec(b"!hang", b"").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ExecTtl);
+        assert!(started_at.elapsed() < Duration::from_secs(5));
+        assert!(error.message().contains("exec_ttl (200 ms)"), "{error}");
+        assert_eq!(server.exec(b"", b"fine").unwrap().body(), b"fine");
+    });
+}
+
+#[test]
+fn stderr_lines_become_events() {
+    common::isolated(|| {
+        let server = started("pipes", "echo", 1);
+        let events = Events::listen(&server);
+        let pid = pids(&server)[0];
+        server.exec(b"!stderr:hello from the worker", b"").unwrap();
+        let line = events.wait_for("stderr line", |e| e.kind == EventKind::WorkerStderr);
+        assert_eq!(line.pid, Some(pid));
+        assert_eq!(line.message.as_deref(), Some("hello from the worker"));
+    });
+}
