@@ -1,0 +1,336 @@
+//! `rr_config`: the settings a server is built from, filled in by C before
+//! `rr_server_new` or `rr_server_reconfigure` copies them.
+//!
+//! The setters only store values; every check of their meaning is
+//! [`crate::Config::validate`]'s, run when a server is built or reconfigured, so that the
+//! rules live in one place and C, Go, Python and Rust users get the same messages.
+
+use super::error::rr_error;
+use super::handle::{self, Castable};
+use super::input;
+use super::status::rr_status;
+use crate::Config;
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The settings of a server and its pool. Plain data: nothing starts until a server is
+/// made from it, and `rr_server_new`/`rr_server_reconfigure` copy it, so it may be
+/// changed or freed right after.
+///
+/// Defaults: as many workers as CPUs, max_jobs 0 (unlimited), allocate, destroy and
+/// relay timeouts 60 000 ms, supervision off (exec_ttl, ttl, idle_ttl, max_memory 0),
+/// max_queue 0 (unlimited), max_frame_bytes 1 GiB, no extra environment, the host's
+/// working directory.
+///
+/// Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
+/// `rr_server_new` on the same config must not run at once).
+///
+/// Methods: `rr_config_new`, `rr_config_set_num_workers`, `rr_config_set_max_jobs`,
+/// `rr_config_set_allocate_timeout_ms`, `rr_config_set_destroy_timeout_ms`,
+/// `rr_config_set_relay_timeout_ms`, `rr_config_set_env`, `rr_config_set_dir`,
+/// `rr_config_set_exec_ttl_ms`, `rr_config_set_ttl_ms`, `rr_config_set_idle_ttl_ms`,
+/// `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
+/// `rr_config_set_max_frame_bytes`, `rr_config_free`.
+pub struct rr_config {
+    _private: [u8; 0],
+}
+
+impl Castable for rr_config {
+    type Rust = Config;
+}
+
+/// Makes a configuration with the defaults, for workers started with `command` (the
+/// program and its arguments, quoted as in a shell: `"php worker.php"`) that talk over
+/// `relay`: `"pipes"` (stdin/stdout), `"tcp://host:port"` or `"unix://path"`. NULL
+/// `relay` means `"pipes"`. Both strings are copied. Neither is checked here beyond
+/// UTF-8: `rr_server_new` reports a bad command or relay as `RR_STATUS_CONFIG`.
+///
+/// On success `*out` receives a new config that the caller owns and releases with
+/// `rr_config_free`.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `command` or `out` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` when a string is not valid UTF-8. Does not block.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_config_new(
+    command: *const c_char,
+    relay: *const c_char,
+    out: *mut *mut rr_config,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        check_out!(out, "out");
+        // SAFETY: the header requires NUL-terminated strings (relay may be NULL).
+        let command = unsafe { input::required_str(command, "command") }?;
+        let relay = unsafe { input::optional_str(relay, "relay") }?.unwrap_or("pipes");
+        let config = Config::new(command, relay);
+        // SAFETY: checked non-NULL above; the header requires it writable.
+        unsafe { handle::write_out(out, handle::into_raw(config)) };
+        Ok(())
+    })
+}
+
+/// Applies `change` to the config behind `c`; a NULL `c` does nothing (setters that
+/// cannot fail have no status to report it with).
+///
+/// # Safety
+/// `c` is NULL or a live config used by this thread only.
+unsafe fn set(c: *mut rr_config, change: impl FnOnce(&mut Config)) {
+    ffi_boundary!({ change(mut_or_return!(c)) })
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Sets the number of worker processes (must be > 0; checked by `rr_server_new`).
+/// NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_num_workers(c: *mut rr_config, n: u64) {
+    // SAFETY (all setters): the header requires NULL or a config used by one thread at a time.
+    unsafe { set(c, |config| config.num_workers = n) }
+}
+
+/// Sets the number of tasks after which a worker is replaced; 0 = unlimited, 1 = a fresh
+/// process per task. NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_max_jobs(c: *mut rr_config, n: u64) {
+    unsafe { set(c, |config| config.max_jobs = n) }
+}
+
+/// Sets how long `rr_exec` waits for a free worker before it fails with
+/// `RR_STATUS_TIMEOUT`, in milliseconds (must be > 0). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_allocate_timeout_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.allocate_timeout = millis(ms)) }
+}
+
+/// Sets how long a stopping worker may take to exit before it is killed, in
+/// milliseconds (must be > 0). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_destroy_timeout_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.destroy_timeout = millis(ms)) }
+}
+
+/// Sets how long a new worker may take to connect (socket relays) and answer the
+/// handshake, in milliseconds (must be > 0). Cannot change on reconfigure. NULL `c` does
+/// nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_relay_timeout_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.relay_timeout = millis(ms)) }
+}
+
+/// Adds the environment variable `key=value` for the workers, on top of the host's own
+/// environment; setting a key again replaces its value. Both strings are copied. The
+/// key is checked by `rr_server_new` (not empty, no `=`, not `RR_RELAY`).
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c`, `key` or `value` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` when a string is not valid UTF-8 (the config is then
+/// unchanged).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_config_set_env(
+    c: *mut rr_config,
+    key: *const c_char,
+    value: *const c_char,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_mut!(c, "c");
+        // SAFETY: the header requires NUL-terminated strings.
+        let key = unsafe { input::required_str(key, "key") }?;
+        let value = unsafe { input::required_str(value, "value") }?;
+        match config.env.iter_mut().find(|(existing, _)| existing == key) {
+            Some((_, old)) => *old = value.to_string(),
+            None => config.env.push((key.to_string(), value.to_string())),
+        }
+        Ok(())
+    })
+}
+
+/// Sets the working directory of the workers (copied); NULL `dir` goes back to the
+/// default, the host's working directory. `rr_server_new` checks that it is a directory.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` when `dir` is not valid UTF-8 (the config is then
+/// unchanged).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_config_set_dir(c: *mut rr_config, dir: *const c_char, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_mut!(c, "c");
+        // SAFETY: the header requires NULL or a NUL-terminated string.
+        let dir = unsafe { input::optional_str(dir, "dir") }?;
+        config.dir = dir.map(PathBuf::from);
+        Ok(())
+    })
+}
+
+/// Sets the longest a task may run, in milliseconds: a worker still busy after that is
+/// killed and its caller gets `RR_STATUS_EXEC_TTL`. 0 = off (the default). NULL `c` does
+/// nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_exec_ttl_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.exec_ttl = millis(ms)) }
+}
+
+/// Sets the longest a worker may live, in milliseconds: an older worker is retired
+/// between tasks (never during one). 0 = off (the default). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_ttl_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.ttl = millis(ms)) }
+}
+
+/// Sets the longest a worker may wait for a task, in milliseconds: a worker idle longer
+/// is retired. 0 = off (the default). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_idle_ttl_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.idle_ttl = millis(ms)) }
+}
+
+/// Sets the largest resident memory (RSS) of a worker, in bytes: a worker above it is
+/// retired between tasks. 0 = off (the default). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_max_memory_bytes(c: *mut rr_config, n: u64) {
+    unsafe { set(c, |config| config.max_memory = n) }
+}
+
+/// Sets how many callers may wait for a free worker at once; one more fails at once with
+/// `RR_STATUS_QUEUE_FULL`. 0 = unlimited (the default). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_max_queue(c: *mut rr_config, n: u64) {
+    unsafe { set(c, |config| config.max_queue = n) }
+}
+
+/// Sets the largest frame accepted from a worker, in bytes (must be > 0; default 1 GiB).
+/// A worker that declares a larger frame fails with `RR_STATUS_WORKER_ERROR`. NULL `c`
+/// does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_max_frame_bytes(c: *mut rr_config, n: u64) {
+    unsafe { set(c, |config| config.max_frame_bytes = n) }
+}
+
+/// Releases `c`. Servers made from it are not affected (they hold copies). Calling with
+/// NULL is fine. Must not be called twice.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_free(c: *mut rr_config) {
+    ffi_boundary!({
+        // SAFETY: the header requires NULL or a config not freed before.
+        unsafe { handle::free(c) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::test_support::{assert_null_argument, call, sentinel};
+
+    fn new_config(command: &std::ffi::CStr) -> *mut rr_config {
+        let mut c = std::ptr::null_mut();
+        let (status, message) = call(|err| unsafe { rr_config_new(command.as_ptr(), std::ptr::null(), &mut c, err) });
+        assert_eq!(status, rr_status::Ok, "{message:?}");
+        c
+    }
+
+    fn read(c: *mut rr_config) -> Config {
+        unsafe { handle::as_ref(c) }.unwrap().clone()
+    }
+
+    #[test]
+    fn a_new_config_has_the_defaults_and_null_relay_means_pipes() {
+        let c = new_config(c"php worker.php");
+        assert_eq!(read(c), Config::new("php worker.php", "pipes"));
+        unsafe { rr_config_free(c) };
+    }
+
+    #[test]
+    fn null_arguments_leave_the_out_parameter_untouched() {
+        let mut c = sentinel();
+        assert_null_argument(|err| unsafe { rr_config_new(std::ptr::null(), c"pipes".as_ptr(), &mut c, err) }, "command");
+        assert_eq!(c, sentinel());
+        assert_null_argument(|err| unsafe { rr_config_new(c"w".as_ptr(), std::ptr::null(), std::ptr::null_mut(), err) }, "out");
+    }
+
+    #[test]
+    fn strings_that_are_not_utf8_are_invalid_arguments() {
+        let mut c = sentinel();
+        let (status, _) = call(|err| unsafe { rr_config_new(c"w".as_ptr(), c"pi\xffpes".as_ptr(), &mut c, err) });
+        assert_eq!(status, rr_status::InvalidArgument);
+        assert_eq!(c, sentinel());
+
+        let c = new_config(c"w");
+        let (status, _) = call(|err| unsafe { rr_config_set_env(c, c"K".as_ptr(), c"\xff".as_ptr(), err) });
+        assert_eq!(status, rr_status::InvalidArgument);
+        let (status, _) = call(|err| unsafe { rr_config_set_dir(c, c"/tmp/\xff".as_ptr(), err) });
+        assert_eq!(status, rr_status::InvalidArgument);
+        assert_eq!(read(c), Config::new("w", "pipes"), "a failed setter changes nothing");
+        unsafe { rr_config_free(c) };
+    }
+
+    #[test]
+    fn setters_store_their_values() {
+        let c = new_config(c"w");
+        unsafe {
+            rr_config_set_num_workers(c, 3);
+            rr_config_set_max_jobs(c, 7);
+            rr_config_set_allocate_timeout_ms(c, 1500);
+            rr_config_set_destroy_timeout_ms(c, 2500);
+            rr_config_set_relay_timeout_ms(c, 3500);
+            rr_config_set_exec_ttl_ms(c, 10);
+            rr_config_set_ttl_ms(c, 20);
+            rr_config_set_idle_ttl_ms(c, 30);
+            rr_config_set_max_memory_bytes(c, 1 << 20);
+            rr_config_set_max_queue(c, 9);
+            rr_config_set_max_frame_bytes(c, 4096);
+        }
+        assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"A".as_ptr(), c"1".as_ptr(), err) }).0, rr_status::Ok);
+        assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"B".as_ptr(), c"2".as_ptr(), err) }).0, rr_status::Ok);
+        assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"A".as_ptr(), c"3".as_ptr(), err) }).0, rr_status::Ok);
+        assert_eq!(call(|err| unsafe { rr_config_set_dir(c, c"/tmp".as_ptr(), err) }).0, rr_status::Ok);
+
+        let config = read(c);
+        assert_eq!(config.num_workers, 3);
+        assert_eq!(config.max_jobs, 7);
+        assert_eq!(config.allocate_timeout, Duration::from_millis(1500));
+        assert_eq!(config.destroy_timeout, Duration::from_millis(2500));
+        assert_eq!(config.relay_timeout, Duration::from_millis(3500));
+        assert_eq!(config.exec_ttl, Duration::from_millis(10));
+        assert_eq!(config.ttl, Duration::from_millis(20));
+        assert_eq!(config.idle_ttl, Duration::from_millis(30));
+        assert_eq!(config.max_memory, 1 << 20);
+        assert_eq!(config.max_queue, 9);
+        assert_eq!(config.max_frame_bytes, 4096);
+        assert_eq!(config.env, vec![("A".to_string(), "3".to_string()), ("B".to_string(), "2".to_string())]);
+        assert_eq!(config.dir, Some(PathBuf::from("/tmp")));
+
+        assert_eq!(call(|err| unsafe { rr_config_set_dir(c, std::ptr::null(), err) }).0, rr_status::Ok);
+        assert_eq!(read(c).dir, None, "NULL dir goes back to the default");
+        unsafe { rr_config_free(c) };
+    }
+
+    #[test]
+    fn setters_on_null_do_nothing() {
+        let null = std::ptr::null_mut();
+        unsafe {
+            rr_config_set_num_workers(null, 3);
+            rr_config_set_max_jobs(null, 3);
+            rr_config_set_allocate_timeout_ms(null, 3);
+            rr_config_set_destroy_timeout_ms(null, 3);
+            rr_config_set_relay_timeout_ms(null, 3);
+            rr_config_set_exec_ttl_ms(null, 3);
+            rr_config_set_ttl_ms(null, 3);
+            rr_config_set_idle_ttl_ms(null, 3);
+            rr_config_set_max_memory_bytes(null, 3);
+            rr_config_set_max_queue(null, 3);
+            rr_config_set_max_frame_bytes(null, 3);
+            rr_config_free(null);
+        }
+        assert_null_argument(|err| unsafe { rr_config_set_env(null, c"A".as_ptr(), c"1".as_ptr(), err) }, "c");
+        assert_null_argument(|err| unsafe { rr_config_set_dir(null, c"/".as_ptr(), err) }, "c");
+        let c = new_config(c"w");
+        assert_null_argument(|err| unsafe { rr_config_set_env(c, std::ptr::null(), c"1".as_ptr(), err) }, "key");
+        assert_null_argument(|err| unsafe { rr_config_set_env(c, c"A".as_ptr(), std::ptr::null(), err) }, "value");
+        unsafe { rr_config_free(c) };
+    }
+}

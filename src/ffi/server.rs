@@ -1,0 +1,316 @@
+//! `rr_server`: the handle of a [`Server`], and the calls that run tasks on it.
+//!
+//! The handle is a `Box` owned by the C caller, not an `Arc`: `rr_server_free` must be
+//! the end of the server's life (after it returns no callback runs), so it cannot hand
+//! the last reference to whichever `rr_exec` happens to finish last. Instead every call
+//! holds a `CallGuard` and `rr_server_free` waits for them (see `call_gate.rs`).
+
+use super::call_gate::CallGate;
+use super::config::rr_config;
+use super::error::rr_error;
+use super::handle::{self, null_argument, Castable};
+use super::input;
+use super::payload::{self, rr_payload};
+use super::status::rr_status;
+use crate::{Error, Result, Server};
+
+/// A server: a pool of worker processes (and the relay listener they connect to, for
+/// socket relays) that runs tasks given by `rr_exec`.
+///
+/// Thread-safety: every function may be called from any thread, and concurrently with
+/// the others (any number of threads may be in `rr_exec` at once), with two exceptions:
+/// `rr_server_free` must be called once, and no call on the server may *start* after
+/// `rr_server_free` has begun (calls already in progress are waited for); an event
+/// callback must not call `rr_server_free`, `rr_server_stop` or `rr_server_listen` on
+/// its own server.
+///
+/// Lifetime: made by `rr_server_new`, released by `rr_server_free`, which stops the
+/// workers and joins the library's threads. Payloads, errors and worker lists it
+/// returned stay valid after it is freed.
+///
+/// Methods: `rr_server_new`, `rr_server_start`, `rr_server_stop`, `rr_server_reconfigure`,
+/// `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`, `rr_server_free`.
+pub struct rr_server {
+    _private: [u8; 0],
+}
+
+/// What an `rr_server` pointer points to: the server and the count of calls in flight.
+pub(crate) struct ServerHandle {
+    server: Server,
+    calls: CallGate,
+}
+
+impl Castable for rr_server {
+    type Rust = ServerHandle;
+}
+
+/// Runs `call` on the server behind `s` as a call in flight, which `rr_server_free`
+/// waits for. NULL `s` is `RR_STATUS_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `s` is NULL or a live server on which `rr_server_free` has not returned.
+pub(crate) unsafe fn with_server<T>(s: *const rr_server, call: impl FnOnce(&Server) -> Result<T>) -> Result<T> {
+    // SAFETY: guaranteed by the caller.
+    let handle = unsafe { handle::as_ref(s) }.ok_or_else(|| null_argument("s"))?;
+    let _in_flight = handle
+        .calls
+        .enter()
+        .ok_or_else(|| Error::state("the server is being freed (rr_server_free was called)"))?;
+    call(&handle.server)
+}
+
+/// Makes a server from a copy of `cfg` (which may be freed right after). The server is
+/// not started: no process runs until `rr_server_start`.
+///
+/// On success `*out` receives a new server that the caller owns and releases with
+/// `rr_server_free`.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `cfg` or `out` is NULL;
+/// `RR_STATUS_CONFIG` when a setting is invalid (the message names it). Does not block.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_new(cfg: *const rr_config, out: *mut *mut rr_server, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_ref!(cfg, "cfg");
+        check_out!(out, "out");
+        let server = Server::new(config.clone())?;
+        let handle = ServerHandle { server, calls: CallGate::default() };
+        // SAFETY: checked non-NULL above; the header requires it writable.
+        unsafe { handle::write_out(out, handle::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Starts the server: opens the relay listener (socket relays) and starts
+/// `num_workers` workers. Blocks until every worker has answered the handshake (each may
+/// take up to relay_timeout). If any worker fails, nothing is left running and the
+/// message holds that worker's stderr.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
+/// when it is already started; `RR_STATUS_SPAWN` when a worker could not be started or
+/// did not connect and answer in time; or the status of another failure (e.g. the relay
+/// address cannot be listened on), with a message saying what happened.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_start(s: *mut rr_server, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        // SAFETY: the header requires NULL or a live server.
+        unsafe { with_server(s, |server| server.start()) }
+    })
+}
+
+/// Stops the server: callers waiting for a worker fail with `RR_STATUS_STATE`, running
+/// tasks finish, then every worker is asked to stop (and killed after destroy_timeout)
+/// and the relay listener is closed. Blocks until all of that is done. The server may be
+/// started again. Event callbacks keep their registration.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
+/// when it is not started. Must not be called from an event callback of this server.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_stop(s: *mut rr_server, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        // SAFETY: the header requires NULL or a live server.
+        unsafe { with_server(s, |server| server.stop()) }
+    })
+}
+
+/// Replaces the pool with one built from a copy of `cfg` (which may be freed right
+/// after): the new workers are started first, then swapped in, and the old pool is
+/// retired in the background; tasks already running on it finish normally. The command
+/// and pool settings may change; the relay and relay_timeout may not. Events come from
+/// the new pool from then on. Blocks until the new pool is running.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `cfg` is NULL;
+/// `RR_STATUS_CONFIG` when a setting is invalid or the relay changed; `RR_STATUS_STATE`
+/// when the server is not started; `RR_STATUS_SPAWN` when the new workers could not be
+/// started (the old pool then keeps running).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_reconfigure(s: *mut rr_server, cfg: *const rr_config, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_ref!(cfg, "cfg");
+        // SAFETY: the header requires NULL or a live server.
+        unsafe { with_server(s, |server| server.reconfigure(config.clone())) }
+    })
+}
+
+/// Replaces every worker: `rr_server_reconfigure` with the server's current
+/// configuration. Blocks until the new pool is running.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
+/// when the server is not started; `RR_STATUS_SPAWN` when the new workers could not be
+/// started (the old pool then keeps running).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_reset(s: *mut rr_server, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        // SAFETY: the header requires NULL or a live server.
+        unsafe { with_server(s, |server| server.reset()) }
+    })
+}
+
+/// Releases `s`, the end of the server's life. If it is running it is stopped as by
+/// `rr_server_stop` (callers waiting for a worker fail with `RR_STATUS_STATE`, running
+/// tasks finish). Then it waits until every call on `s` that is in progress on another
+/// thread (e.g. `rr_exec`) has returned, stops the event thread, and runs the listener's
+/// `userdata_free`. Blocks until all of that is done; after it returns, no callback runs
+/// and no thread of the server is left.
+///
+/// Calling with NULL is fine. Must not be called twice, nor from an event callback of
+/// this server. A call on `s` that *starts* after `rr_server_free` has begun is undefined
+/// behaviour (make sure, with your own synchronization, that other threads have entered
+/// their calls before you free the server, and start no new ones).
+#[no_mangle]
+pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
+    ffi_boundary!({
+        // A shared borrow, not `&mut`: other threads may still be inside calls on `s`.
+        let handle = ref_or_return!(s as *const rr_server);
+        handle.calls.close();
+        // Stopping first wakes callers waiting for a worker, so the wait below is only as
+        // long as the running tasks. A server that is not running refuses; that is fine.
+        let _ = handle.server.stop();
+        handle.calls.wait_until_idle();
+        // Dropping the server joins its threads and drops the listener, which runs
+        // `userdata_free`.
+        // SAFETY: no call is in flight and none may start (header contract).
+        unsafe { handle::free(s) }
+    })
+}
+
+/// Runs one task: sends `context` and `body` to a free worker and returns its answer.
+/// Both buffers are borrowed for the call only (`context` may be NULL when
+/// `context_len` is 0, `body` when `body_len` is 0).
+///
+/// Blocks the calling thread until the answer, an error or a timeout: it waits up to
+/// allocate_timeout for a free worker, then for the worker's answer (up to exec_ttl when
+/// set). Any number of threads may call it at once. The calling thread writes to the
+/// worker's pipe itself, so SIGPIPE is blocked in that thread (once, on its first call;
+/// the process's disposition is not changed): a worker that died makes the write fail
+/// instead of killing the host.
+///
+/// On success `*out` receives the answer, which the caller owns and releases with
+/// `rr_payload_free`.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_JOB_ERROR` when the worker answered with an error
+/// (`rr_error_data` holds its message bytes; the worker stays in the pool);
+/// `RR_STATUS_WORKER_ERROR` when the worker failed (it is replaced; the message holds its
+/// pid and stderr); `RR_STATUS_TIMEOUT` when no worker was free within allocate_timeout;
+/// `RR_STATUS_QUEUE_FULL` when max_queue callers were already waiting;
+/// `RR_STATUS_EXEC_TTL` when the task ran past exec_ttl and its worker was killed;
+/// `RR_STATUS_STATE` when the server is not started, or was stopped while waiting;
+/// `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL, or a buffer is NULL with a
+/// non-zero length.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_exec(
+    s: *mut rr_server,
+    context: *const u8,
+    context_len: usize,
+    body: *const u8,
+    body_len: usize,
+    out: *mut *mut rr_payload,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        check_out!(out, "out");
+        // SAFETY: the header requires `len` readable bytes at each non-NULL buffer.
+        let context = unsafe { input::bytes(context, context_len, "context") }?;
+        let body = unsafe { input::bytes(body, body_len, "body") }?;
+        // SAFETY: the header requires NULL or a live server.
+        let answer = unsafe { with_server(s, |server| server.exec(context, body)) }?;
+        // SAFETY: checked non-NULL above; the header requires it writable.
+        unsafe { handle::write_out(out, payload::into_raw(answer)) };
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ffi::config::{rr_config_free, rr_config_new, rr_config_set_num_workers};
+    use crate::ffi::test_support::{assert_null_argument, call, sentinel};
+
+    /// A config for `true` over pipes: valid, and never started by these tests.
+    pub(crate) fn config() -> *mut rr_config {
+        let mut c = std::ptr::null_mut();
+        assert_eq!(call(|err| unsafe { rr_config_new(c"true".as_ptr(), c"pipes".as_ptr(), &mut c, err) }).0, rr_status::Ok);
+        unsafe { rr_config_set_num_workers(c, 1) };
+        c
+    }
+
+    /// A server that is not started.
+    pub(crate) fn server() -> *mut rr_server {
+        let c = config();
+        let mut s = std::ptr::null_mut();
+        let (status, message) = call(|err| unsafe { rr_server_new(c, &mut s, err) });
+        assert_eq!(status, rr_status::Ok, "{message:?}");
+        unsafe { rr_config_free(c) };
+        s
+    }
+
+    #[test]
+    fn new_checks_its_arguments_and_the_config() {
+        let c = config();
+        let mut s = sentinel();
+        assert_null_argument(|err| unsafe { rr_server_new(std::ptr::null(), &mut s, err) }, "cfg");
+        assert_null_argument(|err| unsafe { rr_server_new(c, std::ptr::null_mut(), err) }, "out");
+        unsafe { rr_config_set_num_workers(c, 0) };
+        let (status, message) = call(|err| unsafe { rr_server_new(c, &mut s, err) });
+        assert_eq!(status, rr_status::Config);
+        assert!(message.unwrap().contains("num_workers"));
+        assert_eq!(s, sentinel(), "out-parameters are written only on success");
+        unsafe { rr_config_free(c) };
+    }
+
+    #[test]
+    fn every_call_checks_the_server_pointer() {
+        let null = std::ptr::null_mut();
+        let c = config();
+        let mut payload = sentinel();
+        assert_null_argument(|err| unsafe { rr_server_start(null, err) }, "s");
+        assert_null_argument(|err| unsafe { rr_server_stop(null, err) }, "s");
+        assert_null_argument(|err| unsafe { rr_server_reset(null, err) }, "s");
+        assert_null_argument(|err| unsafe { rr_server_reconfigure(null, c, err) }, "s");
+        assert_null_argument(|err| unsafe { rr_exec(null, std::ptr::null(), 0, std::ptr::null(), 0, &mut payload, err) }, "s");
+        assert_eq!(payload, sentinel());
+        unsafe { rr_server_free(null) };
+        unsafe { rr_config_free(c) };
+    }
+
+    #[test]
+    fn exec_checks_its_buffers_and_out_parameter() {
+        let s = server();
+        let mut payload = sentinel();
+        assert_null_argument(|err| unsafe { rr_exec(s, std::ptr::null(), 0, std::ptr::null(), 0, std::ptr::null_mut(), err) }, "out");
+        assert_null_argument(|err| unsafe { rr_exec(s, std::ptr::null(), 2, b"x".as_ptr(), 1, &mut payload, err) }, "context");
+        assert_null_argument(|err| unsafe { rr_exec(s, b"x".as_ptr(), 1, std::ptr::null(), 2, &mut payload, err) }, "body");
+        assert_null_argument(|err| unsafe { rr_server_reconfigure(s, std::ptr::null(), err) }, "cfg");
+        assert_eq!(payload, sentinel());
+        unsafe { rr_server_free(s) };
+    }
+
+    #[test]
+    fn exec_on_a_server_that_is_not_started_is_a_state_error() {
+        let s = server();
+        let mut payload = sentinel();
+        let (status, _) = call(|err| unsafe { rr_exec(s, std::ptr::null(), 0, std::ptr::null(), 0, &mut payload, err) });
+        assert_eq!(status, rr_status::State);
+        assert_eq!(payload, sentinel());
+        unsafe { rr_server_free(s) };
+    }
+
+    #[test]
+    fn a_call_after_free_began_is_refused_not_run() {
+        // Undefined for C callers; checked here on the gate itself, which is what makes
+        // the common case (a call racing with free) fail cleanly instead of using a
+        // dropped server.
+        let s = server();
+        let handle = unsafe { handle::as_ref(s as *const rr_server) }.unwrap();
+        handle.calls.close();
+        let (status, message) = call(|err| unsafe { rr_server_reset(s, err) });
+        assert_eq!(status, rr_status::State);
+        assert!(message.unwrap().contains("rr_server_free"));
+        unsafe { rr_server_free(s) };
+    }
+}

@@ -1,0 +1,3 @@
+module roadrunner.test/cgo
+
+go 1.19
