@@ -12,6 +12,9 @@ use std::time::Duration;
 /// Largest frame accepted from a worker by default: 1 GiB.
 pub const DEFAULT_MAX_FRAME_BYTES: u64 = 1 << 30;
 
+/// Default spread of `max_jobs` and `ttl` between workers, in percent.
+pub const DEFAULT_JITTER_PERCENT: u64 = 10;
+
 /// How a server reaches its workers, as written in the `relay` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayAddress {
@@ -93,6 +96,12 @@ pub struct Config {
     pub max_queue: u64,
     /// Largest frame accepted from a worker, in bytes (> 0).
     pub max_frame_bytes: u64,
+    /// Spread of `max_jobs` and `ttl`, in percent (0..=100): each worker gets its own
+    /// limit, up to this much below the setting, so a pool does not restart all at once.
+    pub jitter_percent: u64,
+    /// Allow a TCP relay on an address that is not loopback. Workers' relays carry
+    /// no authentication, so this is off unless asked for.
+    pub tcp_allow_remote: bool,
 }
 
 impl Config {
@@ -115,6 +124,8 @@ impl Config {
             max_memory: 0,
             max_queue: 0,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            jitter_percent: DEFAULT_JITTER_PERCENT,
+            tcp_allow_remote: false,
         }
     }
 
@@ -144,6 +155,17 @@ impl Config {
         if self.max_frame_bytes == 0 {
             return Err(Error::config("max_frame_bytes", "must be greater than 0"));
         }
+        if self.jitter_percent > 100 {
+            return Err(Error::config("jitter_percent", format!("{} is above 100", self.jitter_percent)));
+        }
+        if let RelayAddress::Tcp(address) = &relay {
+            if !self.tcp_allow_remote && !is_loopback(address) {
+                return Err(Error::config(
+                    "relay",
+                    format!("tcp://{address} is not a loopback address; workers' relays are not authenticated, so listening beyond this machine needs tcp_allow_remote"),
+                ));
+            }
+        }
         for (key, value) in &self.env {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(Error::config("env", format!("{key:?} is not a valid variable name")));
@@ -161,6 +183,18 @@ impl Config {
             }
         }
         Ok(ValidConfig { config: self.clone(), argv, relay })
+    }
+}
+
+/// Whether every address `host:port` resolves to is a loopback address.
+fn is_loopback(address: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match address.to_socket_addrs() {
+        Ok(addresses) => {
+            let addresses: Vec<_> = addresses.collect();
+            !addresses.is_empty() && addresses.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
     }
 }
 

@@ -39,6 +39,18 @@ pub enum EventKind {
     PoolDestruct = 204,
     /// A line a worker wrote to its stderr.
     WorkerStderr = 300,
+    /// A task ran past `exec_ttl`; its worker was killed.
+    WorkerExecTtl = 301,
+    /// A worker lived past its `ttl` and was retired between tasks.
+    WorkerTtl = 302,
+    /// A worker was idle past `idle_ttl` and was retired.
+    WorkerIdleTtl = 303,
+    /// A worker's RSS was above `max_memory`; it was retired between tasks.
+    WorkerMaxMemory = 304,
+    /// A worker reached its `max_jobs` and was retired.
+    WorkerMaxJobs = 305,
+    /// A caller was refused because `max_queue` callers were already waiting.
+    QueueFull = 306,
 }
 
 impl EventKind {

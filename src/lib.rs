@@ -14,19 +14,22 @@ pub mod worker_side;
 
 mod factory;
 mod frame;
+mod limits;
 mod pool;
 mod process;
 mod relay;
 mod stderr;
+pub mod stats;
 mod sys;
 mod worker;
 
 pub mod ffi;
 
-pub use config::{Config, RelayAddress, ValidConfig, DEFAULT_MAX_FRAME_BYTES};
+pub use config::{Config, RelayAddress, ValidConfig, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventKind, Listener};
 pub use payload::Payload;
 pub use server::Server;
 pub use state::{WorkerInfo, WorkerState};
+pub use stats::PoolStats;
 pub use worker_side::WorkerSide;

@@ -12,7 +12,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventBus, EventKind};
 use crate::factory::{Factory, SpawnLimits};
 use crate::process::{CommandSpec, ExitInfo, Process};
+use crate::limits::{RetireReason, WorkerLimits};
 use crate::relay::RelayError;
+use crate::stats::{Counters, PoolStats};
+use crate::sys;
 use crate::state::{WorkerInfo, WorkerState};
 use crate::worker::{Outcome, Worker, WorkerStatus};
 use crate::Payload;
@@ -97,11 +100,18 @@ pub(crate) struct Pool {
     orders: Sender<Order>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
     on_failure: FailureHook,
+    counters: Arc<Counters>,
 }
 
 impl Pool {
     /// Starts `num_workers` workers at once; if any fails, stops the others and fails.
-    pub(crate) fn start(config: ValidConfig, factory: Arc<dyn Factory>, events: EventBus, on_failure: FailureHook) -> Result<Arc<Pool>> {
+    pub(crate) fn start(
+        config: ValidConfig,
+        factory: Arc<dyn Factory>,
+        events: EventBus,
+        counters: Arc<Counters>,
+        on_failure: FailureHook,
+    ) -> Result<Arc<Pool>> {
         let spec = CommandSpec {
             argv: config.argv.clone(),
             env: config.config.env.clone(),
@@ -125,6 +135,7 @@ impl Pool {
             orders,
             supervisor: Mutex::new(None),
             on_failure,
+            counters,
             config,
         });
 
@@ -190,7 +201,8 @@ impl Pool {
     }
 
     /// Makes a started worker a member and idle; stops it if the pool is no longer running.
-    fn admit(self: &Arc<Self>, worker: Worker) {
+    fn admit(self: &Arc<Self>, mut worker: Worker) {
+        worker.set_limits(WorkerLimits::new(&self.config.config));
         let status = worker.status().clone();
         let process = worker.process().clone();
         {
@@ -232,6 +244,7 @@ impl Pool {
         };
         // A busy worker is retired by the caller that runs a task on it.
         if let Some(dead) = dead {
+            Counters::bump(&self.counters.retired_died);
             status.set_state(WorkerState::Errored);
             let _ = self.orders.send(Order::Retire(dead));
         }
@@ -247,21 +260,29 @@ impl Pool {
             let task_deadline = (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl);
             match worker.exec(context, body, task_deadline) {
                 Ok(Outcome::Answer(payload)) => {
+                    Counters::bump(&self.counters.tasks_done);
                     self.release(worker);
                     return Ok(payload);
                 }
                 Ok(Outcome::JobError(message)) => {
+                    Counters::bump(&self.counters.tasks_done);
+                    Counters::bump(&self.counters.job_errors);
                     let pid = worker.pid();
                     self.release(worker);
                     return Err(Error::job(pid, message).into());
                 }
-                Ok(Outcome::StopRequested) => self.retire(worker),
+                Ok(Outcome::StopRequested) => {
+                    self.leave_busy(worker.pid());
+                    self.dismiss(worker, RetireReason::StopRequested);
+                }
                 Err(RelayError::Timeout) => {
                     let error = worker.failure(
                         format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
                         ErrorKind::ExecTtl,
                         false,
                     );
+                    Counters::bump(&self.counters.exec_ttl_kills);
+                    self.events.emit(EventKind::WorkerExecTtl, Some(worker.pid()), Some(error.message().to_string()));
                     self.discard(worker, &error);
                     return Err(error.into());
                 }
@@ -307,16 +328,16 @@ impl Pool {
             if !queued {
                 let max_queue = self.config.config.max_queue as usize;
                 if max_queue > 0 && workers.waiting >= max_queue {
-                    break Err(Error::new(
-                        ErrorKind::QueueFull,
-                        format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiting),
-                    )
-                    .into());
+                    Counters::bump(&self.counters.queue_full);
+                    let message = format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiting);
+                    self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
+                    break Err(Error::new(ErrorKind::QueueFull, message).into());
                 }
                 workers.waiting += 1;
                 queued = true;
             }
             if self.changed.wait_until(&mut workers, deadline).timed_out() && workers.idle.is_empty() {
+                Counters::bump(&self.counters.timeouts);
                 let busy = workers.busy;
                 break Err(Error::new(
                     ErrorKind::Timeout,
@@ -335,14 +356,17 @@ impl Pool {
         result
     }
 
-    /// Gives a sound worker back after a task, or retires it after `max_jobs`.
-    fn release(&self, worker: Worker) {
-        let max_jobs = self.config.config.max_jobs;
-        if max_jobs > 0 && worker.status().num_execs() >= max_jobs {
-            self.retire(worker);
+    /// Gives a sound worker back after a task, or retires it when one of its limits
+    /// (max_jobs, ttl, max_memory) says so.
+    fn release(&self, mut worker: Worker) {
+        let pid = worker.pid();
+        if let Some(reason) = worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid)) {
+            self.leave_busy(pid);
+            self.dismiss(worker, reason);
             return;
         }
         worker.status().set_state(WorkerState::Ready);
+        worker.mark_idle();
         let mut workers = self.workers.lock();
         if worker.process().has_exited() {
             // It exited right after answering, before it was idle: `worker_exited` did
@@ -350,10 +374,11 @@ impl Pool {
             // lock that `worker_exited` takes, so one of the two always sees it.
             drop(workers);
             if worker.status().mark_retiring() {
-                let pid = worker.pid();
+                Counters::bump(&self.counters.retired_died);
                 self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} exited right after its answer")));
             }
-            self.retire(worker);
+            self.leave_busy(pid);
+            let _ = self.orders.send(Order::Retire(worker));
             return;
         }
         workers.busy -= 1;
@@ -362,28 +387,81 @@ impl Pool {
         self.changed.notify_one();
     }
 
-    /// Removes a sound worker from the pool; the supervisor stops it gracefully and
-    /// starts a replacement.
-    fn retire(&self, worker: Worker) {
+    /// Retires a sound worker that already left the pool's books: counts it, reports
+    /// why, and has the supervisor stop it gracefully and start a replacement.
+    fn dismiss(&self, worker: Worker, reason: RetireReason) {
         worker.status().mark_retiring();
-        self.leave(worker.pid());
+        self.counters.retired(reason);
+        if let Some(kind) = reason.event() {
+            self.events.emit(kind, Some(worker.pid()), Some(reason.describe(worker.pid())));
+        }
         let _ = self.orders.send(Order::Retire(worker));
     }
 
     /// Removes a broken worker (already killed by `Worker::failure`) and replaces it.
     fn discard(&self, worker: Worker, error: &Error) {
+        Counters::bump(&self.counters.worker_errors);
+        Counters::bump(&self.counters.retired_failed);
         self.events.emit(EventKind::WorkerError, Some(worker.pid()), Some(error.message().to_string()));
-        self.leave(worker.pid());
+        self.leave_busy(worker.pid());
         let _ = self.orders.send(Order::Retire(worker));
     }
 
-    fn leave(&self, pid: u32) {
+    /// Takes a worker that was running a task off the books.
+    fn leave_busy(&self, pid: u32) {
         let mut workers = self.workers.lock();
         workers.members.remove(&pid);
         workers.busy -= 1;
         drop(workers);
         // Wakes a stop waiting for running tasks.
         self.changed.notify_all();
+    }
+
+    /// Retires idle workers that lived or idled too long, or use too much memory.
+    fn check_idle_workers(&self) {
+        let mut expired = Vec::new();
+        let mut idle_pids = Vec::new();
+        {
+            let mut workers = self.workers.lock();
+            let mut i = 0;
+            while i < workers.idle.len() {
+                let worker = &workers.idle[i];
+                if let Some(reason) = worker.limits().while_idle(worker.started(), worker.idle_since()) {
+                    let worker = workers.idle.swap_remove(i);
+                    workers.members.remove(&worker.pid());
+                    expired.push((worker, reason));
+                } else {
+                    idle_pids.push(worker.pid());
+                    i += 1;
+                }
+            }
+        }
+        if self.config.config.max_memory > 0 {
+            // Read /proc outside the lock, then take those still idle.
+            let heavy: Vec<u32> = idle_pids
+                .into_iter()
+                .filter(|&pid| sys::rss_bytes(pid).is_some_and(|rss| rss > self.config.config.max_memory))
+                .collect();
+            if !heavy.is_empty() {
+                let mut workers = self.workers.lock();
+                for pid in heavy {
+                    if let Some(i) = workers.idle.iter().position(|w| w.pid() == pid) {
+                        let worker = workers.idle.swap_remove(i);
+                        workers.members.remove(&pid);
+                        expired.push((worker, RetireReason::MaxMemory));
+                    }
+                }
+            }
+        }
+        for (worker, reason) in expired {
+            self.dismiss(worker, reason);
+        }
+    }
+
+    /// Counters of this pool's owner, with this pool's live figures.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let workers = self.workers.lock();
+        self.counters.snapshot(workers.waiting as u64, workers.members.len() as u64)
     }
 
     /// A snapshot of every member.
@@ -493,8 +571,16 @@ fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
     let mut stoppers: Vec<JoinHandle<()>> = Vec::new();
     let mut failed_rounds = 0u32;
     let mut backoff = REFILL_BACKOFF_MIN;
+    let watch = pool.upgrade().and_then(|pool| {
+        let config = &pool.config.config;
+        WorkerLimits::needs_watch(config).then(|| WorkerLimits::watch_interval(config))
+    });
+    let mut next_watch = watch.map(|interval| Instant::now() + interval);
     loop {
-        let wait = if failed_rounds > 0 { backoff } else { Duration::from_secs(3600) };
+        let mut wait = if failed_rounds > 0 { backoff } else { Duration::from_secs(3600) };
+        if let Some(next) = next_watch {
+            wait = wait.min(next.saturating_duration_since(Instant::now()));
+        }
         let order = match inbox.recv_timeout(wait) {
             Ok(order) => Some(order),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
@@ -520,6 +606,12 @@ fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
         stoppers.retain(|handle| !handle.is_finished());
         if !pool.is_running() {
             continue;
+        }
+        if let (Some(next), Some(interval)) = (next_watch, watch) {
+            if Instant::now() >= next {
+                pool.check_idle_workers();
+                next_watch = Some(Instant::now() + interval);
+            }
         }
         let Some((error, empty)) = pool.refill() else {
             failed_rounds = 0;

@@ -13,6 +13,7 @@ use crate::event::{EventBus, EventKind, Listener};
 use crate::factory::{self, Factory};
 use crate::pool::{ExecError, FailureHook, Pool};
 use crate::state::WorkerInfo;
+use crate::stats::{Counters, PoolStats};
 use crate::Payload;
 use parking_lot::{Mutex, RwLock};
 use std::sync::{Arc, Weak};
@@ -32,6 +33,8 @@ struct Inner {
     lifecycle: Mutex<()>,
     /// Old pools being retired, and rebuilds in progress.
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Counters shared by every pool of this server.
+    counters: Arc<Counters>,
 }
 
 /// A server: a relay listener and a pool of workers. Thread-safe; share it with `Arc`.
@@ -51,6 +54,7 @@ impl Server {
                 phase: RwLock::new(Phase::Idle),
                 lifecycle: Mutex::new(()),
                 background: Mutex::new(Vec::new()),
+                counters: Arc::default(),
             }),
         })
     }
@@ -64,7 +68,7 @@ impl Server {
         }
         let config = self.inner.config.lock().clone();
         let factory = factory::open(&config.relay, config.config.relay_timeout)?;
-        let pool = match Pool::start(config, factory.clone(), self.inner.events.clone(), self.inner.failure_hook()) {
+        let pool = match Pool::start(config, factory.clone(), self.inner.events.clone(), self.inner.counters.clone(), self.inner.failure_hook()) {
             Ok(pool) => pool,
             Err(e) => {
                 factory.close();
@@ -146,6 +150,15 @@ impl Server {
         }
     }
 
+    /// The counters of this server's pools (they run on across reconfigures), with
+    /// the current pool's waiting callers and workers.
+    pub fn stats(&self) -> Result<PoolStats> {
+        match &*self.inner.phase.read() {
+            Phase::Running { pool, .. } => Ok(pool.stats()),
+            Phase::Idle => Err(Error::state("the server is not started")),
+        }
+    }
+
     /// Sets the event listener, or removes it with `None`. The old listener is dropped
     /// here, after its last call returned. A listener must not call `stop`, `listen` or
     /// drop the server.
@@ -186,7 +199,7 @@ impl Inner {
                 return Ok(());
             }
         };
-        let pool = Pool::start(config.clone(), factory.clone(), self.events.clone(), self.failure_hook())?;
+        let pool = Pool::start(config.clone(), factory.clone(), self.events.clone(), self.counters.clone(), self.failure_hook())?;
         let old = {
             let mut phase = self.phase.write();
             let old = std::mem::replace(&mut *phase, Phase::Running { pool, factory });

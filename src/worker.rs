@@ -9,6 +9,7 @@
 use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind};
 use crate::frame::{CONTROL, ERROR, RAW};
+use crate::limits::WorkerLimits;
 use crate::process::Process;
 use crate::relay::{Relay, RelayError};
 use crate::state::{WorkerInfo, WorkerState};
@@ -86,6 +87,9 @@ pub(crate) struct Worker {
     process: Arc<Process>,
     relay: Relay,
     status: Arc<WorkerStatus>,
+    limits: WorkerLimits,
+    started: Instant,
+    idle_since: Instant,
 }
 
 impl Worker {
@@ -98,7 +102,32 @@ impl Worker {
             num_execs: AtomicU64::new(0),
             retiring: AtomicBool::new(false),
         });
-        Worker { process, relay, status }
+        let now = Instant::now();
+        Worker { process, relay, status, limits: WorkerLimits::none(), started: now, idle_since: now }
+    }
+
+    /// Its supervision limits.
+    pub(crate) fn limits(&self) -> &WorkerLimits {
+        &self.limits
+    }
+
+    pub(crate) fn set_limits(&mut self, limits: WorkerLimits) {
+        self.limits = limits;
+    }
+
+    /// When it was started (for `ttl`).
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Since when it has been idle (for `idle_ttl`).
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    /// Notes that it just became idle.
+    pub(crate) fn mark_idle(&mut self) {
+        self.idle_since = Instant::now();
     }
 
     pub(crate) fn pid(&self) -> u32 {

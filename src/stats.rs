@@ -1,0 +1,91 @@
+//! Counters of a server's pools, and the snapshot users read.
+//!
+//! The counters belong to the server and are shared by each pool it builds, so they
+//! run on across reconfigures and resets.
+
+use crate::limits::RetireReason;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a server's counters, as returned by [`crate::Server::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Tasks a worker answered (with an answer or a job error).
+    pub tasks_done: u64,
+    /// Tasks answered with a job error.
+    pub job_errors: u64,
+    /// Tasks that failed because their worker failed (crash, protocol, exec_ttl).
+    pub worker_errors: u64,
+    /// Tasks killed because they ran past `exec_ttl` (also counted in `worker_errors`).
+    pub exec_ttl_kills: u64,
+    /// Callers that got no worker within `allocate_timeout`.
+    pub timeouts: u64,
+    /// Callers refused because `max_queue` callers were waiting.
+    pub queue_full: u64,
+    /// Callers waiting for a worker right now.
+    pub waiting: u64,
+    /// Workers in the current pool right now.
+    pub workers: u64,
+    /// Workers retired after `max_jobs` executions.
+    pub retired_max_jobs: u64,
+    /// Workers retired after living past `ttl`.
+    pub retired_ttl: u64,
+    /// Workers retired after idling past `idle_ttl`.
+    pub retired_idle_ttl: u64,
+    /// Workers retired for using more than `max_memory`.
+    pub retired_max_memory: u64,
+    /// Workers retired because they asked to be.
+    pub retired_stop_requested: u64,
+    /// Workers removed because they failed (crash, protocol error, exec_ttl).
+    pub retired_failed: u64,
+    /// Workers that exited on their own while idle or right after a task.
+    pub retired_died: u64,
+}
+
+/// The live counters.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub tasks_done: AtomicU64,
+    pub job_errors: AtomicU64,
+    pub worker_errors: AtomicU64,
+    pub exec_ttl_kills: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub queue_full: AtomicU64,
+    retired: [AtomicU64; 5],
+    pub retired_failed: AtomicU64,
+    pub retired_died: AtomicU64,
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a retirement for `reason`.
+    pub(crate) fn retired(&self, reason: RetireReason) {
+        Counters::bump(&self.retired[reason as usize]);
+    }
+
+    /// A snapshot; `waiting` and `workers` come from the current pool.
+    pub(crate) fn snapshot(&self, waiting: u64, workers: u64) -> PoolStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let retired = |reason: RetireReason| read(&self.retired[reason as usize]);
+        PoolStats {
+            tasks_done: read(&self.tasks_done),
+            job_errors: read(&self.job_errors),
+            worker_errors: read(&self.worker_errors),
+            exec_ttl_kills: read(&self.exec_ttl_kills),
+            timeouts: read(&self.timeouts),
+            queue_full: read(&self.queue_full),
+            waiting,
+            workers,
+            retired_max_jobs: retired(RetireReason::MaxJobs),
+            retired_ttl: retired(RetireReason::Ttl),
+            retired_idle_ttl: retired(RetireReason::IdleTtl),
+            retired_max_memory: retired(RetireReason::MaxMemory),
+            retired_stop_requested: retired(RetireReason::StopRequested),
+            retired_failed: read(&self.retired_failed),
+            retired_died: read(&self.retired_died),
+        }
+    }
+}
