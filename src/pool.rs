@@ -17,7 +17,7 @@ use crate::relay::RelayError;
 use crate::stats::{Counters, PoolStats};
 use crate::sys;
 use crate::state::{WorkerInfo, WorkerState};
-use crate::worker::{Outcome, Worker, WorkerStatus};
+use crate::worker::{Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -26,10 +26,10 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How many times one `exec` moves its task to another worker because the worker
-/// asked to be replaced, before it gives up (a worker that always asks must not make
-/// `exec` spawn processes without end).
-pub(crate) const MAX_STOP_REQUESTS_PER_TASK: usize = 3;
+/// How many times one `exec` moves its task to another worker (because the worker
+/// asked to be replaced, or was gone before the task reached it) before it gives up: a
+/// worker that always asks must not make `exec` spawn processes without end.
+pub(crate) const MAX_REROUTES_PER_TASK: usize = 3;
 /// Replacement failures in a row, with no worker left, after which the pool fails.
 const MAX_FAILED_REFILLS: u32 = 3;
 /// First and largest pause between failed replacement rounds.
@@ -254,7 +254,8 @@ impl Pool {
     pub(crate) fn exec(&self, context: &[u8], body: &[u8]) -> std::result::Result<Payload, ExecError> {
         let deadline = Instant::now() + self.config.config.allocate_timeout;
         let exec_ttl = self.config.config.exec_ttl;
-        for _ in 0..=MAX_STOP_REQUESTS_PER_TASK {
+        let mut undelivered = None;
+        for _ in 0..=MAX_REROUTES_PER_TASK {
             let mut worker = self.allocate(deadline)?;
             worker.status().set_state(WorkerState::Working);
             let task_deadline = (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl);
@@ -275,30 +276,43 @@ impl Pool {
                     self.leave_busy(worker.pid());
                     self.dismiss(worker, RetireReason::StopRequested);
                 }
-                Err(RelayError::Timeout) => {
+                Err(TaskFailure { error, delivered: false }) => {
+                    // The worker was gone before the task reached it: replace it, and
+                    // run the task on another worker; the caller never sees this one.
+                    let failure = worker.failure(&error, ErrorKind::WorkerError, true);
+                    self.discard(worker, &failure);
+                    undelivered = Some(failure);
+                }
+                Err(TaskFailure { error: RelayError::Timeout, .. }) => {
                     let error = worker.failure(
                         format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
                         ErrorKind::ExecTtl,
                         false,
                     );
                     Counters::bump(&self.counters.exec_ttl_kills);
+                    Counters::bump(&self.counters.worker_errors);
                     self.events.emit(EventKind::WorkerExecTtl, Some(worker.pid()), Some(error.message().to_string()));
                     self.discard(worker, &error);
                     return Err(error.into());
                 }
-                Err(relay_error) => {
+                Err(TaskFailure { error: relay_error, .. }) => {
                     let closed = relay_error.peer_closed();
                     let error = worker.failure(relay_error, ErrorKind::WorkerError, closed);
+                    Counters::bump(&self.counters.worker_errors);
                     self.discard(worker, &error);
                     return Err(error.into());
                 }
             }
         }
+        Counters::bump(&self.counters.worker_errors);
+        if let Some(failure) = undelivered {
+            return Err(failure.context(format!("{} workers in a row were gone before the task reached them; the last one", MAX_REROUTES_PER_TASK + 1)).into());
+        }
         Err(Error::new(
             ErrorKind::WorkerError,
             format!(
                 "{} workers in a row asked to be replaced instead of running the task; giving up on it (does the worker always answer {{\"stop\":true}}?)",
-                MAX_STOP_REQUESTS_PER_TASK + 1
+                MAX_REROUTES_PER_TASK + 1
             ),
         )
         .into())
@@ -400,7 +414,6 @@ impl Pool {
 
     /// Removes a broken worker (already killed by `Worker::failure`) and replaces it.
     fn discard(&self, worker: Worker, error: &Error) {
-        Counters::bump(&self.counters.worker_errors);
         Counters::bump(&self.counters.retired_failed);
         self.events.emit(EventKind::WorkerError, Some(worker.pid()), Some(error.message().to_string()));
         self.leave_busy(worker.pid());

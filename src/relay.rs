@@ -138,6 +138,24 @@ impl Relay {
         self.write_fd.as_ref().unwrap_or(&self.read_fd).as_raw_fd()
     }
 
+    /// After the peer closed the relay with `error`, whether it left bytes we sent it
+    /// unread: then it cannot have run the message those bytes belong to. On a pipe
+    /// the unread bytes are still in the pipe (FIONREAD works on either end); a socket
+    /// whose peer closes with unread data resets the connection.
+    pub(crate) fn peer_left_unread(&self, error: &RelayError) -> bool {
+        match self.transport {
+            Transport::Pipes => {
+                let mut queued: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one c_int.
+                let result = unsafe { libc::ioctl(self.write_fd(), libc::FIONREAD, &mut queued) };
+                result == 0 && queued > 0
+            }
+            Transport::Tcp | Transport::Unix => {
+                matches!(error, RelayError::Io(e) if e.raw_os_error() == Some(libc::ECONNRESET))
+            }
+        }
+    }
+
     /// Sets or clears the instant after which reads fail with `Timeout`.
     pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
@@ -150,6 +168,12 @@ impl Relay {
 
     /// Sends one message of one or two frames with a single vectored write.
     pub(crate) fn send(&mut self, frames: &[(u8, &[u8])]) -> Result<(), RelayError> {
+        if self.transport == Transport::Pipes {
+            // Whatever thread sends (a caller, a spawn, a stop), a dead reader must
+            // give EPIPE here, not a SIGPIPE that kills the host. A thread-local check
+            // after the first time.
+            sys::block_sigpipe_in_this_thread();
+        }
         let (first, rest) = frames.split_first().expect("at least one frame");
         let first_prefix = frame::encode(first.0, first.1.len() as u64);
         let write_fd = self.write_fd();

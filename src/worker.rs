@@ -82,6 +82,15 @@ pub(crate) enum Outcome {
     StopRequested,
 }
 
+/// Why a task failed on a broken worker.
+pub(crate) struct TaskFailure {
+    /// What went wrong on the relay.
+    pub error: RelayError,
+    /// Whether the worker took the whole task. If not (it was gone, or died before
+    /// reading all of it), no worker ran it and it may safely run on another.
+    pub delivered: bool,
+}
+
 /// A worker process with its relay.
 pub(crate) struct Worker {
     process: Arc<Process>,
@@ -144,10 +153,15 @@ impl Worker {
 
     /// Runs one task. An `Err` means the worker is broken and must be retired.
     /// `deadline` bounds the wait for the answer (exec_ttl).
-    pub(crate) fn exec(&mut self, context: &[u8], body: &[u8], deadline: Option<Instant>) -> Result<Outcome, RelayError> {
-        self.relay.send(&[(CONTROL | RAW, context), (RAW, body)])?;
+    pub(crate) fn exec(&mut self, context: &[u8], body: &[u8], deadline: Option<Instant>) -> Result<Outcome, TaskFailure> {
+        if let Err(error) = self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]) {
+            return Err(TaskFailure { error, delivered: false });
+        }
         self.relay.set_deadline(deadline);
-        let outcome = self.receive_answer();
+        let outcome = self.receive_answer().map_err(|error| {
+            let delivered = !(error.peer_closed() && self.relay.peer_left_unread(&error));
+            TaskFailure { error, delivered }
+        });
         if deadline.is_some() {
             self.relay.set_deadline(None);
         }

@@ -124,3 +124,37 @@ fn stderr_lines_become_events() {
         assert_eq!(line.message.as_deref(), Some("hello from the worker"));
     });
 }
+
+/// A worker that died while idle never costs a task, whether the pool has noticed the
+/// death yet or not: a task that cannot reach it runs on another worker. (A worker
+/// killed while the task is on its way may have read it: that task fails, as it must,
+/// since nobody can tell whether it ran.)
+fn task_for_a_just_killed_worker_is_rerouted(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started(&relay, "echo", 1);
+    for round in 0..20 {
+        let victim = pids(&server)[0];
+        // SAFETY: a live child of ours, not yet reaped (the pool reaps it).
+        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+        let dead = || {
+            std::fs::read_to_string(format!("/proc/{victim}/stat"))
+                .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+                .unwrap_or(true)
+        };
+        assert!(common::wait_until(10, dead));
+        let body = format!("round {round}");
+        let answer = server.exec(b"", body.as_bytes()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(answer.body(), body.as_bytes());
+        assert!(common::wait_until(10, || { let now = pids(&server); now.len() == 1 && now[0] != victim }));
+    }
+}
+
+#[test]
+fn task_for_a_just_killed_worker_is_rerouted_over_pipes() {
+    common::isolated(|| task_for_a_just_killed_worker_is_rerouted(Relay::Pipes));
+}
+
+#[test]
+fn task_for_a_just_killed_worker_is_rerouted_over_unix_sockets() {
+    common::isolated(|| task_for_a_just_killed_worker_is_rerouted(Relay::Unix));
+}
