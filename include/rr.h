@@ -93,6 +93,41 @@
 #define RR_EVENT_WORKER_STDERR 300
 
 /**
+ * A task ran past exec_ttl and its worker was killed (its caller gets
+ * `RR_STATUS_EXEC_TTL`); the message says so. A `RR_EVENT_WORKER_ERROR` for the same
+ * worker follows.
+ */
+#define RR_EVENT_WORKER_EXEC_TTL 301
+
+/**
+ * A worker lived past its ttl and was retired between tasks (a new one replaces it).
+ */
+#define RR_EVENT_WORKER_TTL 302
+
+/**
+ * A worker waited for a task longer than idle_ttl and was retired (a new one replaces
+ * it).
+ */
+#define RR_EVENT_WORKER_IDLE_TTL 303
+
+/**
+ * A worker's resident memory was above max_memory_bytes and it was retired between
+ * tasks (a new one replaces it).
+ */
+#define RR_EVENT_WORKER_MAX_MEMORY 304
+
+/**
+ * A worker ran its max_jobs tasks and was retired (a new one replaces it).
+ */
+#define RR_EVENT_WORKER_MAX_JOBS 305
+
+/**
+ * A caller of `rr_exec` was refused with `RR_STATUS_QUEUE_FULL` because max_queue
+ * callers were already waiting for a worker. Not about one worker: its pid is -1.
+ */
+#define RR_EVENT_QUEUE_FULL 306
+
+/**
  * Started, not yet ready (handshake not done).
  */
 #define RR_WORKER_STATE_INACTIVE 0
@@ -203,7 +238,8 @@ typedef uint32_t rr_status;
  *
  * Defaults: as many workers as CPUs, max_jobs 0 (unlimited), allocate, destroy and
  * relay timeouts 60 000 ms, supervision off (exec_ttl, ttl, idle_ttl, max_memory 0),
- * max_queue 0 (unlimited), max_frame_bytes 1 GiB, no extra environment, the host's
+ * max_queue 0 (unlimited), max_frame_bytes 1 GiB, jitter_percent 10, TCP relays on
+ * loopback addresses only (tcp_allow_remote false), no extra environment, the host's
  * working directory.
  *
  * Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
@@ -214,7 +250,8 @@ typedef uint32_t rr_status;
  * `rr_config_set_relay_timeout_ms`, `rr_config_set_env`, `rr_config_set_dir`,
  * `rr_config_set_exec_ttl_ms`, `rr_config_set_ttl_ms`, `rr_config_set_idle_ttl_ms`,
  * `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
- * `rr_config_set_max_frame_bytes`, `rr_config_free`.
+ * `rr_config_set_max_frame_bytes`, `rr_config_set_jitter_percent`,
+ * `rr_config_set_tcp_allow_remote`, `rr_config_free`.
  */
 typedef struct rr_config rr_config;
 
@@ -276,7 +313,8 @@ typedef struct rr_payload rr_payload;
  * returned stay valid after it is freed.
  *
  * Methods: `rr_server_new`, `rr_server_start`, `rr_server_stop`, `rr_server_reconfigure`,
- * `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`, `rr_server_free`.
+ * `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`,
+ * `rr_server_stats`, `rr_server_free`.
  */
 typedef struct rr_server rr_server;
 
@@ -336,6 +374,88 @@ typedef struct rr_worker_info {
    */
   uint64_t rss_bytes;
 } rr_worker_info;
+
+/**
+ * A snapshot of a server's counters, filled in by `rr_server_stats`. Plain data,
+ * copied out of the server: it does not change, nothing in it needs freeing, and it
+ * stays valid after the server is freed.
+ *
+ * The counters (every field but `waiting` and `workers`) belong to the server, not to
+ * one pool: they start at 0 when the server is made, never go down, and keep counting
+ * across `rr_server_stop`/`rr_server_start`, `rr_server_reconfigure` and
+ * `rr_server_reset`. Each field is read on its own, without stopping the pool, so the
+ * fields of one snapshot may be a moment apart (e.g. `tasks_done` may already count a
+ * task whose job error `job_errors` does not count yet).
+ *
+ * Its size is part of the ABI: the library writes the whole struct, so a field is only
+ * ever added with a new soname.
+ */
+typedef struct rr_pool_stats {
+  /**
+   * Tasks a worker answered, with an answer or with a job error.
+   */
+  uint64_t tasks_done;
+  /**
+   * Tasks answered with a job error (`RR_STATUS_JOB_ERROR`; also counted in
+   * `tasks_done`).
+   */
+  uint64_t job_errors;
+  /**
+   * Tasks that failed because their worker failed: a crash, a broken protocol, or
+   * exec_ttl (`RR_STATUS_WORKER_ERROR` and `RR_STATUS_EXEC_TTL`).
+   */
+  uint64_t worker_errors;
+  /**
+   * Tasks killed because they ran past exec_ttl (`RR_STATUS_EXEC_TTL`; also counted
+   * in `worker_errors`).
+   */
+  uint64_t exec_ttl_kills;
+  /**
+   * Callers that got no free worker within allocate_timeout (`RR_STATUS_TIMEOUT`).
+   */
+  uint64_t timeouts;
+  /**
+   * Callers refused because max_queue callers were already waiting
+   * (`RR_STATUS_QUEUE_FULL`).
+   */
+  uint64_t queue_full;
+  /**
+   * Callers waiting for a free worker at the moment of the snapshot (not a counter).
+   */
+  uint64_t waiting;
+  /**
+   * Workers in the current pool at the moment of the snapshot (not a counter).
+   */
+  uint64_t workers;
+  /**
+   * Workers retired after running max_jobs tasks.
+   */
+  uint64_t retired_max_jobs;
+  /**
+   * Workers retired, between tasks, after living past ttl.
+   */
+  uint64_t retired_ttl;
+  /**
+   * Workers retired after waiting for a task longer than idle_ttl.
+   */
+  uint64_t retired_idle_ttl;
+  /**
+   * Workers retired, between tasks, for a resident memory above max_memory_bytes.
+   */
+  uint64_t retired_max_memory;
+  /**
+   * Workers retired because they asked to be (`rr_worker_stop` on the worker side).
+   */
+  uint64_t retired_stop_requested;
+  /**
+   * Workers removed because they failed (a crash, a broken protocol, exec_ttl).
+   */
+  uint64_t retired_failed;
+  /**
+   * Workers that exited on their own while idle or right after a task.
+   */
+  uint64_t retired_died;
+} rr_pool_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -490,6 +610,28 @@ void rr_config_set_max_queue(struct rr_config *c, uint64_t n);
  * does nothing.
  */
 void rr_config_set_max_frame_bytes(struct rr_config *c, uint64_t n);
+
+/**
+ * Sets how far below the setting each worker's own `max_jobs` and `ttl` may be, in
+ * percent (0 to 100; default 10). Each worker draws its own limits at random, from the
+ * setting down to `percent` percent below it (never below 1), so that workers started
+ * together are not all retired together. 0 = every worker gets exactly the setting.
+ * Other limits (exec_ttl, idle_ttl, max_memory) are not spread. A value above 100 makes
+ * `rr_server_new` and `rr_server_reconfigure` fail with `RR_STATUS_CONFIG`. NULL `c`
+ * does nothing.
+ */
+void rr_config_set_jitter_percent(struct rr_config *c, uint64_t percent);
+
+/**
+ * Allows a `tcp://` relay on an address that is not loopback (true), or refuses it
+ * (false, the default). Worker relays carry no authentication: any program that can
+ * reach the address can connect as a worker, so listen beyond this machine only on a
+ * trusted network. With false, `rr_server_new` and `rr_server_reconfigure` fail with
+ * `RR_STATUS_CONFIG` for a TCP relay whose host does not resolve only to loopback
+ * addresses (a host name is resolved for that check). Pipes and Unix sockets are not
+ * affected. NULL `c` does nothing.
+ */
+void rr_config_set_tcp_allow_remote(struct rr_config *c, bool allow);
 
 /**
  * Releases `c`. Servers made from it are not affected (they hold copies). Calling with
@@ -707,6 +849,21 @@ void rr_worker_info_free(struct rr_worker_info *infos, size_t len);
  * `"errored"`; `"unknown"` for any other number. Static: never NULL, do not free it.
  */
 const char *rr_worker_state_str(int32_t state);
+
+/**
+ * Copies the counters of `s` into `*out` (see `rr_pool_stats` for what each counts).
+ * `out` points to an `rr_pool_stats` the caller owns (e.g. on its stack); nothing is
+ * allocated and nothing needs freeing. Does not block on tasks: it reads counters and
+ * takes no worker.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
+ * `RR_STATUS_STATE` when the server is not started (its counters are kept and can be
+ * read again once it is). `*out` is written only on success.
+ */
+RR_MUST_USE
+rr_status rr_server_stats(struct rr_server *s,
+                          struct rr_pool_stats *out,
+                          struct rr_error **err_out);
 
 /**
  * Connects to the server through `relay`: `"pipes"` (stdin/stdout), `"tcp://host:port"`

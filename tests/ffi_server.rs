@@ -7,6 +7,7 @@ use roadrunner::ffi::error::*;
 use roadrunner::ffi::event::*;
 use roadrunner::ffi::payload::*;
 use roadrunner::ffi::server::*;
+use roadrunner::ffi::stats::*;
 use roadrunner::ffi::status::{rr_status, rr_status_str};
 use roadrunner::ffi::worker_info::*;
 use std::ffi::{c_void, CStr, CString};
@@ -113,6 +114,49 @@ fn workers_lists_a_snapshot() {
         rr_worker_info_free(infos, len);
         rr_server_free(server);
     }
+}
+
+/// `rr_server_stats`, panicking on failure.
+fn stats(server: *mut rr_server) -> rr_pool_stats {
+    let (mut stats, mut error) = (rr_pool_stats::default(), null_mut());
+    check(unsafe { rr_server_stats(server, &mut stats, &mut error) }, error);
+    stats
+}
+
+#[test]
+fn stats_count_tasks_and_job_errors_across_a_reset() {
+    let server = started_server(2);
+    assert_eq!(stats(server), rr_pool_stats { workers: 2, ..rr_pool_stats::default() });
+    for body in [&b"one"[..], b"two", b"three"] {
+        let (status, payload, error) = exec(server, b"", body);
+        check(status, error);
+        unsafe { rr_payload_free(payload) };
+    }
+    let (status, _payload, error) = exec(server, b"!error", b"no");
+    assert_eq!(status, rr_status::JobError);
+    unsafe { rr_error_free(error) };
+
+    let counted = stats(server);
+    assert_eq!((counted.tasks_done, counted.job_errors, counted.worker_errors), (4, 1, 0), "{counted:?}");
+    assert_eq!((counted.workers, counted.waiting, counted.timeouts, counted.retired_failed), (2, 0, 0, 0), "{counted:?}");
+
+    // The counters are the server's: a new pool keeps counting from there.
+    let mut error = null_mut();
+    check(unsafe { rr_server_reset(server, &mut error) }, error);
+    let (status, payload, exec_error) = exec(server, b"", b"after reset");
+    check(status, exec_error);
+    unsafe { rr_payload_free(payload) };
+    let after = stats(server);
+    assert_eq!((after.tasks_done, after.job_errors, after.workers), (5, 1, 2), "{after:?}");
+
+    // Stopped: a state error, and `out` is left alone.
+    check(unsafe { rr_server_stop(server, &mut error) }, error);
+    let mut untouched = rr_pool_stats { tasks_done: 77, ..rr_pool_stats::default() };
+    let status = unsafe { rr_server_stats(server, &mut untouched, &mut error) };
+    assert_eq!(status, rr_status::State);
+    unsafe { rr_error_free(error) };
+    assert_eq!(untouched, rr_pool_stats { tasks_done: 77, ..rr_pool_stats::default() });
+    unsafe { rr_server_free(server) };
 }
 
 /// What a listener saw, and whether its userdata was freed.

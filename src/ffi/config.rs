@@ -20,7 +20,8 @@ use std::time::Duration;
 ///
 /// Defaults: as many workers as CPUs, max_jobs 0 (unlimited), allocate, destroy and
 /// relay timeouts 60 000 ms, supervision off (exec_ttl, ttl, idle_ttl, max_memory 0),
-/// max_queue 0 (unlimited), max_frame_bytes 1 GiB, no extra environment, the host's
+/// max_queue 0 (unlimited), max_frame_bytes 1 GiB, jitter_percent 10, TCP relays on
+/// loopback addresses only (tcp_allow_remote false), no extra environment, the host's
 /// working directory.
 ///
 /// Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
@@ -31,7 +32,8 @@ use std::time::Duration;
 /// `rr_config_set_relay_timeout_ms`, `rr_config_set_env`, `rr_config_set_dir`,
 /// `rr_config_set_exec_ttl_ms`, `rr_config_set_ttl_ms`, `rr_config_set_idle_ttl_ms`,
 /// `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
-/// `rr_config_set_max_frame_bytes`, `rr_config_free`.
+/// `rr_config_set_max_frame_bytes`, `rr_config_set_jitter_percent`,
+/// `rr_config_set_tcp_allow_remote`, `rr_config_free`.
 pub struct rr_config {
     _private: [u8; 0],
 }
@@ -211,6 +213,30 @@ pub unsafe extern "C" fn rr_config_set_max_frame_bytes(c: *mut rr_config, n: u64
     unsafe { set(c, |config| config.max_frame_bytes = n) }
 }
 
+/// Sets how far below the setting each worker's own `max_jobs` and `ttl` may be, in
+/// percent (0 to 100; default 10). Each worker draws its own limits at random, from the
+/// setting down to `percent` percent below it (never below 1), so that workers started
+/// together are not all retired together. 0 = every worker gets exactly the setting.
+/// Other limits (exec_ttl, idle_ttl, max_memory) are not spread. A value above 100 makes
+/// `rr_server_new` and `rr_server_reconfigure` fail with `RR_STATUS_CONFIG`. NULL `c`
+/// does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_jitter_percent(c: *mut rr_config, percent: u64) {
+    unsafe { set(c, |config| config.jitter_percent = percent) }
+}
+
+/// Allows a `tcp://` relay on an address that is not loopback (true), or refuses it
+/// (false, the default). Worker relays carry no authentication: any program that can
+/// reach the address can connect as a worker, so listen beyond this machine only on a
+/// trusted network. With false, `rr_server_new` and `rr_server_reconfigure` fail with
+/// `RR_STATUS_CONFIG` for a TCP relay whose host does not resolve only to loopback
+/// addresses (a host name is resolved for that check). Pipes and Unix sockets are not
+/// affected. NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_tcp_allow_remote(c: *mut rr_config, allow: bool) {
+    unsafe { set(c, |config| config.tcp_allow_remote = allow) }
+}
+
 /// Releases `c`. Servers made from it are not affected (they hold copies). Calling with
 /// NULL is fine. Must not be called twice.
 #[no_mangle]
@@ -283,6 +309,8 @@ mod tests {
             rr_config_set_max_memory_bytes(c, 1 << 20);
             rr_config_set_max_queue(c, 9);
             rr_config_set_max_frame_bytes(c, 4096);
+            rr_config_set_jitter_percent(c, 25);
+            rr_config_set_tcp_allow_remote(c, true);
         }
         assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"A".as_ptr(), c"1".as_ptr(), err) }).0, rr_status::Ok);
         assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"B".as_ptr(), c"2".as_ptr(), err) }).0, rr_status::Ok);
@@ -301,6 +329,8 @@ mod tests {
         assert_eq!(config.max_memory, 1 << 20);
         assert_eq!(config.max_queue, 9);
         assert_eq!(config.max_frame_bytes, 4096);
+        assert_eq!(config.jitter_percent, 25);
+        assert!(config.tcp_allow_remote);
         assert_eq!(config.env, vec![("A".to_string(), "3".to_string()), ("B".to_string(), "2".to_string())]);
         assert_eq!(config.dir, Some(PathBuf::from("/tmp")));
 
@@ -324,6 +354,8 @@ mod tests {
             rr_config_set_max_memory_bytes(null, 3);
             rr_config_set_max_queue(null, 3);
             rr_config_set_max_frame_bytes(null, 3);
+            rr_config_set_jitter_percent(null, 3);
+            rr_config_set_tcp_allow_remote(null, true);
             rr_config_free(null);
         }
         assert_null_argument(|err| unsafe { rr_config_set_env(null, c"A".as_ptr(), c"1".as_ptr(), err) }, "c");

@@ -38,6 +38,23 @@ pub const RR_EVENT_POOL_DESTRUCT: i32 = 204;
 /// A line a worker wrote to its stderr (the message, without its newline). Lines are
 /// dropped, never queued without bound, when the callback falls far behind.
 pub const RR_EVENT_WORKER_STDERR: i32 = 300;
+/// A task ran past exec_ttl and its worker was killed (its caller gets
+/// `RR_STATUS_EXEC_TTL`); the message says so. A `RR_EVENT_WORKER_ERROR` for the same
+/// worker follows.
+pub const RR_EVENT_WORKER_EXEC_TTL: i32 = 301;
+/// A worker lived past its ttl and was retired between tasks (a new one replaces it).
+pub const RR_EVENT_WORKER_TTL: i32 = 302;
+/// A worker waited for a task longer than idle_ttl and was retired (a new one replaces
+/// it).
+pub const RR_EVENT_WORKER_IDLE_TTL: i32 = 303;
+/// A worker's resident memory was above max_memory_bytes and it was retired between
+/// tasks (a new one replaces it).
+pub const RR_EVENT_WORKER_MAX_MEMORY: i32 = 304;
+/// A worker ran its max_jobs tasks and was retired (a new one replaces it).
+pub const RR_EVENT_WORKER_MAX_JOBS: i32 = 305;
+/// A caller of `rr_exec` was refused with `RR_STATUS_QUEUE_FULL` because max_queue
+/// callers were already waiting for a worker. Not about one worker: its pid is -1.
+pub const RR_EVENT_QUEUE_FULL: i32 = 306;
 
 /// One event, as seen by an `rr_event_callback`: its type (an `RR_EVENT_*` number), the
 /// worker's pid where a worker is concerned, and a message where there is one.
@@ -242,6 +259,12 @@ mod tests {
             (RR_EVENT_POOL_CONSTRUCT, EventKind::PoolConstruct),
             (RR_EVENT_POOL_DESTRUCT, EventKind::PoolDestruct),
             (RR_EVENT_WORKER_STDERR, EventKind::WorkerStderr),
+            (RR_EVENT_WORKER_EXEC_TTL, EventKind::WorkerExecTtl),
+            (RR_EVENT_WORKER_TTL, EventKind::WorkerTtl),
+            (RR_EVENT_WORKER_IDLE_TTL, EventKind::WorkerIdleTtl),
+            (RR_EVENT_WORKER_MAX_MEMORY, EventKind::WorkerMaxMemory),
+            (RR_EVENT_WORKER_MAX_JOBS, EventKind::WorkerMaxJobs),
+            (RR_EVENT_QUEUE_FULL, EventKind::QueueFull),
         ] {
             assert_eq!(number, kind.code(), "{kind:?}");
         }

@@ -37,5 +37,6 @@ pub mod payload;
 pub mod server;
 pub mod event;
 pub mod worker_info;
+pub mod stats;
 pub mod worker;
 pub mod version;

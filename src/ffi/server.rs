@@ -29,7 +29,8 @@ use crate::{Error, Result, Server};
 /// returned stay valid after it is freed.
 ///
 /// Methods: `rr_server_new`, `rr_server_start`, `rr_server_stop`, `rr_server_reconfigure`,
-/// `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`, `rr_server_free`.
+/// `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`,
+/// `rr_server_stats`, `rr_server_free`.
 pub struct rr_server {
     _private: [u8; 0],
 }
@@ -260,6 +261,41 @@ pub(crate) mod tests {
         assert_eq!(status, rr_status::Config);
         assert!(message.unwrap().contains("num_workers"));
         assert_eq!(s, sentinel(), "out-parameters are written only on success");
+        unsafe { rr_config_free(c) };
+    }
+
+    #[test]
+    fn new_refuses_jitter_above_100_and_remote_tcp_unless_allowed() {
+        use crate::ffi::config::{rr_config_set_jitter_percent, rr_config_set_tcp_allow_remote};
+        let new_server = |c: *mut rr_config| {
+            let mut s = sentinel();
+            let (status, message) = call(|err| unsafe { rr_server_new(c, &mut s, err) });
+            if status == rr_status::Ok {
+                unsafe { rr_server_free(s) };
+            } else {
+                assert_eq!(s, sentinel(), "out-parameters are written only on success");
+            }
+            (status, message)
+        };
+
+        let c = config();
+        unsafe { rr_config_set_jitter_percent(c, 100) };
+        assert_eq!(new_server(c).0, rr_status::Ok);
+        unsafe { rr_config_set_jitter_percent(c, 101) };
+        let (status, message) = new_server(c);
+        assert_eq!(status, rr_status::Config);
+        assert!(message.unwrap().contains("jitter_percent"));
+        unsafe { rr_config_free(c) };
+
+        // A documentation address (RFC 5737): never listened on by rr_server_new.
+        let mut c = std::ptr::null_mut();
+        let (status, _) = call(|err| unsafe { rr_config_new(c"true".as_ptr(), c"tcp://192.0.2.1:6001".as_ptr(), &mut c, err) });
+        assert_eq!(status, rr_status::Ok);
+        let (status, message) = new_server(c);
+        assert_eq!(status, rr_status::Config);
+        assert!(message.unwrap().contains("tcp_allow_remote"));
+        unsafe { rr_config_set_tcp_allow_remote(c, true) };
+        assert_eq!(new_server(c).0, rr_status::Ok);
         unsafe { rr_config_free(c) };
     }
 

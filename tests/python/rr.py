@@ -21,8 +21,8 @@ Rules of the C interface this module follows (API.md, STYLE.md sections 5 and 6)
 import ctypes
 import os
 import threading
-from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int32, c_int64,
-                    c_size_t, c_uint8, c_uint32, c_uint64, c_void_p, string_at)
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int32,
+                    c_int64, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p, string_at)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 LIB_PATH = os.environ.get("RR_LIB") or os.path.join(REPO, "target", "release",
@@ -55,6 +55,12 @@ RR_EVENT_SERVER_FAILURE = 202
 RR_EVENT_POOL_CONSTRUCT = 203
 RR_EVENT_POOL_DESTRUCT = 204
 RR_EVENT_WORKER_STDERR = 300
+RR_EVENT_WORKER_EXEC_TTL = 301
+RR_EVENT_WORKER_TTL = 302
+RR_EVENT_WORKER_IDLE_TTL = 303
+RR_EVENT_WORKER_MAX_MEMORY = 304
+RR_EVENT_WORKER_MAX_JOBS = 305
+RR_EVENT_QUEUE_FULL = 306
 
 RR_WORKER_STATE_INACTIVE = 0
 RR_WORKER_STATE_READY = 1
@@ -107,6 +113,14 @@ class rr_worker_info(Structure):
     ]
 
 
+class rr_pool_stats(Structure):
+    _fields_ = [(name, c_uint64) for name in (
+        "tasks_done", "job_errors", "worker_errors", "exec_ttl_kills", "timeouts",
+        "queue_full", "waiting", "workers", "retired_max_jobs", "retired_ttl",
+        "retired_idle_ttl", "retired_max_memory", "retired_stop_requested",
+        "retired_failed", "retired_died")]
+
+
 rr_status = c_uint32
 rr_event_callback = CFUNCTYPE(None, c_void_p, POINTER(rr_event))
 rr_userdata_free = CFUNCTYPE(None, c_void_p)
@@ -138,6 +152,8 @@ DECLARATIONS = {
     "rr_config_set_max_memory_bytes": (None, [POINTER(rr_config), c_uint64]),
     "rr_config_set_max_queue": (None, [POINTER(rr_config), c_uint64]),
     "rr_config_set_max_frame_bytes": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_jitter_percent": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_tcp_allow_remote": (None, [POINTER(rr_config), c_bool]),
     "rr_config_free": (None, [POINTER(rr_config)]),
     # server
     "rr_server_new": (rr_status, [POINTER(rr_config), POINTER(POINTER(rr_server)), ERR]),
@@ -163,6 +179,8 @@ DECLARATIONS = {
                                       POINTER(c_size_t), ERR]),
     "rr_worker_info_free": (None, [POINTER(rr_worker_info), c_size_t]),
     "rr_worker_state_str": (c_char_p, [c_int32]),
+    # stats
+    "rr_server_stats": (rr_status, [POINTER(rr_server), POINTER(rr_pool_stats), ERR]),
     # version
     "rr_version": (c_char_p, []),
     # worker side
@@ -418,6 +436,12 @@ class Server:
                     for i in range(n.value)]
         finally:
             lib.rr_worker_info_free(arr, n.value)
+
+    def stats(self):
+        """rr_server_stats as a dict of the rr_pool_stats fields."""
+        out = rr_pool_stats()
+        call(lib.rr_server_stats, self.ptr, byref(out))
+        return {name: getattr(out, name) for name, _ in rr_pool_stats._fields_}
 
     def free(self):
         if self.ptr:

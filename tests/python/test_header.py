@@ -2,10 +2,10 @@
 declarations fail the tests).
 
 Parses the header with a few regular expressions (enough for cbindgen's output): every
-`rr_*` function prototype, integer typedefs, function-pointer typedefs, the rr_worker_info
-struct, the RR_* constants. Then checks, for every function of the header, that rr.py
-declares it with the same number of parameters and compatible types (integer size and
-sign; pointer depth and pointee), and the other way round.
+`rr_*` function prototype, integer typedefs, function-pointer typedefs, the structs
+(rr_worker_info, rr_pool_stats), the RR_* constants. Then checks, for every function of
+the header, that rr.py declares it with the same number of parameters and compatible
+types (integer size and sign; pointer depth and pointee), and the other way round.
 """
 
 import ctypes
@@ -247,12 +247,18 @@ class HeaderTest(NoChildrenLeft):
                                     f"{py} in rr.py")
         self.assertEqual(problems, [])
 
-    def test_worker_info_layout(self):
-        fields = self.h.structs["rr_worker_info"]
-        self.assertEqual([n for _, n in fields], [n for n, _ in rr.rr_worker_info._fields_])
-        for (ctype, name), (_, t) in zip(fields, rr.rr_worker_info._fields_):
-            self.assertTrue(compatible(self.h.kind(ctype, has_name=False), ctypes_kind(t),
-                                       self.h), f"rr_worker_info.{name}: {ctype} vs {t}")
+    def test_struct_layouts(self):
+        # Every struct of the header (rr_worker_info, rr_pool_stats, ...) has a ctypes
+        # Structure of the same name with the same fields, in order, of compatible types.
+        self.assertIn("rr_pool_stats", self.h.structs)
+        for struct, fields in sorted(self.h.structs.items()):
+            ours = getattr(rr, struct, None)
+            self.assertTrue(isinstance(ours, type) and issubclass(ours, ctypes.Structure),
+                            f"{struct} of rr.h has no ctypes Structure in rr.py")
+            self.assertEqual([n for _, n in fields], [n for n, _ in ours._fields_], struct)
+            for (ctype, name), (_, t) in zip(fields, ours._fields_):
+                self.assertTrue(compatible(self.h.kind(ctype, has_name=False), ctypes_kind(t),
+                                           self.h), f"{struct}.{name}: {ctype} vs {t}")
 
     def test_constants_match(self):
         ours = {k: v for k, v in vars(rr).items() if k.startswith(rr.CONSTANT_PREFIXES)}

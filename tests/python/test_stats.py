@@ -1,0 +1,67 @@
+"""rr_server_stats through ctypes: the counters of a server, and the settings added with
+them (jitter_percent, tcp_allow_remote)."""
+
+import unittest
+from ctypes import POINTER, byref
+
+import rr
+from support import ServerCase, rr_test_worker_command
+
+
+class StatsTest(ServerCase):
+    def test_tasks_and_job_errors_are_counted(self):
+        srv = self.server(num_workers=2)
+        fresh = dict.fromkeys((name for name, _ in rr.rr_pool_stats._fields_), 0)
+        self.assertEqual(srv.stats(), fresh | {"workers": 2})
+        for i in range(5):
+            self.assertEqual(srv.exec(b"", str(i)), (b"", str(i).encode()))
+        for _ in range(2):
+            self.assertRRError(rr.RR_STATUS_JOB_ERROR, srv.exec, b"!error", b"no")
+        stats = srv.stats()
+        self.assertEqual((stats["tasks_done"], stats["job_errors"], stats["worker_errors"]),
+                         (7, 2, 0), stats)
+        self.assertEqual((stats["workers"], stats["waiting"]), (2, 0), stats)
+        # The counters are the server's: they go on across a reset.
+        srv.reset()
+        srv.exec(b"", b"after reset")
+        self.assertEqual(srv.stats()["tasks_done"], 8)
+
+    def test_a_worker_error_is_counted(self):
+        srv = self.server(num_workers=1)
+        self.assertRRError(rr.RR_STATUS_WORKER_ERROR, srv.exec, b"!crash", b"")
+        stats = srv.stats()
+        self.assertEqual((stats["tasks_done"], stats["worker_errors"], stats["retired_failed"]),
+                         (0, 1, 1), stats)
+
+    def test_not_started_and_null_arguments_leave_out_alone(self):
+        srv = self.server(num_workers=1, start=False)
+        out = rr.rr_pool_stats(tasks_done=77)
+        err = POINTER(rr.rr_error)()
+        self.assertEqual(rr.lib.rr_server_stats(srv.ptr, byref(out), byref(err)),
+                         rr.RR_STATUS_STATE)
+        self.assertEqual(rr.take_error(err)[0], rr.RR_STATUS_STATE)
+        self.assertEqual(out.tasks_done, 77)
+        self.assertEqual(rr.lib.rr_server_stats(None, byref(out), None),
+                         rr.RR_STATUS_NULL_ARGUMENT)
+        self.assertEqual(rr.lib.rr_server_stats(srv.ptr, None, None),
+                         rr.RR_STATUS_NULL_ARGUMENT)
+        self.assertEqual(out.tasks_done, 77)
+
+
+class NewSettingsTest(ServerCase):
+    def test_jitter_percent_above_100_is_a_config_error(self):
+        self.server(num_workers=1, start=False, jitter_percent=100).free()
+        e = self.assertRRError(rr.RR_STATUS_CONFIG, self.server, num_workers=1, start=False,
+                               jitter_percent=101)
+        self.assertIn("jitter_percent", e.message)
+
+    def test_a_remote_tcp_relay_needs_tcp_allow_remote(self):
+        command = rr_test_worker_command()
+        relay = "tcp://192.0.2.1:6001"  # a documentation address; never listened on here
+        e = self.assertRRError(rr.RR_STATUS_CONFIG, self.server, command, relay, start=False)
+        self.assertIn("tcp_allow_remote", e.message)
+        self.server(command, relay, start=False, tcp_allow_remote=True).free()
+
+
+if __name__ == "__main__":
+    unittest.main()
