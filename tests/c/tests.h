@@ -1,0 +1,45 @@
+/* tests.h: the test functions, run by main.c in this order. */
+#ifndef RR_C_TESTS_TESTS_H
+#define RR_C_TESTS_TESTS_H
+
+/* test_basics.c: strings, version, NULL and invalid arguments, config errors */
+void test_version(void);
+void test_status_str(void);
+void test_worker_state_str(void);
+void test_free_null(void);
+void test_null_arguments_config(void);
+void test_null_arguments_server(void);
+void test_null_arguments_worker_side(void);
+void test_invalid_utf8(void);
+void test_config_errors(void);
+
+/* test_exec.c: tasks and the statuses they can end with */
+void test_echo(void);
+void test_job_error(void);
+void test_worker_error_crash(void);
+void test_worker_error_protocol(void);
+void test_stop_request_bounded(void);
+void test_timeout(void);
+void test_spawn_errors(void);
+void test_state_errors(void);
+void test_max_jobs_one(void);
+void test_env_and_dir(void);
+void test_workers_snapshot(void);
+void test_relays(void);
+
+/* test_events.c: event callbacks */
+void test_events_lifecycle(void);
+void test_events_crash_and_stderr(void);
+void test_callback_replacement(void);
+
+/* test_concurrency.c: many threads */
+void test_parallel_exec(void);
+void test_free_during_exec(void);
+void test_reconfigure_under_load(void);
+
+/* test_worker_side.c: rr_worker_* against a server written here, and the C example worker */
+void test_worker_side_protocol(void);
+void test_worker_side_env_relay(void);
+void test_c_worker(void);
+
+#endif
