@@ -66,6 +66,9 @@ LIMIT        := timeout --kill-after=10 $(STEP_TIMEOUT)
 TEST_STEPS := test-rust check-header test-c test-cpp test-demo test-python test-go test-php test-install asan valgrind
 
 .DEFAULT_GOAL := all
+
+# make bench, make bench-report (benchmarks are never part of make test).
+include bench/bench.mk
 .PHONY: all lib examples header check-header cbindgen demo test test-rust test-c test-cpp test-demo \
         test-python test-go test-php test-install soak asan valgrind install uninstall clean help
 .DELETE_ON_ERROR:

@@ -1,0 +1,979 @@
+/* bench: libroadrunner against the physical floor, in one run.
+ *
+ * The floor is bench/echo_worker driven by hand (common.c: floor pairs), the pool is
+ * rr_exec on a server running the very same echo_worker over the very same channel.
+ * Floor and pool measurements alternate round after round (noise and thermal drift hit
+ * both alike) and every figure is the median over the rounds.
+ *
+ *   bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH]
+ *
+ *   --json FILE   also write every measurement to FILE (bench/report.py reads it)
+ *   --report      add the scaling points (1..64 workers, 4x as many callers, pipes)
+ *   --seconds S   length of one measurement (default 0.25)
+ *   --rounds N    rounds of floor/pool alternation (default 5; medians need 3 or more)
+ *   --allow-idle  let CPUs sleep when idle (by default the run holds PM QoS
+ *                 /dev/cpu_dma_latency = 0, see hold_cpus_awake in common.h)
+ *   --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]
+ *                 only run N tasks of B bytes (default 16 B, 1 worker x 1 caller) and exit
+ *                 (for strace -c -f, perf: what one task costs the host)
+ *
+ * The output ends with the two "floor ratio:" lines, the project's headline numbers.
+ */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include "rr.h"
+
+/* ================================================================ allocation counting
+ *
+ * The bench binary defines malloc & co itself, so every allocation in the process (the
+ * library's Rust code calls malloc/realloc/posix_memalign through the PLT) goes through
+ * these wrappers, which count while `counting` is on and forward to glibc's own entry
+ * points. Cheap enough to leave in place for the whole run: one relaxed load per call.
+ */
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t nmemb, size_t size);
+extern void *__libc_realloc(void *ptr, size_t size);
+extern void *__libc_memalign(size_t alignment, size_t size);
+extern void __libc_free(void *ptr);
+
+static atomic_bool counting;
+/* New blocks (malloc, calloc, posix_memalign..., realloc of NULL), resizes (realloc of
+ * a block: may move and copy), and frees. New minus frees should be 0 per task. */
+static atomic_ulong alloc_calls, realloc_calls, free_calls;
+
+static inline void count(atomic_ulong *counter) {
+    if (atomic_load_explicit(&counting, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    }
+}
+
+void *malloc(size_t size) {
+    count(&alloc_calls);
+    return __libc_malloc(size);
+}
+
+void *calloc(size_t nmemb, size_t size) {
+    count(&alloc_calls);
+    return __libc_calloc(nmemb, size);
+}
+
+void *realloc(void *ptr, size_t size) {
+    count(ptr ? &realloc_calls : &alloc_calls);
+    return __libc_realloc(ptr, size);
+}
+
+void free(void *ptr) {
+    if (ptr) {
+        count(&free_calls);
+    }
+    __libc_free(ptr);
+}
+
+int posix_memalign(void **memptr, size_t alignment, size_t size) {
+    if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) {
+        return EINVAL;
+    }
+    count(&alloc_calls);
+    void *p = __libc_memalign(alignment, size);
+    if (!p) {
+        return ENOMEM;
+    }
+    *memptr = p;
+    return 0;
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    count(&alloc_calls);
+    return __libc_memalign(alignment, size);
+}
+
+void *memalign(size_t alignment, size_t size) {
+    count(&alloc_calls);
+    return __libc_memalign(alignment, size);
+}
+
+/* ================================================================ options, results */
+
+#define MAX_ROUNDS 32
+#define MAX_POINTS 256
+
+static struct {
+    double seconds;
+    int rounds;
+    bool report;
+    bool allow_idle;
+    bool cpus_awake; /* the PM QoS request is held */
+    const char *json;
+    char worker[PATH_MAX];
+} opt = {.seconds = 0.25, .rounds = 5};
+
+/* One measured configuration and its results, one per round. "floor" points have
+ * workers = callers = the number of pairs. */
+typedef struct {
+    const char *section; /* main, one_core, split_sends, scaling */
+    const char *kind;    /* floor, pool, naive (split_sends only) */
+    channel ch;
+    size_t body;
+    int workers, callers;
+    int n;
+    result round[MAX_ROUNDS];
+    result med; /* medians of each figure over the rounds */
+} point;
+
+static point points[MAX_POINTS];
+static int npoints;
+
+static point *find_point(const char *section, const char *kind, channel ch, size_t body, int workers, int callers) {
+    for (int i = 0; i < npoints; i++) {
+        point *p = &points[i];
+        if (strcmp(p->section, section) == 0 && strcmp(p->kind, kind) == 0 && p->ch == ch && p->body == body &&
+            p->workers == workers && p->callers == callers) {
+            return p;
+        }
+    }
+    if (npoints == MAX_POINTS) {
+        fprintf(stderr, "bench: too many points\n");
+        exit(1);
+    }
+    point *p = &points[npoints++];
+    *p = (point){.section = section, .kind = kind, .ch = ch, .body = body, .workers = workers, .callers = callers};
+    return p;
+}
+
+static void add_round(point *p, const result *r) {
+    if (p->n < MAX_ROUNDS) {
+        p->round[p->n++] = *r;
+    }
+    double v[MAX_ROUNDS];
+#define MEDIAN_OF(field)                       \
+    for (int i = 0; i < p->n; i++) {           \
+        v[i] = p->round[i].field;              \
+    }                                          \
+    p->med.field = median(v, (size_t)p->n);
+    MEDIAN_OF(tasks_per_s)
+    MEDIAN_OF(p50_us)
+    MEDIAN_OF(p99_us)
+    MEDIAN_OF(mb_per_s)
+#undef MEDIAN_OF
+}
+
+/* Whether a point's rounds disagree by more than 2x (the median is then a coin toss
+ * between scheduler placements, not a property of the code). */
+static bool unstable(const point *p) {
+    double lo = 0, hi = 0;
+    for (int i = 0; i < p->n; i++) {
+        double v = p->round[i].tasks_per_s;
+        lo = i == 0 || v < lo ? v : lo;
+        hi = i == 0 || v > hi ? v : hi;
+    }
+    return lo > 0 && hi / lo > 2;
+}
+
+static double ratio_of(const point *pool, const point *floor) {
+    return floor && floor->med.tasks_per_s > 0 && pool ? pool->med.tasks_per_s / floor->med.tasks_per_s : 0;
+}
+
+static void body_name(size_t len, char *buf, size_t buflen) {
+    if (len >= (1u << 20) && len % (1u << 20) == 0) {
+        snprintf(buf, buflen, "%zu MiB", len >> 20);
+    } else if (len >= 1024 && len % 1024 == 0) {
+        snprintf(buf, buflen, "%zu KiB", len >> 10);
+    } else {
+        snprintf(buf, buflen, "%zu B", len);
+    }
+}
+
+/* Progress goes to stderr; the table at the end goes to stdout. */
+static void progress(const char *kind, const point *p, const result *r) {
+    char b[32];
+    body_name(p->body, b, sizeof b);
+    fprintf(stderr, "  %-9s %-5s %-5s %7s %2dw x %3dc  %9.0f tasks/s  p50 %8.1f us  p99 %8.1f us\n", p->section,
+            kind, channel_names[p->ch], b, p->workers, p->callers, r->tasks_per_s, r->p50_us, r->p99_us);
+}
+
+/* ================================================================ the pool side */
+
+static void fail_rr(const char *what, rr_status st, rr_error *err) {
+    fprintf(stderr, "bench: %s failed: %s: %s\n", what, rr_status_str(st), err ? rr_error_message(err) : "");
+    rr_error_free(err);
+    exit(1);
+}
+
+/* Starts a server running `workers` echo_workers (with one extra argument or none) on
+ * channel ch. Exits on failure: nothing else makes sense in a benchmark. */
+static rr_server *pool_start(channel ch, int workers, const char *extra_arg, long boot_sleep_ms) {
+    char relay[128], command[PATH_MAX + 64];
+    make_relay(ch, relay, sizeof relay);
+    /* The command is split like a shell would: quote the path. */
+    int n = snprintf(command, sizeof command, "'%s'", opt.worker);
+    if (extra_arg) {
+        n += snprintf(command + n, sizeof command - (size_t)n, " %s", extra_arg);
+    }
+    if (boot_sleep_ms > 0) {
+        snprintf(command + n, sizeof command - (size_t)n, " --boot-sleep-ms %ld", boot_sleep_ms);
+    }
+    rr_config *cfg;
+    rr_server *s;
+    rr_error *err = NULL;
+    rr_status st = rr_config_new(command, relay, &cfg, &err);
+    if (st != RR_STATUS_OK) {
+        fail_rr("rr_config_new", st, err);
+    }
+    rr_config_set_num_workers(cfg, (uint64_t)workers);
+    rr_config_set_relay_timeout_ms(cfg, 20000);
+    st = rr_server_new(cfg, &s, &err);
+    rr_config_free(cfg);
+    if (st != RR_STATUS_OK) {
+        fail_rr("rr_server_new", st, err);
+    }
+    st = rr_server_start(s, &err);
+    if (st != RR_STATUS_OK) {
+        fail_rr("rr_server_start", st, err);
+    }
+    return s;
+}
+
+static void pool_stop(rr_server *s) {
+    rr_error *err = NULL;
+    rr_status st = rr_server_stop(s, &err);
+    if (st != RR_STATUS_OK) {
+        fail_rr("rr_server_stop", st, err);
+    }
+    rr_server_free(s);
+}
+
+typedef struct {
+    rr_server *s;
+    const uint8_t *body;
+    size_t body_len;
+} pool_job;
+
+static atomic_int exec_errors_shown;
+
+/* One task through the library: exactly what a host does per request. */
+static int pool_op(void *arg, int thread) {
+    (void)thread;
+    pool_job *job = arg;
+    rr_payload *answer;
+    rr_error *err = NULL;
+    rr_status st = rr_exec(job->s, bench_context, bench_context_len, job->body, job->body_len, &answer, &err);
+    if (st != RR_STATUS_OK) {
+        if (atomic_fetch_add(&exec_errors_shown, 1) < 3) {
+            fprintf(stderr, "bench: rr_exec failed: %s: %s\n", rr_status_str(st), err ? rr_error_message(err) : "");
+        }
+        rr_error_free(err);
+        return -1;
+    }
+    size_t len;
+    rr_payload_body(answer, &len);
+    rr_payload_free(answer);
+    return len == job->body_len ? 0 : -1;
+}
+
+/* Checks once that the pool really echoes (the timed loop only checks lengths). */
+static void pool_check_echo(rr_server *s, size_t body_len) {
+    const uint8_t *body = bench_body(body_len);
+    rr_payload *answer;
+    rr_error *err = NULL;
+    rr_status st = rr_exec(s, bench_context, bench_context_len, body, body_len, &answer, &err);
+    if (st != RR_STATUS_OK) {
+        fail_rr("rr_exec", st, err);
+    }
+    size_t clen, blen;
+    const uint8_t *c = rr_payload_context(answer, &clen);
+    const uint8_t *b = rr_payload_body(answer, &blen);
+    if (clen != bench_context_len || memcmp(c, bench_context, clen) != 0 || blen != body_len ||
+        memcmp(b, body, blen) != 0) {
+        fprintf(stderr, "bench: the pool's answer is not the echo of the task\n");
+        exit(1);
+    }
+    rr_payload_free(answer);
+}
+
+static void pool_measure(rr_server *s, int callers, size_t body_len, result *out) {
+    pool_check_echo(s, body_len);
+    pool_job job = {.s = s, .body = bench_body(body_len), .body_len = body_len};
+    if (run_timed(callers, pool_op, &job, opt.seconds, 50, body_len, out) < 0) {
+        fprintf(stderr, "bench: a pool measurement failed\n");
+        exit(1);
+    }
+}
+
+/* ================================================================ the floor side */
+
+static void floor_start(floor_pair *p, int pairs, channel ch, const char *extra_arg) {
+    for (int i = 0; i < pairs; i++) {
+        if (floor_pair_start(&p[i], opt.worker, extra_arg, ch) < 0) {
+            fprintf(stderr, "bench: cannot start floor pair %d over %s\n", i, channel_names[ch]);
+            exit(1);
+        }
+    }
+}
+
+static void floor_stop(floor_pair *p, int pairs) {
+    for (int i = 0; i < pairs; i++) {
+        floor_pair_stop(&p[i]);
+    }
+}
+
+static void floor_run(floor_pair *p, int pairs, size_t body_len, result *out) {
+    if (floor_measure(p, pairs, body_len, opt.seconds, out) < 0) {
+        fprintf(stderr, "bench: a floor measurement failed\n");
+        exit(1);
+    }
+}
+
+/* ================================================================ sections */
+
+static const size_t bodies[] = {16, 4096, 65536, 1u << 20};
+#define NBODIES 4
+
+/* The big table: every channel and body, 1 worker x 1 caller against 1 floor pair and
+ * 4 workers x 16 callers against 2 floor pairs. */
+static void section_main(void) {
+    for (int ch = 0; ch < 3; ch++) {
+        floor_pair pairs[2];
+        floor_start(pairs, 2, (channel)ch, NULL);
+        for (int b = 0; b < NBODIES; b++) {
+            for (int n = 1; n <= 2; n++) {
+                result r;
+                point *p = find_point("main", "floor", (channel)ch, bodies[b], n, n);
+                floor_run(pairs, n, bodies[b], &r);
+                add_round(p, &r);
+                progress("floor", p, &r);
+            }
+        }
+        floor_stop(pairs, 2);
+
+        static const int shapes[2][2] = {{1, 1}, {4, 16}};
+        for (int k = 0; k < 2; k++) {
+            rr_server *s = pool_start((channel)ch, shapes[k][0], NULL, 0);
+            for (int b = 0; b < NBODIES; b++) {
+                result r;
+                point *p = find_point("main", "pool", (channel)ch, bodies[b], shapes[k][0], shapes[k][1]);
+                pool_measure(s, shapes[k][1], bodies[b], &r);
+                add_round(p, &r);
+                progress("pool", p, &r);
+            }
+            pool_stop(s);
+        }
+    }
+}
+
+/* Warns when a process is not confined to CPU 0 (the pinning did not reach it). */
+static void check_pinned(pid_t pid, const char *who) {
+    cpu_set_t mask;
+    if (sched_getaffinity(pid, sizeof mask, &mask) == 0 && (CPU_COUNT(&mask) != 1 || !CPU_ISSET(0, &mask))) {
+        fprintf(stderr, "bench: warning: %s %d is not pinned to CPU 0\n", who, (int)pid);
+    }
+}
+
+/* 1 worker x 1 caller over pipes, with the whole process tree on one core: no cross-CPU
+ * wake-ups, so the figure measures work done per task rather than scheduler luck. */
+#define ONE_CORE_STRETCH 4 /* the headline gets 4x longer measurements */
+
+static void section_one_core(void) {
+    double seconds = opt.seconds;
+    opt.seconds = seconds * ONE_CORE_STRETCH;
+    if (pin_all_to_cpu(0) < 0) {
+        fprintf(stderr, "bench: cannot pin to CPU 0: %s\n", strerror(errno));
+        exit(1);
+    }
+    for (int round = 0; round < opt.rounds; round++) {
+        result r;
+        floor_pair pair;
+        floor_start(&pair, 1, CH_PIPES, NULL);
+        check_pinned(pair.pid, "floor worker");
+        point *p = find_point("one_core", "floor", CH_PIPES, 16, 1, 1);
+        floor_run(&pair, 1, 16, &r);
+        add_round(p, &r);
+        progress("floor", p, &r);
+        floor_stop(&pair, 1);
+
+        rr_server *s = pool_start(CH_PIPES, 1, NULL, 0);
+        rr_worker_info *infos;
+        size_t ninfos;
+        if (rr_server_workers(s, &infos, &ninfos, NULL) == RR_STATUS_OK) {
+            for (size_t i = 0; i < ninfos; i++) {
+                check_pinned((pid_t)infos[i].pid, "pool worker");
+            }
+            rr_worker_info_free(infos, ninfos);
+        }
+        p = find_point("one_core", "pool", CH_PIPES, 16, 1, 1);
+        pool_measure(s, 1, 16, &r);
+        add_round(p, &r);
+        progress("pool", p, &r);
+        pool_stop(s);
+    }
+    unpin_all();
+    opt.seconds = seconds;
+}
+
+/* A PHP-like worker over TCP: prefix and payload in separate send()s, Nagle on. The
+ * pool must answer well under 1 ms; a naive host (TCP_NODELAY but no TCP_QUICKACK)
+ * shows the ~40 ms delayed-ACK stall the library avoids. */
+static void section_split_sends(void) {
+    for (int round = 0; round < opt.rounds; round++) {
+        result r;
+        rr_server *s = pool_start(CH_TCP, 1, "--split-sends", 0);
+        point *p = find_point("split_sends", "pool", CH_TCP, 16, 1, 1);
+        pool_measure(s, 1, 16, &r);
+        add_round(p, &r);
+        progress("pool", p, &r);
+        pool_stop(s);
+    }
+    /* One round is plenty for the naive host: a few dozen 40 ms round trips. */
+    result r;
+    floor_pair pair;
+    floor_start(&pair, 1, CH_TCP, "--split-sends");
+    point *p = find_point("split_sends", "naive", CH_TCP, 16, 1, 1);
+    floor_run(&pair, 1, 16, &r);
+    add_round(p, &r);
+    progress("naive", p, &r);
+    floor_stop(&pair, 1);
+}
+
+/* Start-up: rr_server_start with 32 workers that each sleep 50 ms before the
+ * handshake. Serial spawning would take 32 x 50 ms = 1.6 s. */
+typedef struct {
+    channel ch;
+    int workers;
+    long boot_ms;
+    int n;
+    double start_ms[MAX_ROUNDS], stop_ms[MAX_ROUNDS];
+    double start_med, stop_med;
+} startup_point;
+
+static startup_point startups[] = {
+    {.ch = CH_PIPES, .workers = 32, .boot_ms = 50},
+    {.ch = CH_UNIX, .workers = 32, .boot_ms = 50},
+    {.ch = CH_TCP, .workers = 32, .boot_ms = 50},
+    {.ch = CH_PIPES, .workers = 32, .boot_ms = 0},
+};
+#define NSTARTUPS (sizeof startups / sizeof startups[0])
+
+static void section_startup(void) {
+    for (int round = 0; round < opt.rounds; round++) {
+        for (size_t i = 0; i < NSTARTUPS; i++) {
+            startup_point *sp = &startups[i];
+            char relay[128], command[PATH_MAX + 64];
+            make_relay(sp->ch, relay, sizeof relay);
+            snprintf(command, sizeof command, "'%s' --boot-sleep-ms %ld", opt.worker, sp->boot_ms);
+            rr_config *cfg;
+            rr_server *s;
+            rr_error *err = NULL;
+            rr_status st = rr_config_new(command, relay, &cfg, &err);
+            if (st != RR_STATUS_OK) {
+                fail_rr("rr_config_new", st, err);
+            }
+            rr_config_set_num_workers(cfg, (uint64_t)sp->workers);
+            st = rr_server_new(cfg, &s, &err);
+            rr_config_free(cfg);
+            if (st != RR_STATUS_OK) {
+                fail_rr("rr_server_new", st, err);
+            }
+            uint64_t t0 = now_ns();
+            st = rr_server_start(s, &err);
+            uint64_t t1 = now_ns();
+            if (st != RR_STATUS_OK) {
+                fail_rr("rr_server_start", st, err);
+            }
+            pool_check_echo(s, 16);
+            uint64_t t2 = now_ns();
+            st = rr_server_stop(s, &err);
+            uint64_t t3 = now_ns();
+            if (st != RR_STATUS_OK) {
+                fail_rr("rr_server_stop", st, err);
+            }
+            rr_server_free(s);
+            if (sp->n < MAX_ROUNDS) {
+                sp->start_ms[sp->n] = (double)(t1 - t0) / 1e6;
+                sp->stop_ms[sp->n] = (double)(t3 - t2) / 1e6;
+                sp->n++;
+            }
+            double v[MAX_ROUNDS];
+            memcpy(v, sp->start_ms, sizeof v);
+            sp->start_med = median(v, (size_t)sp->n);
+            memcpy(v, sp->stop_ms, sizeof v);
+            sp->stop_med = median(v, (size_t)sp->n);
+            fprintf(stderr, "  startup   %-5s %2d workers, boot %2ld ms: start %7.1f ms, stop %7.1f ms\n",
+                    channel_names[sp->ch], sp->workers, sp->boot_ms, sp->start_ms[sp->n - 1],
+                    sp->stop_ms[sp->n - 1]);
+        }
+    }
+}
+
+/* ---- host RSS: measured in a fresh copy of this program, so that the heap this run
+ * has already grown (latency arrays, freed buffers) does not hide the pool's cost. */
+
+static long status_field_kb(const char *name) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long value = -1;
+    size_t n = strlen(name);
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, name, n) == 0 && line[n] == ':') {
+            value = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+    return value;
+}
+
+static int child_rss(int workers) {
+    long rss0 = status_field_kb("VmRSS"), threads0 = status_field_kb("Threads");
+    rr_server *s = pool_start(CH_PIPES, workers, NULL, 0);
+    pool_check_echo(s, 16);
+    sleep_ms(300); /* let every worker settle into idle */
+    long rss1 = status_field_kb("VmRSS"), threads1 = status_field_kb("Threads");
+    pool_stop(s);
+    printf("%ld %ld %ld %ld\n", rss0, rss1, threads0, threads1);
+    return 0;
+}
+
+static struct {
+    int workers;
+    long before_kb, after_kb, threads_before, threads_after;
+    double per_worker_kb;
+} rss = {.workers = 64};
+
+static void section_rss(void) {
+    char cmd[2 * PATH_MAX + 64], self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) {
+        perror("bench: /proc/self/exe");
+        exit(1);
+    }
+    self[n] = '\0';
+    snprintf(cmd, sizeof cmd, "'%s' --child-rss %d --worker '%s'", self, rss.workers, opt.worker);
+    FILE *f = popen(cmd, "r");
+    if (!f || fscanf(f, "%ld %ld %ld %ld", &rss.before_kb, &rss.after_kb, &rss.threads_before,
+                     &rss.threads_after) != 4) {
+        fprintf(stderr, "bench: the RSS child failed\n");
+        exit(1);
+    }
+    pclose(f);
+    rss.per_worker_kb = (double)(rss.after_kb - rss.before_kb) / rss.workers;
+    fprintf(stderr, "  rss       %d idle workers: %ld -> %ld KiB, %.1f KiB per worker, threads %ld -> %ld\n",
+            rss.workers, rss.before_kb, rss.after_kb, rss.per_worker_kb, rss.threads_before, rss.threads_after);
+}
+
+/* ---- heap allocations per task, host side (every thread of this process). */
+
+#define ALLOC_TASKS 20000
+static struct {
+    double allocs, reallocs, frees;
+} allocs_per_task[3];
+static bool interposed;
+
+static void section_allocs(void) {
+    /* Is the interposition live? rr_config_new allocates (Rust strings). */
+    atomic_store(&alloc_calls, 0);
+    atomic_store(&counting, true);
+    rr_config *cfg;
+    if (rr_config_new("x", "pipes", &cfg, NULL) == RR_STATUS_OK) {
+        rr_config_free(cfg);
+    }
+    atomic_store(&counting, false);
+    interposed = atomic_load(&alloc_calls) > 0;
+    if (!interposed) {
+        fprintf(stderr, "bench: warning: malloc interposition is not working; allocation counts are void\n");
+    }
+    for (int ch = 0; ch < 3; ch++) {
+        rr_server *s = pool_start((channel)ch, 1, NULL, 0);
+        pool_job job = {.s = s, .body = bench_body(16), .body_len = 16};
+        for (int i = 0; i < 1000; i++) {
+            if (pool_op(&job, 0) < 0) {
+                exit(1);
+            }
+        }
+        atomic_store(&alloc_calls, 0);
+        atomic_store(&realloc_calls, 0);
+        atomic_store(&free_calls, 0);
+        atomic_store(&counting, true);
+        for (int i = 0; i < ALLOC_TASKS; i++) {
+            if (pool_op(&job, 0) < 0) {
+                exit(1);
+            }
+        }
+        atomic_store(&counting, false);
+        allocs_per_task[ch].allocs = (double)atomic_load(&alloc_calls) / ALLOC_TASKS;
+        allocs_per_task[ch].reallocs = (double)atomic_load(&realloc_calls) / ALLOC_TASKS;
+        allocs_per_task[ch].frees = (double)atomic_load(&free_calls) / ALLOC_TASKS;
+        pool_stop(s);
+        fprintf(stderr, "  allocs    %-5s %.2f allocations, %.2f reallocs, %.2f frees per task\n",
+                channel_names[ch], allocs_per_task[ch].allocs, allocs_per_task[ch].reallocs,
+                allocs_per_task[ch].frees);
+    }
+}
+
+/* ---- scaling (--report): N workers x 4N callers against N floor pairs, pipes, 16 B. */
+
+static const int scaling_n[] = {1, 2, 4, 8, 16, 64};
+#define NSCALING 6
+
+static void section_scaling(void) {
+    for (int round = 0; round < opt.rounds; round++) {
+        for (int i = 0; i < NSCALING; i++) {
+            int n = scaling_n[i];
+            result r;
+            floor_pair *pairs = calloc((size_t)n, sizeof *pairs);
+            floor_start(pairs, n, CH_PIPES, NULL);
+            point *p = find_point("scaling", "floor", CH_PIPES, 16, n, n);
+            floor_run(pairs, n, 16, &r);
+            add_round(p, &r);
+            progress("floor", p, &r);
+            floor_stop(pairs, n);
+            free(pairs);
+
+            rr_server *s = pool_start(CH_PIPES, n, NULL, 0);
+            p = find_point("scaling", "pool", CH_PIPES, 16, n, 4 * n);
+            pool_measure(s, 4 * n, 16, &r);
+            add_round(p, &r);
+            progress("pool", p, &r);
+            pool_stop(s);
+        }
+    }
+}
+
+/* ---- --exec-loop N: N tasks (16 B unless --body) and nothing else (W workers, C callers sharing
+ * them), for strace -c -f or perf: what a task costs the host. */
+typedef struct {
+    pool_job job;
+    long tasks;
+    int failed;
+} loop_arg;
+
+static void *exec_loop_thread(void *p) {
+    loop_arg *la = p;
+    for (long i = 0; i < la->tasks && !la->failed; i++) {
+        la->failed = pool_op(&la->job, 0) < 0;
+    }
+    return NULL;
+}
+
+static int exec_loop(long tasks, channel ch, int workers, int callers, size_t body_len) {
+    rr_server *s = pool_start(ch, workers, NULL, 0);
+    loop_arg la = {.job = {.s = s, .body = bench_body(body_len), .body_len = body_len}, .tasks = tasks / callers};
+    pthread_t tid[256];
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < callers; i++) {
+        pthread_create(&tid[i], NULL, exec_loop_thread, &la);
+    }
+    for (int i = 0; i < callers; i++) {
+        pthread_join(tid[i], NULL);
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    pool_stop(s);
+    long done = la.tasks * callers;
+    printf("%ld tasks of %zu B over %s, %d workers x %d callers, in %.3f s: %.0f tasks/s\n", done, body_len,
+           channel_names[ch], workers, callers, secs, (double)done / secs);
+    return la.failed;
+}
+
+/* ================================================================ output */
+
+static bool any_unstable;
+
+static void print_pair_table(const char *title, int workers, int callers, int pairs) {
+    printf("\n%s\n", title);
+    printf("%-6s %-7s | %11s %8s %8s | %11s %8s %8s %9s | %10s\n", "relay", "body", "floor/s", "p50 us", "p99 us",
+           "pool/s", "p50 us", "p99 us", "pool MB/s", "pool/floor");
+    for (int ch = 0; ch < 3; ch++) {
+        for (int b = 0; b < NBODIES; b++) {
+            point *f = find_point("main", "floor", (channel)ch, bodies[b], pairs, pairs);
+            point *p = find_point("main", "pool", (channel)ch, bodies[b], workers, callers);
+            char name[32], mb[32];
+            body_name(bodies[b], name, sizeof name);
+            if (bodies[b] >= 4096) {
+                snprintf(mb, sizeof mb, "%.1f", p->med.mb_per_s);
+            } else {
+                snprintf(mb, sizeof mb, "-");
+            }
+            bool shaky = unstable(f) || unstable(p);
+            any_unstable |= shaky;
+            printf("%-6s %-7s | %11.0f %8.1f %8.1f | %11.0f %8.1f %8.1f %9s | %9.2f%s\n", channel_names[ch], name,
+                   f->med.tasks_per_s, f->med.p50_us, f->med.p99_us, p->med.tasks_per_s, p->med.p50_us,
+                   p->med.p99_us, mb, ratio_of(p, f), shaky ? "*" : " ");
+        }
+    }
+}
+
+static void print_tables(double run_seconds) {
+    printf("\nRound trips of %zu-byte context + body, echoed. floor = the same echo_worker driven by hand, no\n"
+           "library (1 pair = 1 parent + 1 worker); pool = rr_exec. Medians of %d alternating rounds of %.2f s.\n"
+           "MB/s = body bytes echoed per second, one direction.\n",
+           bench_context_len, opt.rounds, opt.seconds);
+    print_pair_table("1 worker x 1 caller, against 1 floor pair", 1, 1, 1);
+    print_pair_table("4 workers x 16 callers, against 2 floor pairs", 4, 16, 2);
+    if (any_unstable) {
+        printf("* the rounds of the floor or the pool differ by more than 2x in tasks/s: scheduler placement,\n"
+               "  not code; trust the one-core figures below for 1 caller.\n");
+    }
+
+    point *f1 = find_point("one_core", "floor", CH_PIPES, 16, 1, 1);
+    point *p1 = find_point("one_core", "pool", CH_PIPES, 16, 1, 1);
+    printf("\nOne core (host, library threads and workers pinned to CPU 0), pipes, 16 B, 1 worker x 1 caller,\n"
+           "%d rounds of %.2f s\n",
+           opt.rounds, opt.seconds * ONE_CORE_STRETCH);
+    printf("  floor %9.0f tasks/s  p50 %6.1f us  p99 %6.1f us\n", f1->med.tasks_per_s, f1->med.p50_us,
+           f1->med.p99_us);
+    printf("  pool  %9.0f tasks/s  p50 %6.1f us  p99 %6.1f us  pool/floor %.2f\n", p1->med.tasks_per_s,
+           p1->med.p50_us, p1->med.p99_us, ratio_of(p1, f1));
+
+    point *ss = find_point("split_sends", "pool", CH_TCP, 16, 1, 1);
+    point *nv = find_point("split_sends", "naive", CH_TCP, 16, 1, 1);
+    printf("\nTCP, worker with --split-sends (PHP-like: prefix and payload in separate send()s, Nagle on), 16 B, "
+           "1x1\n");
+    printf("  pool                           %9.0f tasks/s  p50 %8.1f us  p99 %8.1f us\n", ss->med.tasks_per_s,
+           ss->med.p50_us, ss->med.p99_us);
+    printf("  naive host (no TCP_QUICKACK)   %9.0f tasks/s  p50 %8.1f us  p99 %8.1f us\n", nv->med.tasks_per_s,
+           nv->med.p50_us, nv->med.p99_us);
+
+    printf("\nStart-up: rr_server_start (medians), 32 workers\n");
+    for (size_t i = 0; i < NSTARTUPS; i++) {
+        startup_point *sp = &startups[i];
+        printf("  %-5s boot %2ld ms each: start %7.1f ms   (stop %6.1f ms)\n", channel_names[sp->ch], sp->boot_ms,
+               sp->start_med, sp->stop_med);
+    }
+
+    printf("\nHost RSS, %d idle workers over pipes: %ld KiB before, %ld KiB after: %.1f KiB per worker "
+           "(threads %ld -> %ld)\n",
+           rss.workers, rss.before_kb, rss.after_kb, rss.per_worker_kb, rss.threads_before, rss.threads_after);
+
+    printf("\nHeap allocations per task on the host (all threads, %d x rr_exec of 16 B, 1x1, answer freed):\n",
+           ALLOC_TASKS);
+    for (int ch = 0; ch < 3; ch++) {
+        printf("  %-5s %5.2f allocations + %5.2f reallocs (%5.2f frees)%s\n", channel_names[ch],
+               allocs_per_task[ch].allocs, allocs_per_task[ch].reallocs, allocs_per_task[ch].frees,
+               interposed ? "" : "  (interposition NOT working)");
+    }
+
+    if (opt.report) {
+        printf("\nScaling over pipes, 16 B: N workers x 4N callers against N floor pairs (%ld CPUs)\n",
+               sysconf(_SC_NPROCESSORS_ONLN));
+        printf("%7s | %11s %8s | %11s %8s | %10s\n", "workers", "floor/s", "p99 us", "pool/s", "p99 us",
+               "pool/floor");
+        for (int i = 0; i < NSCALING; i++) {
+            int n = scaling_n[i];
+            point *f = find_point("scaling", "floor", CH_PIPES, 16, n, n);
+            point *p = find_point("scaling", "pool", CH_PIPES, 16, n, 4 * n);
+            printf("%7d | %11.0f %8.1f | %11.0f %8.1f | %10.2f\n", n, f->med.tasks_per_s, f->med.p99_us,
+                   p->med.tasks_per_s, p->med.p99_us, ratio_of(p, f));
+        }
+    }
+
+    printf("\nRun time: %.1f s\n", run_seconds);
+    /* The headline numbers: exactly these two lines, last. */
+    printf("floor ratio: %.2f (16 B, 1 worker, 1 caller, pipes, one core)\n", ratio_of(p1, f1));
+    printf("floor ratio: %.2f (16 B, 4 workers, 16 callers, pipes, vs 2 floor pairs)\n",
+           ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), find_point("main", "floor", CH_PIPES, 16, 2, 2)));
+}
+
+static void json_result(FILE *f, const result *r) {
+    fprintf(f, "{\"tasks_per_s\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, \"mb_per_s\": %.2f}", r->tasks_per_s,
+            r->p50_us, r->p99_us, r->mb_per_s);
+}
+
+static void cpu_model(char *buf, size_t len) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    snprintf(buf, len, "unknown");
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *v = strchr(line, ':');
+            if (v) {
+                v += strspn(v + 1, " ") + 1;
+                v[strcspn(v, "\n")] = '\0';
+                snprintf(buf, len, "%s", v);
+            }
+            break;
+        }
+    }
+    if (f) {
+        fclose(f);
+    }
+}
+
+static void write_json(const char *path, double run_seconds) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    char cpu[128], date[64];
+    struct utsname u;
+    uname(&u);
+    cpu_model(cpu, sizeof cpu);
+    time_t t = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&t));
+    fprintf(f, "{\n  \"meta\": {\"library_version\": \"%s\", \"cpus\": %ld, \"cpu\": \"%s\", \"kernel\": \"%s %s\", "
+               "\"date\": \"%s\", \"rounds\": %d, \"seconds\": %.2f, \"context_bytes\": %zu, "
+               "\"one_core_seconds\": %.2f, \"run_seconds\": %.1f, \"cpus_awake\": %s},\n",
+            rr_version(), sysconf(_SC_NPROCESSORS_ONLN), cpu, u.sysname, u.release, date, opt.rounds, opt.seconds,
+            bench_context_len, opt.seconds * ONE_CORE_STRETCH, run_seconds, opt.cpus_awake ? "true" : "false");
+    fprintf(f, "  \"points\": [\n");
+    for (int i = 0; i < npoints; i++) {
+        point *p = &points[i];
+        fprintf(f,
+                "    {\"section\": \"%s\", \"kind\": \"%s\", \"relay\": \"%s\", \"body\": %zu, \"workers\": %d, "
+                "\"callers\": %d, \"median\": ",
+                p->section, p->kind, channel_names[p->ch], p->body, p->workers, p->callers);
+        json_result(f, &p->med);
+        fprintf(f, ", \"rounds\": [");
+        for (int k = 0; k < p->n; k++) {
+            fprintf(f, "%s", k ? ", " : "");
+            json_result(f, &p->round[k]);
+        }
+        fprintf(f, "]}%s\n", i + 1 < npoints ? "," : "");
+    }
+    fprintf(f, "  ],\n  \"startup\": [\n");
+    for (size_t i = 0; i < NSTARTUPS; i++) {
+        startup_point *sp = &startups[i];
+        fprintf(f,
+                "    {\"relay\": \"%s\", \"workers\": %d, \"boot_ms\": %ld, \"start_ms\": %.1f, \"stop_ms\": %.1f}%s\n",
+                channel_names[sp->ch], sp->workers, sp->boot_ms, sp->start_med, sp->stop_med,
+                i + 1 < NSTARTUPS ? "," : "");
+    }
+    fprintf(f,
+            "  ],\n  \"rss\": {\"workers\": %d, \"before_kb\": %ld, \"after_kb\": %ld, \"per_worker_kb\": %.1f, "
+            "\"threads_before\": %ld, \"threads_after\": %ld},\n",
+            rss.workers, rss.before_kb, rss.after_kb, rss.per_worker_kb, rss.threads_before, rss.threads_after);
+    fprintf(f, "  \"allocs\": {\"tasks\": %d, \"interposed\": %s", ALLOC_TASKS, interposed ? "true" : "false");
+    for (int ch = 0; ch < 3; ch++) {
+        fprintf(f, ", \"%s\": {\"allocs_per_task\": %.3f, \"reallocs_per_task\": %.3f, \"frees_per_task\": %.3f}",
+                channel_names[ch], allocs_per_task[ch].allocs, allocs_per_task[ch].reallocs, allocs_per_task[ch].frees);
+    }
+    point *f1 = find_point("one_core", "floor", CH_PIPES, 16, 1, 1);
+    point *p1 = find_point("one_core", "pool", CH_PIPES, 16, 1, 1);
+    fprintf(f, "},\n  \"ratios\": {\"one_core_1x1_pipes_16\": %.4f, \"pipes_16_4x16_vs_2_pairs\": %.4f}\n}\n",
+            ratio_of(p1, f1),
+            ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), find_point("main", "floor", CH_PIPES, 16, 2, 2)));
+    fclose(f);
+}
+
+/* ================================================================ main */
+
+static void default_worker(void) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) {
+        snprintf(opt.worker, sizeof opt.worker, "bench/echo_worker");
+        return;
+    }
+    self[n] = '\0';
+    snprintf(opt.worker, sizeof opt.worker, "%s/echo_worker", dirname(self));
+}
+
+int main(int argc, char **argv) {
+    int child_rss_workers = 0;
+    long exec_loop_tasks = 0;
+    int loop_workers = 1, loop_callers = 1;
+    long loop_body = 16;
+    channel exec_loop_relay = CH_PIPES;
+    default_worker();
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+            opt.json = argv[++i];
+        } else if (strcmp(argv[i], "--report") == 0) {
+            opt.report = true;
+        } else if (strcmp(argv[i], "--allow-idle") == 0) {
+            opt.allow_idle = true;
+        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            opt.seconds = strtod(argv[++i], NULL);
+        } else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) {
+            opt.rounds = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--worker") == 0 && i + 1 < argc) {
+            snprintf(opt.worker, sizeof opt.worker, "%s", argv[++i]);
+        } else if (strcmp(argv[i], "--exec-loop") == 0 && i + 1 < argc) {
+            exec_loop_tasks = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--body") == 0 && i + 1 < argc) {
+            loop_body = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+            loop_workers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--callers") == 0 && i + 1 < argc) {
+            loop_callers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--relay") == 0 && i + 1 < argc) {
+            i++;
+            exec_loop_relay = strcmp(argv[i], "tcp") == 0 ? CH_TCP : strcmp(argv[i], "unix") == 0 ? CH_UNIX : CH_PIPES;
+        } else if (strcmp(argv[i], "--child-rss") == 0 && i + 1 < argc) {
+            child_rss_workers = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH] [--allow-idle]\n"
+                            "       bench --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]\n");
+            return 2;
+        }
+    }
+    if (opt.rounds < 1 || opt.rounds > MAX_ROUNDS || opt.seconds <= 0) {
+        fprintf(stderr, "bench: --rounds must be 1..%d and --seconds positive\n", MAX_ROUNDS);
+        return 2;
+    }
+    if (access(opt.worker, X_OK) != 0) {
+        fprintf(stderr, "bench: no echo worker at %s (build it, or pass --worker)\n", opt.worker);
+        return 1;
+    }
+    /* A worker that dies must show up as a failed write, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    opt.cpus_awake = !opt.allow_idle && hold_cpus_awake() == 0;
+    if (child_rss_workers > 0) {
+        return child_rss(child_rss_workers);
+    }
+    if (exec_loop_tasks > 0) {
+        if (loop_workers < 1 || loop_callers < 1 || loop_callers > 256 || loop_body < 0 || loop_body > (1 << 20)) {
+            fprintf(stderr, "bench: --workers must be positive, --callers 1..256, --body 0..1048576\n");
+            return 2;
+        }
+        return exec_loop(exec_loop_tasks, exec_loop_relay, loop_workers, loop_callers, (size_t)loop_body);
+    }
+
+    char cpu[128];
+    cpu_model(cpu, sizeof cpu);
+    printf("libroadrunner %s benchmark: %ld CPUs (%s), %d rounds x %.2f s per measurement\n", rr_version(),
+           sysconf(_SC_NPROCESSORS_ONLN), cpu, opt.rounds, opt.seconds);
+    printf("CPU idle: %s\n", opt.cpus_awake ? "kept awake (PM QoS /dev/cpu_dma_latency = 0 held for the run)"
+                                            : opt.allow_idle ? "CPUs may sleep (--allow-idle)"
+                                                             : "CPUs may sleep (cannot open /dev/cpu_dma_latency)");
+    fflush(stdout);
+    uint64_t t0 = now_ns();
+
+    /* Rounds alternate floor and pool per relay, so that both see the same conditions. */
+    for (int round = 0; round < opt.rounds; round++) {
+        fprintf(stderr, "round %d/%d\n", round + 1, opt.rounds);
+        section_main();
+    }
+    fprintf(stderr, "one core\n");
+    section_one_core();
+    fprintf(stderr, "tcp split sends\n");
+    section_split_sends();
+    fprintf(stderr, "start-up, RSS, allocations\n");
+    section_startup();
+    section_rss();
+    section_allocs();
+    if (opt.report) {
+        fprintf(stderr, "scaling\n");
+        section_scaling();
+    }
+
+    double run_seconds = (double)(now_ns() - t0) / 1e9;
+    if (opt.json) {
+        write_json(opt.json, run_seconds);
+    }
+    print_tables(run_seconds);
+    return 0;
+}

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md and the tasks-per-second chart from bench/bench's --json output.
+
+    python3 bench/report.py bench/results.json BENCHMARKS.md bench/tasks-per-second.svg
+
+Standard library only. The chart is a hand-written SVG (grouped bars: pool and floor
+tasks/s for 1..64 workers), so that nothing beyond python3 is needed to regenerate it.
+bench/notes.md, when present, is appended as the "Observations" section: it is written
+by hand and must be re-read whenever the numbers are regenerated.
+"""
+
+import json
+import math
+import os
+import sys
+from xml.sax.saxutils import escape
+
+RELAYS = ["pipes", "unix", "tcp"]
+
+
+def body_name(n):
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n >> 10} KiB"
+    return f"{n} B"
+
+
+def num(x):
+    """Tasks/s with thousands separators."""
+    return f"{x:,.0f}"
+
+
+def us(x):
+    return f"{x:,.1f}"
+
+
+class Points:
+    def __init__(self, points):
+        self.points = points
+
+    def get(self, section, kind, relay, body, workers, callers):
+        for p in self.points:
+            if (p["section"], p["kind"], p["relay"], p["body"], p["workers"], p["callers"]) == (
+                section, kind, relay, body, workers, callers):
+                return p["median"]
+        return None
+
+    def unstable(self, section, kind, relay, body, workers, callers):
+        """Whether the rounds disagree by more than 2x in tasks/s (scheduler placement)."""
+        for p in self.points:
+            if (p["section"], p["kind"], p["relay"], p["body"], p["workers"], p["callers"]) == (
+                section, kind, relay, body, workers, callers):
+                values = [r["tasks_per_s"] for r in p["rounds"]]
+                return min(values) > 0 and max(values) / min(values) > 2
+        return False
+
+    def bodies(self, section):
+        return sorted({p["body"] for p in self.points if p["section"] == section})
+
+
+def ratio(pool, floor):
+    if not pool or not floor or floor["tasks_per_s"] <= 0:
+        return "-"
+    return f"{pool['tasks_per_s'] / floor['tasks_per_s']:.2f}"
+
+
+def pair_table(pts, workers, callers, pairs):
+    """The rows of one comparison, and whether any of them is marked unstable."""
+    marked = False
+    rows = [
+        "| relay | body | floor tasks/s | floor p50 µs | floor p99 µs | pool tasks/s | pool p50 µs "
+        "| pool p99 µs | pool MB/s | pool/floor |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for relay in RELAYS:
+        for body in pts.bodies("main"):
+            f = pts.get("main", "floor", relay, body, pairs, pairs)
+            p = pts.get("main", "pool", relay, body, workers, callers)
+            if not f or not p:
+                continue
+            mb = f"{p['mb_per_s']:,.0f}" if body >= 4096 else "-"
+            star = (pts.unstable("main", "floor", relay, body, pairs, pairs)
+                    or pts.unstable("main", "pool", relay, body, workers, callers))
+            marked = marked or star
+            rows.append(
+                f"| {relay} | {body_name(body)} | {num(f['tasks_per_s'])} | {us(f['p50_us'])} | {us(f['p99_us'])} "
+                f"| {num(p['tasks_per_s'])} | {us(p['p50_us'])} | {us(p['p99_us'])} | {mb} "
+                f"| {ratio(p, f)}{' *' if star else ''} |")
+    return "\n".join(rows), marked
+
+
+def nice_ceiling(x):
+    """A round number at or above x for the chart's axis (1, 1.5, 2, ... 8 x 10^k)."""
+    if x <= 0:
+        return 1
+    exp = 10 ** math.floor(math.log10(x))
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if step * exp >= x:
+            return step * exp
+    return 10 * exp
+
+
+def chart(scaling, cpus):
+    """Grouped bars: for each worker count, pool (N workers x 4N callers) and floor (N pairs)."""
+    width, height = 760, 420
+    left, right, top, bottom = 90, 20, 60, 70
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max(max(p, f) for _, p, f in scaling)
+    ymax = nice_ceiling(peak * 1.05)
+    colors = {"pool": "#2b6cb0", "floor": "#a0aec0"}
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">'
+        f"Tasks per second, 16 B over pipes ({cpus} CPUs)</text>",
+        f'<text x="{width / 2}" y="42" text-anchor="middle" fill="#4a5568">'
+        "pool: N workers, 4N callers (rr_exec) - floor: N hand-written pairs, no library</text>",
+    ]
+    ticks = 5
+    for i in range(ticks + 1):
+        value = ymax * i / ticks
+        y = top + plot_h - plot_h * i / ticks
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e2e8f0"/>')
+        out.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{value:,.0f}</text>')
+    out.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#2d3748"/>')
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#2d3748"/>')
+    group_w = plot_w / len(scaling)
+    bar_w = group_w * 0.34
+    for i, (n, pool, floor) in enumerate(scaling):
+        x0 = left + group_w * i + group_w * 0.14
+        for j, (kind, value) in enumerate((("pool", pool), ("floor", floor))):
+            h = plot_h * value / ymax
+            x = x0 + j * (bar_w + 4)
+            y = top + plot_h - h
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" fill="{colors[kind]}">'
+                       f"<title>{kind}, {n} workers: {value:,.0f} tasks/s</title></rect>")
+            out.append(f'<text x="{x + bar_w / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle" font-size="10">'
+                       f"{value / 1000:,.0f}k</text>")
+        out.append(f'<text x="{left + group_w * (i + 0.5):.1f}" y="{top + plot_h + 18}" text-anchor="middle">'
+                   f"{n}</text>")
+    out.append(f'<text x="{left + plot_w / 2}" y="{height - 28}" text-anchor="middle">'
+               "workers (floor: pairs)</text>")
+    out.append(f'<text transform="translate(20 {top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
+               "tasks/s</text>")
+    lx = left + plot_w - 170
+    for j, kind in enumerate(("pool", "floor")):
+        y = top + 8 + j * 18
+        label = "pool (libroadrunner)" if kind == "pool" else "floor (no library)"
+        out.append(f'<rect x="{lx}" y="{y - 10}" width="12" height="12" fill="{colors[kind]}"/>')
+        out.append(f'<text x="{lx + 18}" y="{y}">{escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.exit("usage: report.py RESULTS.json BENCHMARKS.md CHART.svg")
+    json_path, md_path, svg_path = sys.argv[1:]
+    with open(json_path) as f:
+        data = json.load(f)
+    meta = data["meta"]
+    pts = Points(data["points"])
+    r = data["ratios"]
+    md = []
+    md.append("# Benchmarks\n")
+    md.append(
+        f"Generated by `make bench-report` ({meta['date']}) on {meta['cpus']} CPUs ({meta['cpu']}), "
+        f"{meta['kernel']}, libroadrunner {meta['library_version']}. Every figure is the median of "
+        f"{meta['rounds']} rounds of {meta['seconds']:.2f} s; the whole run took {meta['run_seconds']:.0f} s. "
+        f"Raw data: `bench/results.json`, printed table: `bench/results.txt`.\n")
+    md.append("## Headline\n")
+    md.append("```")
+    md.append(f"floor ratio: {r['one_core_1x1_pipes_16']:.2f} (16 B, 1 worker, 1 caller, pipes, one core)")
+    md.append(f"floor ratio: {r['pipes_16_4x16_vs_2_pairs']:.2f} (16 B, 4 workers, 16 callers, pipes, vs 2 floor pairs)")
+    md.append("```\n")
+    md.append(
+        "A ratio is the pool's tasks/s divided by the floor's: 1.00 means the library adds nothing a "
+        "hand-written program would not pay too.\n")
+    md.append("## How it is measured\n")
+    md.append(
+        "- **Worker**: `bench/echo_worker.c`, a minimal C worker that speaks the protocol by hand (no "
+        "library): the pid handshake, then per task a buffered read of the context and body frames and "
+        "one `writev` with the echoed answer. The same binary serves the floor and the pool.\n"
+        "- **Floor** (`bench/floor.c`, `bench/common.c`): a parent that spawns that worker and plays "
+        "ping-pong with it over the same channel, with the same frames, one `writev` per task and "
+        "buffered reads; no library, no locks, no threads beyond one per pair. *N pairs* = N such "
+        "parents (threads) with a worker each, in parallel. It is what two processes physically cost.\n"
+        "- **Pool** (`bench/bench.c`): `rr_exec` on an `rr_server` running the same worker over the "
+        "same relay; callers are pthreads that call `rr_exec` in a loop. Each task sends a "
+        f"{meta['context_bytes']}-byte JSON context and the body; the answer is checked and freed.\n"
+        "- Floor and pool measurements alternate (floor, pool, floor, pool, ...) so both see the same "
+        "machine state; each starts after a 50 ms warm-up; latencies are per `rr_exec` call.\n"
+        "- *One core*: the host, the library's threads and the workers are all pinned to CPU 0 "
+        "(`sched_setaffinity` on every thread; children inherit it). This removes cross-CPU wake-ups, "
+        "which on a small VM dominate a 1-caller round trip and vary from run to run.\n"
+        "- MB/s is body bytes echoed per second in one direction.\n"
+        + ("- CPU idle states: the run held PM QoS `/dev/cpu_dma_latency` = 0, so idle CPUs poll instead of "
+           "halting (on a VM, waking a halted vCPU costs tens of µs per message and made 1-caller results "
+           "vary several-fold between runs). `bench/bench --allow-idle` measures without it.\n"
+           if meta.get("cpus_awake") else
+           "- CPU idle states: CPUs were allowed to sleep when idle; 1-caller figures then depend on "
+           "scheduler placement (see the observations).\n"))
+    marked = False
+    for title, shape in (("1 worker × 1 caller, against 1 floor pair", (1, 1, 1)),
+                         ("4 workers × 16 callers, against 2 floor pairs", (4, 16, 2))):
+        table, star = pair_table(pts, *shape)
+        marked = marked or star
+        md.append(f"## {title}\n")
+        md.append(table + "\n")
+    if marked:
+        md.append("\\* The rounds of the floor or of the pool differ by more than 2× in tasks/s on that row: the "
+                  "median there reflects where the scheduler put the processes more than the code.\n")
+    f1 = pts.get("one_core", "floor", "pipes", 16, 1, 1)
+    p1 = pts.get("one_core", "pool", "pipes", 16, 1, 1)
+    md.append(f"## One core (pipes, 16 B, 1 worker × 1 caller, {meta['rounds']} rounds of "
+              f"{meta.get('one_core_seconds', meta['seconds']):.2f} s)\n")
+    md.append("| | tasks/s | p50 µs | p99 µs |\n|---|--:|--:|--:|")
+    md.append(f"| floor | {num(f1['tasks_per_s'])} | {us(f1['p50_us'])} | {us(f1['p99_us'])} |")
+    md.append(f"| pool | {num(p1['tasks_per_s'])} | {us(p1['p50_us'])} | {us(p1['p99_us'])} |")
+    md.append(f"\npool/floor: **{ratio(p1, f1)}**\n")
+
+    scaling = []
+    for n in sorted({p["workers"] for p in data["points"] if p["section"] == "scaling" and p["kind"] == "floor"}):
+        f = pts.get("scaling", "floor", "pipes", 16, n, n)
+        p = pts.get("scaling", "pool", "pipes", 16, n, 4 * n)
+        if f and p:
+            scaling.append((n, p, f))
+    if scaling:
+        md.append("## Scaling: N workers × 4N callers against N floor pairs (pipes, 16 B)\n")
+        md.append(f"The machine has {meta['cpus']} CPUs: past that, more pairs or workers only share them.\n")
+        md.append(f"![tasks per second]({os.path.relpath(svg_path, os.path.dirname(md_path) or '.')})\n")
+        md.append("| workers | callers | floor tasks/s | floor p99 µs | pool tasks/s | pool p50 µs | pool p99 µs "
+                  "| pool/floor |\n|--:|--:|--:|--:|--:|--:|--:|--:|")
+        for n, p, f in scaling:
+            md.append(f"| {n} | {4 * n} | {num(f['tasks_per_s'])} | {us(f['p99_us'])} | {num(p['tasks_per_s'])} "
+                      f"| {us(p['p50_us'])} | {us(p['p99_us'])} | {ratio(p, f)} |")
+        md.append("")
+        with open(svg_path, "w") as f:
+            f.write(chart([(n, p["tasks_per_s"], f["tasks_per_s"]) for n, p, f in scaling], meta["cpus"]))
+
+    ss = pts.get("split_sends", "pool", "tcp", 16, 1, 1)
+    nv = pts.get("split_sends", "naive", "tcp", 16, 1, 1)
+    md.append("## TCP with a PHP-like worker (`--split-sends`)\n")
+    md.append(
+        "The worker sends every prefix and every payload with its own `send()` and leaves Nagle on, as "
+        "PHP's socket relay does. Without a prompt ACK from the host, each answer waits for the "
+        "delayed-ACK timer (RoadRunner 1.0: ~44 ms per task). 16 B, 1 worker × 1 caller.\n")
+    md.append("| host | tasks/s | p50 µs | p99 µs |\n|---|--:|--:|--:|")
+    md.append(f"| libroadrunner | {num(ss['tasks_per_s'])} | {us(ss['p50_us'])} | {us(ss['p99_us'])} |")
+    if nv:
+        md.append(f"| naive host (TCP_NODELAY, no TCP_QUICKACK) | {num(nv['tasks_per_s'])} | {us(nv['p50_us'])} "
+                  f"| {us(nv['p99_us'])} |")
+    md.append("")
+    md.append("## Start-up\n")
+    md.append("Time of `rr_server_start` with 32 workers (median); each worker sleeps before its handshake. "
+              "Started one after another, 32 × 50 ms would take 1.6 s.\n")
+    md.append("| relay | boot per worker | rr_server_start | rr_server_stop |\n|---|--:|--:|--:|")
+    for s in data["startup"]:
+        md.append(f"| {s['relay']} | {s['boot_ms']} ms | {s['start_ms']:.1f} ms | {s['stop_ms']:.1f} ms |")
+    md.append("")
+    rss = data["rss"]
+    md.append("## Host memory\n")
+    md.append(
+        f"VmRSS of a fresh host process before and after starting {rss['workers']} idle workers over pipes: "
+        f"{rss['before_kb']:,} KiB → {rss['after_kb']:,} KiB, i.e. **{rss['per_worker_kb']:.1f} KiB per worker** "
+        f"(threads {rss['threads_before']} → {rss['threads_after']}). The workers' own memory is not counted.\n")
+    al = data["allocs"]
+    md.append("## Heap allocations per task (host side)\n")
+    md.append(
+        f"`malloc`/`calloc`/`realloc`/`posix_memalign` interposed in the bench binary and counted on every "
+        f"thread during {al['tasks']:,} calls of `rr_exec` with 16 B (1 worker × 1 caller), the answer freed "
+        f"with `rr_payload_free`.{'' if al['interposed'] else ' **Interposition failed: the counts are void.**'}\n")
+    md.append("| relay | new blocks | reallocs | frees |\n|---|--:|--:|--:|")
+    for relay in RELAYS:
+        a = al[relay]
+        md.append(f"| {relay} | {a['allocs_per_task']:.2f} | {a['reallocs_per_task']:.2f} | {a['frees_per_task']:.2f} |")
+    md.append("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            md.append(f.read().rstrip() + "\n")
+    md.append("## Reproducing\n")
+    md.append(
+        "```sh\n"
+        "make bench          # the tables above without the scaling points (about 1.5 minutes)\n"
+        "make bench-report   # everything, then rewrites this file and the chart\n"
+        "bench/floor         # the floor alone\n"
+        "bench/bench --exec-loop 100000 [--relay tcp] [--workers 4 --callers 16]   # for strace/perf\n"
+        "```\n")
+    with open(md_path, "w") as f:
+        f.write("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
