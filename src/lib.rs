@@ -14,6 +14,7 @@ pub mod worker_side;
 
 mod factory;
 mod frame;
+mod handoff;
 mod limits;
 mod pool;
 mod process;

@@ -21,7 +21,8 @@ use crate::worker::{Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
+use crate::handoff::{Delivery, Slot};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,7 +67,8 @@ struct Workers {
     /// Every worker that belongs to the pool: idle, busy, not yet retired.
     members: HashMap<u32, Member>,
     busy: usize,
-    waiting: usize,
+    /// Callers waiting for a worker, first come first served.
+    waiters: VecDeque<Arc<Slot>>,
     /// Replacements being started by the supervisor.
     starting: usize,
     phase: Phase,
@@ -95,7 +97,7 @@ pub(crate) struct Pool {
     factory: Arc<dyn Factory>,
     events: EventBus,
     workers: Mutex<Workers>,
-    /// Signalled when a worker becomes idle, a task ends, or the phase changes.
+    /// Signalled when a task ends while the pool is stopping (stop waits for them).
     changed: Condvar,
     orders: Sender<Order>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
@@ -127,7 +129,7 @@ impl Pool {
                 idle: Vec::new(),
                 members: HashMap::new(),
                 busy: 0,
-                waiting: 0,
+                waiters: VecDeque::new(),
                 starting: 0,
                 phase: Phase::Running,
             }),
@@ -213,9 +215,15 @@ impl Pool {
                 return;
             }
             workers.members.insert(status.pid(), Member { status: status.clone(), process: process.clone() });
-            workers.idle.push(worker);
+            match workers.waiters.pop_front() {
+                Some(slot) => {
+                    workers.busy += 1;
+                    drop(workers);
+                    slot.deliver(Delivery::Worker(worker));
+                }
+                None => workers.idle.push(worker),
+            }
         }
-        self.changed.notify_one();
         let pool = Arc::downgrade(self);
         process.on_exit(Box::new(move |exit| {
             if let Some(pool) = pool.upgrade() {
@@ -234,18 +242,14 @@ impl Pool {
         }
         let pid = status.pid();
         self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} {}", exit.description)));
-        let dead = {
-            let mut workers = self.workers.lock();
-            let position = workers.idle.iter().position(|w| w.pid() == pid);
-            position.map(|i| {
-                workers.members.remove(&pid);
-                workers.idle.swap_remove(i)
-            })
-        };
+        let mut workers = self.workers.lock();
         // A busy worker is retired by the caller that runs a task on it.
-        if let Some(dead) = dead {
+        if let Some(i) = workers.idle.iter().position(|w| w.pid() == pid) {
+            let dead = workers.idle.swap_remove(i);
+            workers.members.remove(&pid);
             Counters::bump(&self.counters.retired_died);
             status.set_state(WorkerState::Errored);
+            // Under the lock: a stop that finds the pool empty has all retirements queued.
             let _ = self.orders.send(Order::Retire(dead));
         }
     }
@@ -273,8 +277,8 @@ impl Pool {
                     return Err(Error::job(pid, message).into());
                 }
                 Ok(Outcome::StopRequested) => {
-                    self.leave_busy(worker.pid());
-                    self.dismiss(worker, RetireReason::StopRequested);
+                    self.note_retirement(&worker, RetireReason::StopRequested);
+                    self.leave_busy(worker);
                 }
                 Err(TaskFailure { error, delivered: false }) => {
                     // The worker was gone before the task reached it: replace it, and
@@ -318,56 +322,82 @@ impl Pool {
         .into())
     }
 
-    /// Takes an idle worker, waiting until `deadline` for one.
+    /// Takes an idle worker, waiting until `deadline` for one (first come, first served).
     fn allocate(&self, deadline: Instant) -> std::result::Result<Worker, ExecError> {
-        let mut workers = self.workers.lock();
-        let mut queued = false;
-        let result = loop {
-            match &workers.phase {
-                Phase::Running => {}
-                Phase::Retired => break Err(ExecError::Retired),
-                Phase::Stopped => break Err(Error::state("the server was stopped").into()),
-                Phase::Failed(error) => break Err(error.clone().into()),
-            }
-            if let Some(worker) = workers.idle.pop() {
-                if worker.process().has_exited() {
-                    // Died while idle and its watcher has not told us yet: never send it a task.
-                    workers.members.remove(&worker.pid());
-                    let _ = self.orders.send(Order::Retire(worker));
-                    continue;
+        loop {
+            let slot = {
+                let mut workers = self.workers.lock();
+                match &workers.phase {
+                    Phase::Running => {}
+                    Phase::Retired => return Err(ExecError::Retired),
+                    Phase::Stopped => return Err(Error::state("the server was stopped").into()),
+                    Phase::Failed(error) => return Err(error.clone().into()),
                 }
-                workers.busy += 1;
-                break Ok(worker);
-            }
-            if !queued {
+                if let Some(worker) = self.take_idle(&mut workers) {
+                    workers.busy += 1;
+                    return Ok(worker);
+                }
                 let max_queue = self.config.config.max_queue as usize;
-                if max_queue > 0 && workers.waiting >= max_queue {
+                if max_queue > 0 && workers.waiters.len() >= max_queue {
                     Counters::bump(&self.counters.queue_full);
-                    let message = format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiting);
+                    let message = format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiters.len());
                     self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
-                    break Err(Error::new(ErrorKind::QueueFull, message).into());
+                    return Err(Error::new(ErrorKind::QueueFull, message).into());
                 }
-                workers.waiting += 1;
-                queued = true;
+                let slot = Slot::mine();
+                workers.waiters.push_back(slot.clone());
+                slot
+            };
+            match slot.receive(Some(deadline)) {
+                Delivery::Worker(worker) => return Ok(worker),
+                Delivery::Recheck => continue,
+                Delivery::Pending => {}
             }
-            if self.changed.wait_until(&mut workers, deadline).timed_out() && workers.idle.is_empty() {
-                Counters::bump(&self.counters.timeouts);
-                let busy = workers.busy;
-                break Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
-                        self.config.config.allocate_timeout.as_millis(),
-                        self.config.config.num_workers
-                    ),
-                )
-                .into());
+            // Timed out. Leave the queue, unless a worker is already on its way to us.
+            let withdrawn = {
+                let mut workers = self.workers.lock();
+                let position = workers.waiters.iter().position(|waiter| Arc::ptr_eq(waiter, &slot));
+                position.map(|i| workers.waiters.remove(i)).is_some()
+            };
+            if !withdrawn {
+                match slot.receive(None) {
+                    Delivery::Worker(worker) => return Ok(worker),
+                    Delivery::Recheck => continue,
+                    Delivery::Pending => unreachable!("receive without a deadline waits for a delivery"),
+                }
             }
-        };
-        if queued {
-            workers.waiting -= 1;
+            Counters::bump(&self.counters.timeouts);
+            let busy = self.workers.lock().busy;
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
+                    self.config.config.allocate_timeout.as_millis(),
+                    self.config.config.num_workers
+                ),
+            )
+            .into());
         }
-        result
+    }
+
+    /// Pops an idle worker that is still alive; one that died while idle (its watcher
+    /// has not told us yet) never gets a task.
+    fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
+        while let Some(worker) = workers.idle.pop() {
+            if !worker.process().has_exited() {
+                return Some(worker);
+            }
+            workers.members.remove(&worker.pid());
+            let _ = self.orders.send(Order::Retire(worker));
+        }
+        None
+    }
+
+    /// Wakes every waiting caller to look at the pool again (its phase changed).
+    fn wake_waiters(workers: &mut Workers) {
+        for slot in workers.waiters.drain(..) {
+            slot.deliver(Delivery::Recheck);
+        }
     }
 
     /// Gives a sound worker back after a task, or retires it when one of its limits
@@ -375,8 +405,8 @@ impl Pool {
     fn release(&self, mut worker: Worker) {
         let pid = worker.pid();
         if let Some(reason) = worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid)) {
-            self.leave_busy(pid);
-            self.dismiss(worker, reason);
+            self.note_retirement(&worker, reason);
+            self.leave_busy(worker);
             return;
         }
         worker.status().set_state(WorkerState::Ready);
@@ -391,40 +421,50 @@ impl Pool {
                 Counters::bump(&self.counters.retired_died);
                 self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} exited right after its answer")));
             }
-            self.leave_busy(pid);
-            let _ = self.orders.send(Order::Retire(worker));
+            self.leave_busy(worker);
             return;
         }
-        workers.busy -= 1;
-        workers.idle.push(worker);
-        drop(workers);
-        self.changed.notify_one();
+        match workers.waiters.pop_front() {
+            // The worker stays busy: it goes straight to the caller that waited longest.
+            Some(slot) => {
+                drop(workers);
+                slot.deliver(Delivery::Worker(worker));
+            }
+            None => {
+                workers.busy -= 1;
+                workers.idle.push(worker);
+                if workers.phase != Phase::Running {
+                    self.changed.notify_all();
+                }
+            }
+        }
     }
 
-    /// Retires a sound worker that already left the pool's books: counts it, reports
-    /// why, and has the supervisor stop it gracefully and start a replacement.
-    fn dismiss(&self, worker: Worker, reason: RetireReason) {
+    /// Counts and reports the retirement of a sound worker for `reason`.
+    fn note_retirement(&self, worker: &Worker, reason: RetireReason) {
         worker.status().mark_retiring();
         self.counters.retired(reason);
         if let Some(kind) = reason.event() {
             self.events.emit(kind, Some(worker.pid()), Some(reason.describe(worker.pid())));
         }
-        let _ = self.orders.send(Order::Retire(worker));
     }
 
     /// Removes a broken worker (already killed by `Worker::failure`) and replaces it.
     fn discard(&self, worker: Worker, error: &Error) {
         Counters::bump(&self.counters.retired_failed);
         self.events.emit(EventKind::WorkerError, Some(worker.pid()), Some(error.message().to_string()));
-        self.leave_busy(worker.pid());
-        let _ = self.orders.send(Order::Retire(worker));
+        self.leave_busy(worker);
     }
 
-    /// Takes a worker that was running a task off the books.
-    fn leave_busy(&self, pid: u32) {
+    /// Takes a worker that was running a task off the books, and has the supervisor
+    /// stop it and start a replacement. The order is sent under the pool's lock, in the
+    /// same step that lowers `busy`: a stop that sees no busy worker left then finds
+    /// every retirement already queued for the supervisor.
+    fn leave_busy(&self, worker: Worker) {
         let mut workers = self.workers.lock();
-        workers.members.remove(&pid);
+        workers.members.remove(&worker.pid());
         workers.busy -= 1;
+        let _ = self.orders.send(Order::Retire(worker));
         drop(workers);
         // Wakes a stop waiting for running tasks.
         self.changed.notify_all();
@@ -432,7 +472,6 @@ impl Pool {
 
     /// Retires idle workers that lived or idled too long, or use too much memory.
     fn check_idle_workers(&self) {
-        let mut expired = Vec::new();
         let mut idle_pids = Vec::new();
         {
             let mut workers = self.workers.lock();
@@ -442,7 +481,8 @@ impl Pool {
                 if let Some(reason) = worker.limits().while_idle(worker.started(), worker.idle_since()) {
                     let worker = workers.idle.swap_remove(i);
                     workers.members.remove(&worker.pid());
-                    expired.push((worker, reason));
+                    self.note_retirement(&worker, reason);
+                    let _ = self.orders.send(Order::Retire(worker));
                 } else {
                     idle_pids.push(worker.pid());
                     i += 1;
@@ -461,20 +501,18 @@ impl Pool {
                     if let Some(i) = workers.idle.iter().position(|w| w.pid() == pid) {
                         let worker = workers.idle.swap_remove(i);
                         workers.members.remove(&pid);
-                        expired.push((worker, RetireReason::MaxMemory));
+                        self.note_retirement(&worker, RetireReason::MaxMemory);
+                        let _ = self.orders.send(Order::Retire(worker));
                     }
                 }
             }
-        }
-        for (worker, reason) in expired {
-            self.dismiss(worker, reason);
         }
     }
 
     /// Counters of this pool's owner, with this pool's live figures.
     pub(crate) fn stats(&self) -> PoolStats {
         let workers = self.workers.lock();
-        self.counters.snapshot(workers.waiting as u64, workers.members.len() as u64)
+        self.counters.snapshot(workers.waiters.len() as u64, workers.members.len() as u64)
     }
 
     /// A snapshot of every member.
@@ -487,8 +525,9 @@ impl Pool {
 
     /// Retires the pool in favour of a newer one: callers waiting here move there.
     pub(crate) fn retire_pool(&self) {
-        self.workers.lock().phase = Phase::Retired;
-        self.changed.notify_all();
+        let mut workers = self.workers.lock();
+        workers.phase = Phase::Retired;
+        Pool::wake_waiters(&mut workers);
     }
 
     /// Stops the pool: waits for running tasks (up to `destroy_timeout`, then kills the
@@ -500,7 +539,7 @@ impl Pool {
             if !matches!(workers.phase, Phase::Retired | Phase::Failed(_)) {
                 workers.phase = Phase::Stopped;
             }
-            self.changed.notify_all();
+            Pool::wake_waiters(&mut workers);
             let deadline = Instant::now() + destroy;
             while workers.busy > 0 {
                 if self.changed.wait_until(&mut workers, deadline).timed_out() {
@@ -572,8 +611,8 @@ impl Pool {
                 return;
             }
             workers.phase = Phase::Failed(error.clone());
+            Pool::wake_waiters(&mut workers);
         }
-        self.changed.notify_all();
         self.events.emit(EventKind::PoolError, None, Some(error.message().to_string()));
         (self.on_failure)(self, &error);
     }
@@ -581,7 +620,20 @@ impl Pool {
 
 /// The supervisor's loop: stop retired workers, keep the pool full.
 fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
+    let Some((destroy, events)) = pool.upgrade().map(|pool| (pool.config.config.destroy_timeout, pool.events.clone())) else {
+        return;
+    };
+    // Retired workers stop on threads of their own: a slow stop (up to destroy_timeout)
+    // must not hold up replacements.
     let mut stoppers: Vec<JoinHandle<()>> = Vec::new();
+    let stop_in_background = |worker: Worker, stoppers: &mut Vec<JoinHandle<()>>| {
+        let events = events.clone();
+        let name = format!("rr-stop-{}", worker.pid());
+        // With no thread to spare, the worker's drop kills it here and now.
+        if let Ok(handle) = std::thread::Builder::new().name(name).spawn(move || worker.stop(destroy, &events)) {
+            stoppers.push(handle);
+        }
+    };
     let mut failed_rounds = 0u32;
     let mut backoff = REFILL_BACKOFF_MIN;
     let watch = pool.upgrade().and_then(|pool| {
@@ -602,18 +654,7 @@ fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
         let Some(pool) = pool.upgrade() else { break };
         match order {
             Some(Order::Quit) => break,
-            Some(Order::Retire(worker)) => {
-                let destroy = pool.config.config.destroy_timeout;
-                let events = pool.events.clone();
-                let name = format!("rr-stop-{}", worker.pid());
-                let stopping = std::thread::Builder::new().name(name).spawn(move || {
-                    crate::sys::block_sigpipe_in_this_thread();
-                    worker.stop(destroy, &events)
-                });
-                if let Ok(handle) = stopping {
-                    stoppers.push(handle);
-                }
-            }
+            Some(Order::Retire(worker)) => stop_in_background(worker, &mut stoppers),
             None => {}
         }
         stoppers.retain(|handle| !handle.is_finished());
@@ -638,6 +679,12 @@ fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
                 "the pool has no worker left: {failed_rounds} attempts in a row to start one failed; the last one"
             )));
             failed_rounds = 0;
+        }
+    }
+    // Retirements queued before the pool stopped still need their stop.
+    for order in inbox.try_iter() {
+        if let Order::Retire(worker) = order {
+            stop_in_background(worker, &mut stoppers);
         }
     }
     for handle in stoppers {

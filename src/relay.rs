@@ -100,7 +100,8 @@ pub(crate) struct Relay {
     start: usize,
     end: usize,
     max_frame: u64,
-    /// Reads fail with `Timeout` after this instant (handshakes, exec_ttl).
+    /// Reads and blocked writes fail with `Timeout` after this instant (handshakes,
+    /// exec_ttl, stop).
     deadline: Option<Instant>,
 }
 
@@ -156,7 +157,8 @@ impl Relay {
         }
     }
 
-    /// Sets or clears the instant after which reads fail with `Timeout`.
+    /// Sets or clears the instant after which reads, and writes the peer does not make
+    /// room for, fail with `Timeout`.
     pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
         self.deadline = deadline;
     }
@@ -179,14 +181,14 @@ impl Relay {
         let write_fd = self.write_fd();
         let is_socket = self.transport != Transport::Pipes;
         match rest {
-            [] => sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1])?,
+            [] => sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1], self.deadline),
             [second] => {
                 let second_prefix = frame::encode(second.0, second.1.len() as u64);
-                sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1, &second_prefix, second.1])?
+                sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1, &second_prefix, second.1], self.deadline)
             }
             _ => panic!("a message has at most two frames"),
         }
-        Ok(())
+        .map_err(|e| if e.kind() == io::ErrorKind::TimedOut { RelayError::Timeout } else { RelayError::Io(e) })
     }
 
     /// Sends a control frame carrying `json` (handshake, stop).
@@ -210,8 +212,7 @@ impl Relay {
             if self.buffer.len() - self.start < PREFIX_LEN {
                 self.compact();
             }
-            let mid_frame = self.end > self.start;
-            if self.fill(mid_frame)? == 0 {
+            if self.fill()? == 0 {
                 if self.end == self.start {
                     return Err(RelayError::Closed);
                 }
@@ -245,7 +246,8 @@ impl Relay {
                 out.reserve_exact(left.min(out.len().max(READ_BUFFER_LEN)));
                 let spare = out.spare_capacity_mut();
                 let want = spare.len().min(left);
-                let got = self.read_into(spare.as_mut_ptr().cast(), want, true)?;
+                // SAFETY: the spare capacity holds at least `want` writable bytes.
+                let got = unsafe { self.read_into(spare.as_mut_ptr().cast(), want) }?;
                 // SAFETY: `read_into` initialised `got` bytes of the spare capacity.
                 unsafe { out.set_len(out.len() + got) };
                 got
@@ -253,7 +255,7 @@ impl Relay {
                 // The buffer is empty here: everything buffered was taken above.
                 self.start = 0;
                 self.end = 0;
-                self.fill(true)?;
+                self.fill()?;
                 let take = left.min(self.end);
                 out.extend_from_slice(&self.buffer[..take]);
                 self.start = take;
@@ -275,22 +277,28 @@ impl Relay {
     }
 
     /// Reads once into the free end of the buffer; returns the bytes read (0 = EOF).
-    fn fill(&mut self, mid_frame: bool) -> Result<usize, RelayError> {
+    fn fill(&mut self) -> Result<usize, RelayError> {
         let end = self.end;
         let room = self.buffer.len() - end;
         debug_assert!(room > 0);
         let ptr = self.buffer[end..].as_mut_ptr();
-        let got = self.read_into(ptr, room, mid_frame)?;
+        // SAFETY: `ptr` points at `room` writable bytes of our buffer.
+        let got = unsafe { self.read_into(ptr, room) }?;
         self.end += got;
         Ok(got)
     }
 
-    fn read_into(&mut self, ptr: *mut u8, len: usize, mid_frame: bool) -> Result<usize, RelayError> {
+    /// Reads once into `len` bytes at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for writes of `len` bytes.
+    unsafe fn read_into(&mut self, ptr: *mut u8, len: usize) -> Result<usize, RelayError> {
         let fd = self.read_fd.as_raw_fd();
-        if mid_frame && self.transport == Transport::Tcp {
-            // A peer that sends a prefix and its payload as two small segments without
-            // TCP_NODELAY (PHP's socket relay) waits for our ACK of the first before the
-            // second leaves; a delayed ACK would stall it ~40 ms. Acknowledge now.
+        if self.transport == Transport::Tcp {
+            // A peer that sends a message as several small segments without TCP_NODELAY
+            // (PHP's socket relay: a send per prefix and per payload, or per frame)
+            // waits for our ACK of the first before the next leaves; a delayed ACK would
+            // stall it ~40 ms. Quick ACK mode does not stick, so re-arm it per read.
             let _ = sys::set_socket_option(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
         }
         if let Some(deadline) = self.deadline {
@@ -298,7 +306,8 @@ impl Relay {
                 return Err(RelayError::Timeout);
             }
         }
-        Ok(sys::read_raw(fd, ptr, len)?)
+        // SAFETY: forwarded from our caller's contract.
+        Ok(unsafe { sys::read_raw(fd, ptr, len) }?)
     }
 }
 

@@ -53,11 +53,15 @@ fn check(result: isize) -> io::Result<usize> {
 
 /// `read(2)`, retried on EINTR.
 pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    read_raw(fd, buf.as_mut_ptr(), buf.len())
+    // SAFETY: a slice is valid for writes of its length.
+    unsafe { read_raw(fd, buf.as_mut_ptr(), buf.len()) }
 }
 
 /// `read(2)` into `len` bytes at `ptr` (which may be uninitialised memory), retried on EINTR.
-pub(crate) fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
+///
+/// # Safety
+/// `ptr` must be valid for writes of `len` bytes.
+pub(crate) unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
     loop {
         // SAFETY: the caller gives a writable region of `len` bytes.
         match check(unsafe { libc::read(fd, ptr.cast(), len) }) {
@@ -68,8 +72,11 @@ pub(crate) fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize>
 }
 
 /// Writes all of `parts`, in order, with as few `writev`/`sendmsg` calls as the kernel
-/// allows (one for anything that fits the pipe or socket buffer).
-pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]]) -> io::Result<()> {
+/// allows (one for anything that fits the pipe or socket buffer). When the peer does
+/// not read (a full buffer: EAGAIN on a non-blocking pipe, or on a socket, which is
+/// always written with MSG_DONTWAIT), waits for room until `deadline`, then fails with
+/// `TimedOut`.
+pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<()> {
     let mut iov: [libc::iovec; 4] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
     assert!(parts.len() <= iov.len(), "at most four parts per write");
     let mut count = 0;
@@ -86,7 +93,7 @@ pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]]) ->
                     let mut msg: libc::msghdr = std::mem::zeroed();
                     msg.msg_iov = iov[first..count].as_mut_ptr();
                     msg.msg_iovlen = count - first;
-                    libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+                    libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
                 }
             } else {
                 // SAFETY: the iovecs point into `parts`, alive for the call.
@@ -94,6 +101,12 @@ pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]]) ->
             };
             match check(result) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !wait_writable(fd, deadline)? {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not read in time"));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     if e.raw_os_error() == Some(libc::EPIPE) && !is_socket {
                         discard_pending_sigpipe();
@@ -129,6 +142,31 @@ pub(crate) fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
             Err(e) => return Err(e),
             Ok(0) if Instant::now() >= deadline => return Ok(false),
             Ok(0) => continue,
+            Ok(_) => return Ok(true),
+        }
+    }
+}
+
+/// Waits until `fd` can be written to, or `deadline` passes (`Ok(false)`).
+fn wait_writable(fd: RawFd, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                left.as_millis().clamp(1, i32::MAX as u128) as i32
+            }
+        };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+        // SAFETY: one valid pollfd.
+        match check(unsafe { libc::poll(&mut pfd, 1, ms) } as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(0) => continue,
+            // Writable, or an error/hang-up that the next write will report.
             Ok(_) => return Ok(true),
         }
     }

@@ -99,6 +99,8 @@ pub(crate) struct Worker {
     limits: WorkerLimits,
     started: Instant,
     idle_since: Instant,
+    /// Set once the worker was stopped and its end reported.
+    finished: bool,
 }
 
 impl Worker {
@@ -112,7 +114,7 @@ impl Worker {
             retiring: AtomicBool::new(false),
         });
         let now = Instant::now();
-        Worker { process, relay, status, limits: WorkerLimits::none(), started: now, idle_since: now }
+        Worker { process, relay, status, limits: WorkerLimits::none(), started: now, idle_since: now, finished: false }
     }
 
     /// Its supervision limits.
@@ -154,10 +156,16 @@ impl Worker {
     /// Runs one task. An `Err` means the worker is broken and must be retired.
     /// `deadline` bounds the wait for the answer (exec_ttl).
     pub(crate) fn exec(&mut self, context: &[u8], body: &[u8], deadline: Option<Instant>) -> Result<Outcome, TaskFailure> {
-        if let Err(error) = self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]) {
-            return Err(TaskFailure { error, delivered: false });
-        }
         self.relay.set_deadline(deadline);
+        if let Err(error) = self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]) {
+            if deadline.is_some() {
+                self.relay.set_deadline(None);
+            }
+            // A worker that stopped reading may have taken part of the task: only a
+            // worker that was gone surely never saw it.
+            let delivered = matches!(error, RelayError::Timeout);
+            return Err(TaskFailure { error, delivered });
+        }
         let outcome = self.receive_answer().map_err(|error| {
             let delivered = !(error.peer_closed() && self.relay.peer_left_unread(&error));
             TaskFailure { error, delivered }
@@ -214,6 +222,8 @@ impl Worker {
         self.status.set_state(WorkerState::Stopping);
         self.process.clear_on_exit();
         let pid = self.pid();
+        // A worker that does not read its relay must not hold the stop up.
+        self.relay.set_deadline(Some(Instant::now() + destroy_timeout));
         let _ = self.relay.send_control(STOP_COMMAND);
         let mut killed = false;
         if !self.process.wait_exit(destroy_timeout) {
@@ -226,7 +236,8 @@ impl Worker {
         self.finish(events, killed, pid);
     }
 
-    fn finish(self, events: &EventBus, killed: bool, pid: u32) {
+    fn finish(mut self, events: &EventBus, killed: bool, pid: u32) {
+        self.finished = true;
         self.status.set_state(WorkerState::Stopped);
         self.process.join_watcher();
         if killed {
@@ -253,4 +264,18 @@ pub(crate) fn describe_failure(process: &Process, what: impl fmt::Display, kind:
     let stderr = process.stderr_tail();
     let stderr = if stderr.is_empty() { "(nothing on stderr)".to_string() } else { format!("its stderr ends with:\n{stderr}") };
     Error::new(kind, format!("worker {pid}: {what}; the process {ended}; {stderr}")).with_pid(pid)
+}
+
+impl Drop for Worker {
+    /// A safety net: a worker dropped without `stop` (a bug, or no thread to stop it
+    /// on) is killed and reaped here rather than left running.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.status.mark_retiring();
+            self.process.clear_on_exit();
+            self.process.signal(libc::SIGKILL);
+            self.process.wait_exit(Duration::from_secs(3600));
+            self.process.join_watcher();
+        }
+    }
 }

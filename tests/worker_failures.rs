@@ -158,3 +158,41 @@ fn task_for_a_just_killed_worker_is_rerouted_over_pipes() {
 fn task_for_a_just_killed_worker_is_rerouted_over_unix_sockets() {
     common::isolated(|| task_for_a_just_killed_worker_is_rerouted(Relay::Unix));
 }
+
+#[test]
+fn exec_ttl_also_bounds_a_write_to_a_worker_that_stopped_reading() {
+    common::isolated(|| {
+        let mut config = common::config("pipes", "echo", 1);
+        config.exec_ttl = Duration::from_millis(300);
+        let server = Server::new(config).unwrap();
+        server.start().unwrap();
+        assert_eq!(server.exec(b"!deaf", b"last one").unwrap().body(), b"last one");
+        // 4 MiB cannot fit the pipe: the write itself must give up at the deadline.
+        let started_at = std::time::Instant::now();
+        let error = server.exec(b"", &vec![7u8; 4 << 20]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ExecTtl, "{error}");
+        assert!(started_at.elapsed() < Duration::from_secs(5));
+        assert_eq!(server.exec(b"", b"next").unwrap().body(), b"next");
+    });
+}
+
+#[test]
+fn stop_is_not_held_up_by_a_write_to_a_worker_that_stopped_reading() {
+    common::isolated(|| {
+        let mut config = common::config("pipes", "echo", 1);
+        config.destroy_timeout = Duration::from_millis(300);
+        let server = std::sync::Arc::new(Server::new(config).unwrap());
+        server.start().unwrap();
+        server.exec(b"!deaf", b"").unwrap();
+        let blocked = {
+            let server = server.clone();
+            std::thread::spawn(move || server.exec(b"", &vec![7u8; 4 << 20]))
+        };
+        assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+        let started_at = std::time::Instant::now();
+        server.stop().unwrap();
+        assert!(started_at.elapsed() < Duration::from_secs(5));
+        // The worker never took the task, and there is no other worker to run it on now.
+        assert_eq!(blocked.join().unwrap().unwrap_err().kind(), ErrorKind::State);
+    });
+}

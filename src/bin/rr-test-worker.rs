@@ -98,6 +98,11 @@ fn obey(side: &mut WorkerSide, command: &str, body: &[u8], relay_out: i32, kept:
             side.respond(echo_context.as_bytes(), body)
         }
         "hang" => sleep_forever(),
+        "deaf" => {
+            // Answers, then never reads its relay again (but stays alive).
+            side.respond(echo_context.as_bytes(), body)?;
+            sleep_forever()
+        }
         "env" => side.respond(b"env", std::env::var(arg).unwrap_or_default().as_bytes()),
         "cwd" => side.respond(b"cwd", std::env::current_dir().unwrap_or_default().to_string_lossy().as_bytes()),
         "alloc" => {

@@ -6,6 +6,7 @@ use crate::event::EventBus;
 use crate::process::{ChildIo, CommandSpec, Process};
 use crate::relay::Relay;
 use crate::worker::{describe_failure, Worker};
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 /// Starts each worker with its stdin and stdout as the relay.
@@ -15,6 +16,12 @@ impl Factory for PipeFactory {
     fn spawn(&self, spec: &CommandSpec, limits: SpawnLimits, events: &EventBus) -> Result<Worker> {
         let (process, pipes) = Process::spawn(spec, ChildIo::Pipes, events.clone()).map_err(|e| exec_failure(spec, e))?;
         let pipes = pipes.expect("pipes were asked for");
+        // Our end of the child's stdin is ours alone: non-blocking, so that a worker
+        // that stops reading cannot block a write past its deadline.
+        if let Err(e) = crate::sys::set_nonblocking(pipes.stdin.as_raw_fd(), true) {
+            return Err(describe_failure(&process, format!("cannot set up its stdin: {e}"), ErrorKind::Spawn, false))
+                .inspect_err(|_| process.join_watcher());
+        }
         let mut relay = Relay::pipes(pipes.stdout, pipes.stdin, limits.max_frame);
         match handshake(&mut relay, Instant::now() + limits.relay_timeout) {
             Ok(pid) if pid == process.pid() => {
