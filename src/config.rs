@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_FRAME_BYTES: u64 = 1 << 30;
 /// Default spread of `max_jobs` and `ttl` between workers, in percent.
 pub const DEFAULT_JITTER_PERCENT: u64 = 10;
 
+/// Longest duration a setting may have: beyond it, deadlines would overflow the clock.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How a server reaches its workers, as written in the `relay` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayAddress {
@@ -150,6 +153,18 @@ impl Config {
         ] {
             if value.is_zero() {
                 return Err(Error::config(name, "must be greater than 0"));
+            }
+        }
+        for (name, value) in [
+            ("allocate_timeout", self.allocate_timeout),
+            ("destroy_timeout", self.destroy_timeout),
+            ("relay_timeout", self.relay_timeout),
+            ("exec_ttl", self.exec_ttl),
+            ("ttl", self.ttl),
+            ("idle_ttl", self.idle_ttl),
+        ] {
+            if value > MAX_DURATION {
+                return Err(Error::config(name, format!("{} ms is more than a year", value.as_millis())));
             }
         }
         if self.max_frame_bytes == 0 {

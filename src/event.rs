@@ -140,8 +140,12 @@ impl EventBus {
         std::mem::replace(&mut *slot, listener)
     }
 
-    /// Waits until every event queued before this call was delivered.
+    /// Waits until every event queued before this call was delivered. From the
+    /// listener itself (on `rr-events`) it returns at once: waiting would deadlock.
     pub(crate) fn flush(&self) {
+        if std::thread::current().name() == Some("rr-events") {
+            return;
+        }
         let (done, wait) = crossbeam_channel::bounded(1);
         if self.sender.send(Message::Flush(done)).is_ok() {
             let _ = wait.recv();

@@ -57,7 +57,10 @@ pub(crate) struct WorkerLimits {
 impl WorkerLimits {
     /// Limits for a worker starting now, with its own share of jitter.
     pub(crate) fn new(config: &Config) -> WorkerLimits {
-        let jitter = |value: u64| value - random_below(value * config.jitter_percent / 100 + 1);
+        let jitter = |value: u64| {
+            let spread = (u128::from(value) * u128::from(config.jitter_percent) / 100) as u64;
+            value - random_below(spread.saturating_add(1)).min(spread)
+        };
         let ttl_ms = config.ttl.as_millis().min(u64::MAX as u128) as u64;
         WorkerLimits {
             max_jobs: if config.max_jobs == 0 { 0 } else { jitter(config.max_jobs).max(1) },

@@ -166,8 +166,12 @@ impl Process {
             .spawn(move || {
                 let pid = watched.pid;
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(&watched, stderr_fd, &events))).is_err() {
-                    // Never leave a child unreaped because of a bug here.
-                    let status = sys::reap(pid).map(sys::describe_wait_status).unwrap_or_default();
+                    // Never leave a child unreaped because of a bug here; reap under the
+                    // lock that signals take, as the watcher does.
+                    let status = {
+                        let _life = watched.life.lock();
+                        sys::reap(pid).map(sys::describe_wait_status).unwrap_or_default()
+                    };
                     watched.mark_exited(ExitInfo { description: status });
                     watched.mark_drained();
                 }

@@ -134,6 +134,11 @@ impl Relay {
         }
     }
 
+    /// The descriptor reads come from.
+    pub(crate) fn read_fd(&self) -> std::os::fd::RawFd {
+        self.read_fd.as_raw_fd()
+    }
+
     /// The descriptor writes go to.
     pub(crate) fn write_fd(&self) -> std::os::fd::RawFd {
         self.write_fd.as_ref().unwrap_or(&self.read_fd).as_raw_fd()

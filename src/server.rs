@@ -213,7 +213,11 @@ impl Inner {
                 old.stop()
             });
             if let Ok(handle) = retiring {
-                self.background.lock().push(handle);
+                let mut background = self.background.lock();
+                // Keep only the threads still running: a long life of resets must not
+                // pile up finished threads.
+                background.retain(|thread| !thread.is_finished());
+                background.push(handle);
             }
         }
         Ok(())

@@ -39,15 +39,23 @@ impl WorkerSide {
         let cannot = |e: std::io::Error| Error::new(ErrorKind::WorkerError, format!("cannot connect to relay {relay}: {e}"));
         let relay = match address {
             RelayAddress::Pipes => {
-                // SAFETY: dup returns a new descriptor that we own (or -1, checked).
-                let (input, output) = unsafe {
-                    let input = libc::dup(0);
-                    let output = libc::dup(1);
-                    if input < 0 || output < 0 || libc::dup2(2, 1) < 0 {
-                        return Err(cannot(std::io::Error::last_os_error()));
+                // Copies that the worker's own children do not inherit.
+                let duplicate = |fd: i32| {
+                    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor that we own, or -1.
+                    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+                    if copy < 0 {
+                        Err(cannot(std::io::Error::last_os_error()))
+                    } else {
+                        // SAFETY: a fresh descriptor nobody else owns.
+                        Ok(unsafe { OwnedFd::from_raw_fd(copy) })
                     }
-                    (OwnedFd::from_raw_fd(input), OwnedFd::from_raw_fd(output))
                 };
+                let input = duplicate(0)?;
+                let output = duplicate(1)?;
+                // SAFETY: dup2 on descriptors 2 and 1 of this process.
+                if unsafe { libc::dup2(2, 1) } < 0 {
+                    return Err(cannot(std::io::Error::last_os_error()));
+                }
                 Relay::pipes(input, output, DEFAULT_MAX_FRAME_BYTES)
             }
             RelayAddress::Tcp(address) => {

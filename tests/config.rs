@@ -31,6 +31,9 @@ fn each_bad_setting_is_named() {
     refused(Config { env: vec![("A=B".into(), "x".into())], ..valid() }, "env", "not a valid variable name");
     refused(Config { env: vec![("RR_RELAY".into(), "x".into())], ..valid() }, "env", "RR_RELAY");
     refused(Config { dir: Some("/nonexistent/dir".into()), ..valid() }, "dir", "not a directory");
+    refused(Config { allocate_timeout: Duration::MAX, ..valid() }, "allocate_timeout", "more than a year");
+    refused(Config { exec_ttl: Duration::from_secs(400 * 24 * 3600), ..valid() }, "exec_ttl", "more than a year");
+    refused(Config { jitter_percent: 101, ..valid() }, "jitter_percent", "above 100");
 }
 
 #[test]
@@ -44,6 +47,8 @@ fn defaults_follow_the_contract() {
     assert_eq!(config.max_frame_bytes, 1 << 30);
     assert_eq!(config.max_queue, 0);
     assert!(Server::new(config).is_ok());
+    // Extreme limits are accepted and never overflow the jitter arithmetic.
+    assert!(Server::new(Config { max_jobs: u64::MAX, jitter_percent: 100, ..valid() }).is_ok());
 }
 
 #[test]

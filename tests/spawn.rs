@@ -195,3 +195,22 @@ fn thirty_two_slow_booting_workers_start_in_parallel() {
         assert!(took < Duration::from_secs(4), "32 workers booting 200 ms each took {took:?}");
     });
 }
+
+#[test]
+fn silent_connections_do_not_hold_up_workers_that_connect() {
+    common::isolated(|| {
+        let mut config = common::config("tcp://127.0.0.1:0", "echo", 2);
+        config.relay_timeout = Duration::from_secs(3);
+        let server = Server::new(config).unwrap();
+        server.start().unwrap();
+        let relay_env = server.exec(b"!env:RR_RELAY", b"").unwrap();
+        let address = String::from_utf8_lossy(relay_env.body()).trim_start_matches("tcp://").to_string();
+        // Connections that never answer the handshake.
+        let silent: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+        let started_at = Instant::now();
+        server.reset().unwrap();
+        assert!(started_at.elapsed() < Duration::from_secs(3), "new workers connected while the silent ones waited");
+        assert_eq!(server.exec(b"", b"served").unwrap().body(), b"served");
+        drop(silent);
+    });
+}

@@ -1,7 +1,9 @@
 //! Workers that connect back to a TCP or Unix socket.
 //!
-//! One listener thread (`rr-accept`) accepts connections, does the handshake on each,
-//! and hands the connection to the spawn waiting for the pid it claims. A spawn
+//! One listener thread (`rr-accept`) accepts connections; each handshake runs on a
+//! short thread of its own (`rr-handshake`, bounded by `relay_timeout` and joined when
+//! the factory closes), and the connection goes to the spawn waiting for the pid it
+//! claims. A spawn
 //! registers its pid while still holding the registry's lock it took before forking,
 //! so a child that connects at once cannot be turned away as unknown. A connection
 //! that claims a pid nobody waits for (or, on Unix sockets, whose peer credentials
@@ -133,30 +135,93 @@ fn remove_stale_socket(path: &PathBuf) -> std::io::Result<()> {
     }
 }
 
-fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Waiting, relay_timeout: Duration) {
+/// Most handshakes in progress at once; connections beyond it are closed at once.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Handshakes in progress, each on a thread of its own (`rr-handshake`), so that a
+/// connection that says nothing holds up only itself. Their sockets are registered so
+/// that closing the factory can shut them down and join the threads at once.
+#[derive(Default)]
+struct Handshakes {
+    sockets: Mutex<HashMap<u64, RawFd>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Handshakes {
+    /// Shuts every pending handshake's socket down (their threads then end at once)
+    /// and joins the threads.
+    fn close_all(&self) {
+        for fd in self.sockets.lock().values() {
+            // SAFETY: the fd stays open while it is registered (see `handshake_one`).
+            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+        }
+        for thread in std::mem::take(&mut *self.threads.lock()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Arc<Waiting>, relay_timeout: Duration) {
     sys::block_sigpipe_in_this_thread();
+    let handshakes = Arc::new(Handshakes::default());
+    let mut next_id = 0u64;
     loop {
         let mut fds = [
             libc::pollfd { fd: listener.fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         if sys::poll(&mut fds, -1).is_err() || fds[1].revents != 0 {
-            return;
+            break;
         }
-        let (mut relay, peer) = match listener.accept() {
+        let (relay, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            Err(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                // Out of descriptors or memory: back off instead of spinning on the
+                // connection that stays pending; the spawns waiting time out cleanly.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
         };
-        let Ok(pid) = handshake(&mut relay, Instant::now() + relay_timeout) else {
-            continue;
-        };
-        if peer.is_some_and(|peer| peer != pid) {
-            // A process claiming to be another: close the connection.
+        // On a Unix socket the kernel tells who connected: nobody we wait for, no talk.
+        if peer.is_some_and(|peer| !waiting.lock().contains_key(&peer)) {
             continue;
         }
-        if let Some(sender) = waiting.lock().remove(&pid) {
-            let _ = sender.send(Arrival::Connected(relay));
+        handshakes.threads.lock().retain(|thread| !thread.is_finished());
+        if handshakes.sockets.lock().len() >= MAX_PENDING_HANDSHAKES {
+            continue;
         }
+        let id = next_id;
+        next_id += 1;
+        handshakes.sockets.lock().insert(id, relay.read_fd());
+        let (waiting, handshakes_of_thread) = (waiting.clone(), handshakes.clone());
+        let thread = std::thread::Builder::new()
+            .name("rr-handshake".into())
+            .spawn(move || handshake_one(relay, peer, &waiting, &handshakes_of_thread, id, relay_timeout));
+        match thread {
+            Ok(thread) => handshakes.threads.lock().push(thread),
+            Err(_) => {
+                handshakes.sockets.lock().remove(&id);
+            }
+        }
+    }
+    handshakes.close_all();
+}
+
+/// Does the handshake on one connection and hands it to the spawn waiting for its pid.
+fn handshake_one(mut relay: Relay, peer: Option<u32>, waiting: &Waiting, handshakes: &Handshakes, id: u64, relay_timeout: Duration) {
+    sys::block_sigpipe_in_this_thread();
+    let pid = handshake(&mut relay, Instant::now() + relay_timeout);
+    // Unregister before the relay (and its fd) can be dropped: close_all must never
+    // shut down a descriptor number that was reused.
+    handshakes.sockets.lock().remove(&id);
+    let Ok(pid) = pid else { return };
+    if peer.is_some_and(|peer| peer != pid) {
+        // A process claiming to be another: close the connection.
+        return;
+    }
+    if let Some(sender) = waiting.lock().remove(&pid) {
+        let _ = sender.send(Arrival::Connected(relay));
     }
 }
 
