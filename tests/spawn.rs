@@ -214,3 +214,36 @@ fn silent_connections_do_not_hold_up_workers_that_connect() {
         drop(silent);
     });
 }
+
+#[test]
+fn a_unix_connection_from_a_process_nobody_waits_for_is_closed_unheard() {
+    common::isolated(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rr.sock");
+        let mut config = common::config(&format!("unix://{}", path.display()), "silent", 1);
+        config.relay_timeout = Duration::from_secs(2);
+        let server = std::sync::Arc::new(Server::new(config).unwrap());
+        let starting = {
+            let server = server.clone();
+            std::thread::spawn(move || server.start())
+        };
+        // The silent worker is started and awaited; we connect in its place.
+        assert!(common::wait_until(10, || common::children().len() == 1 && path.exists()));
+        let waited_for = common::children()[0];
+        let mut impostor = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        impostor.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut claim = vec![16u8];
+        let body = format!("{{\"pid\":{waited_for}}}");
+        claim.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        claim.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        claim.extend_from_slice(body.as_bytes());
+        let _ = impostor.write_all(&claim);
+        // Our credentials name this test process, not the worker: no handshake at all.
+        let mut heard = Vec::new();
+        let _ = impostor.read_to_end(&mut heard);
+        assert!(heard.is_empty(), "the server talked to a process it does not wait for");
+        let error = starting.join().unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Spawn);
+        assert!(error.message().contains("did not connect"), "{error}");
+    });
+}
