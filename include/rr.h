@@ -348,34 +348,6 @@ typedef struct rr_worker rr_worker;
 typedef void (*rr_event_callback)(void *userdata, const struct rr_event *event);
 
 /**
- * A snapshot of one worker, taken by `rr_server_workers`. Plain data, copied out of the
- * server: it does not change, and stays valid after the server is freed.
- */
-typedef struct rr_worker_info {
-  /**
-   * The worker's process id.
-   */
-  int64_t pid;
-  /**
-   * Its state when the snapshot was taken: one of `RR_WORKER_STATE_*` (see
-   * `rr_worker_state_str`).
-   */
-  int32_t state;
-  /**
-   * The number of tasks it has run.
-   */
-  uint64_t num_execs;
-  /**
-   * When it was started, in milliseconds since the Unix epoch.
-   */
-  int64_t created_unix_ms;
-  /**
-   * Its resident memory (RSS) in bytes, or 0 where unknown.
-   */
-  uint64_t rss_bytes;
-} rr_worker_info;
-
-/**
  * A snapshot of a server's counters, filled in by `rr_server_stats`. Plain data,
  * copied out of the server: it does not change, nothing in it needs freeing, and it
  * stays valid after the server is freed.
@@ -457,43 +429,37 @@ typedef struct rr_pool_stats {
   uint64_t retired_died;
 } rr_pool_stats;
 
+/**
+ * A snapshot of one worker, taken by `rr_server_workers`. Plain data, copied out of the
+ * server: it does not change, and stays valid after the server is freed.
+ */
+typedef struct rr_worker_info {
+  /**
+   * The worker's process id.
+   */
+  int64_t pid;
+  /**
+   * Its state when the snapshot was taken: one of `RR_WORKER_STATE_*` (see
+   * `rr_worker_state_str`).
+   */
+  int32_t state;
+  /**
+   * The number of tasks it has run.
+   */
+  uint64_t num_execs;
+  /**
+   * When it was started, in milliseconds since the Unix epoch.
+   */
+  int64_t created_unix_ms;
+  /**
+   * Its resident memory (RSS) in bytes, or 0 where unknown.
+   */
+  uint64_t rss_bytes;
+} rr_worker_info;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-/**
- * A short, static, lower-case description of status `status`, e.g. `"timeout"`.
- * Unknown values give `"unknown status"`. Never NULL; do not free it.
- */
-const char *rr_status_str(rr_status status);
-
-/**
- * The status of the failed call that produced `e`. NULL `e` gives
- * `RR_STATUS_NULL_ARGUMENT`.
- */
-rr_status rr_error_status(const struct rr_error *e);
-
-/**
- * The message of `e`: UTF-8, NUL-terminated, in words a person can act on (it names
- * the setting, argument or worker pid concerned, and a dead worker's stderr). Owned by
- * `e`: valid until `rr_error_free(e)`, not to be freed by the caller. NULL `e` gives NULL.
- */
-const char *rr_error_message(const struct rr_error *e);
-
-/**
- * The raw bytes attached to `e`: for `RR_STATUS_JOB_ERROR`, the error message exactly as
- * the worker sent it (not necessarily UTF-8); for other statuses, no bytes. Writes their
- * number to `*len_out` and returns a pointer to them, owned by `e` and valid until
- * `rr_error_free(e)`. The pointer is not NULL even when there are no bytes.
- * NULL `e` gives NULL with `*len_out` set to 0; NULL `len_out` gives NULL.
- */
-const uint8_t *rr_error_data(const struct rr_error *e, size_t *len_out);
-
-/**
- * Releases `e` and everything it owns (its message and data). Calling with NULL is
- * fine. Must not be called twice.
- */
-void rr_error_free(struct rr_error *e);
 
 /**
  * Makes a configuration with the defaults, for workers started with `command` (the
@@ -640,6 +606,77 @@ void rr_config_set_tcp_allow_remote(struct rr_config *c, bool allow);
 void rr_config_free(struct rr_config *c);
 
 /**
+ * The status of the failed call that produced `e`. NULL `e` gives
+ * `RR_STATUS_NULL_ARGUMENT`.
+ */
+rr_status rr_error_status(const struct rr_error *e);
+
+/**
+ * The message of `e`: UTF-8, NUL-terminated, in words a person can act on (it names
+ * the setting, argument or worker pid concerned, and a dead worker's stderr). Owned by
+ * `e`: valid until `rr_error_free(e)`, not to be freed by the caller. NULL `e` gives NULL.
+ */
+const char *rr_error_message(const struct rr_error *e);
+
+/**
+ * The raw bytes attached to `e`: for `RR_STATUS_JOB_ERROR`, the error message exactly as
+ * the worker sent it (not necessarily UTF-8); for other statuses, no bytes. Writes their
+ * number to `*len_out` and returns a pointer to them, owned by `e` and valid until
+ * `rr_error_free(e)`. The pointer is not NULL even when there are no bytes.
+ * NULL `e` gives NULL with `*len_out` set to 0; NULL `len_out` gives NULL.
+ */
+const uint8_t *rr_error_data(const struct rr_error *e, size_t *len_out);
+
+/**
+ * Releases `e` and everything it owns (its message and data). Calling with NULL is
+ * fine. Must not be called twice.
+ */
+void rr_error_free(struct rr_error *e);
+
+/**
+ * Registers `cb` to receive the events of `s`, called with `userdata` (see
+ * `rr_event_callback` for the thread it runs on and its rules). It replaces the
+ * previous callback: this call waits until the previous callback is not running, then
+ * runs the previous `userdata_free`. NULL `cb` unregisters (events are then not even
+ * queued).
+ *
+ * Ownership of `userdata`: on success, the library owns it and calls
+ * `userdata_free(userdata)` (when `userdata_free` is not NULL) exactly once: when this
+ * callback is replaced by another call of `rr_server_listen`, or in `rr_server_free`,
+ * always after the callback's last call, on the thread that made that call. When `cb`
+ * is NULL, `userdata_free(userdata)` runs at once, before this function returns. On
+ * failure, nothing is taken: the caller still owns `userdata`.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL. Must not be called
+ * from an event callback of this server.
+ */
+RR_MUST_USE
+rr_status rr_server_listen(struct rr_server *s,
+                           rr_event_callback cb,
+                           void *userdata,
+                           void (*userdata_free)(void *userdata),
+                           struct rr_error **err_out);
+
+/**
+ * The type of `e`: one of the `RR_EVENT_*` numbers (new types may appear, above the
+ * existing ones: ignore those you do not know). NULL `e` gives 0.
+ */
+int32_t rr_event_type(const struct rr_event *e);
+
+/**
+ * The pid of the worker `e` is about, or -1 when it is not about one worker. NULL `e`
+ * gives -1.
+ */
+int64_t rr_event_pid(const struct rr_event *e);
+
+/**
+ * The message of `e` (an error text, or a stderr line without its newline), UTF-8 and
+ * NUL-terminated, or NULL when the event has none. Borrowed like the event: valid only
+ * during the callback. NULL `e` gives NULL.
+ */
+const char *rr_event_message(const struct rr_event *e);
+
+/**
  * The context bytes of `p`: writes their number to `*len_out` and returns a pointer to
  * them, owned by `p` and valid until `rr_payload_free(p)`. The pointer is not NULL even
  * when the context is empty. NULL `p` gives NULL with `*len_out` set to 0; NULL
@@ -778,79 +815,6 @@ rr_status rr_exec(struct rr_server *s,
                   struct rr_error **err_out);
 
 /**
- * Registers `cb` to receive the events of `s`, called with `userdata` (see
- * `rr_event_callback` for the thread it runs on and its rules). It replaces the
- * previous callback: this call waits until the previous callback is not running, then
- * runs the previous `userdata_free`. NULL `cb` unregisters (events are then not even
- * queued).
- *
- * Ownership of `userdata`: on success, the library owns it and calls
- * `userdata_free(userdata)` (when `userdata_free` is not NULL) exactly once: when this
- * callback is replaced by another call of `rr_server_listen`, or in `rr_server_free`,
- * always after the callback's last call, on the thread that made that call. When `cb`
- * is NULL, `userdata_free(userdata)` runs at once, before this function returns. On
- * failure, nothing is taken: the caller still owns `userdata`.
- *
- * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL. Must not be called
- * from an event callback of this server.
- */
-RR_MUST_USE
-rr_status rr_server_listen(struct rr_server *s,
-                           rr_event_callback cb,
-                           void *userdata,
-                           void (*userdata_free)(void *userdata),
-                           struct rr_error **err_out);
-
-/**
- * The type of `e`: one of the `RR_EVENT_*` numbers (new types may appear, above the
- * existing ones: ignore those you do not know). NULL `e` gives 0.
- */
-int32_t rr_event_type(const struct rr_event *e);
-
-/**
- * The pid of the worker `e` is about, or -1 when it is not about one worker. NULL `e`
- * gives -1.
- */
-int64_t rr_event_pid(const struct rr_event *e);
-
-/**
- * The message of `e` (an error text, or a stderr line without its newline), UTF-8 and
- * NUL-terminated, or NULL when the event has none. Borrowed like the event: valid only
- * during the callback. NULL `e` gives NULL.
- */
-const char *rr_event_message(const struct rr_event *e);
-
-/**
- * Takes a snapshot of the current workers of `s` (of the current pool, after a
- * reconfigure). Does not block on tasks (it may read each worker's RSS from /proc).
- *
- * On success `*out` receives an array of `*len_out` entries that the caller owns and
- * releases with `rr_worker_info_free(*out, *len_out)`. With no workers, `*out` is NULL
- * and `*len_out` is 0 (which `rr_worker_info_free` accepts too).
- *
- * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s`, `out` or `len_out` is
- * NULL; `RR_STATUS_STATE` when the server is not started.
- */
-RR_MUST_USE
-rr_status rr_server_workers(struct rr_server *s,
-                            struct rr_worker_info **out,
-                            size_t *len_out,
-                            struct rr_error **err_out);
-
-/**
- * Releases an array returned by `rr_server_workers`; `len` must be the `*len_out` it
- * returned with. Calling with NULL is fine (whatever `len`). Must not be called twice.
- */
-void rr_worker_info_free(struct rr_worker_info *infos, size_t len);
-
-/**
- * The lower-case name of worker state `state` (an `RR_WORKER_STATE_*` number):
- * `"inactive"`, `"ready"`, `"working"`, `"streaming"`, `"stopping"`, `"stopped"` or
- * `"errored"`; `"unknown"` for any other number. Static: never NULL, do not free it.
- */
-const char *rr_worker_state_str(int32_t state);
-
-/**
  * Copies the counters of `s` into `*out` (see `rr_pool_stats` for what each counts).
  * `out` points to an `rr_pool_stats` the caller owns (e.g. on its stack); nothing is
  * allocated and nothing needs freeing. Does not block on tasks: it reads counters and
@@ -864,6 +828,19 @@ RR_MUST_USE
 rr_status rr_server_stats(struct rr_server *s,
                           struct rr_pool_stats *out,
                           struct rr_error **err_out);
+
+/**
+ * A short, static, lower-case description of status `status`, e.g. `"timeout"`.
+ * Unknown values give `"unknown status"`. Never NULL; do not free it.
+ */
+const char *rr_status_str(rr_status status);
+
+/**
+ * The version of the loaded library, `"MAJOR.MINOR.PATCH"` (compare it with the
+ * `RR_VERSION_*` macros of the header the program was compiled with). Static: never
+ * NULL, do not free it.
+ */
+const char *rr_version(void);
 
 /**
  * Connects to the server through `relay`: `"pipes"` (stdin/stdout), `"tcp://host:port"`
@@ -954,11 +931,34 @@ RR_MUST_USE rr_status rr_worker_stop(struct rr_worker *w, struct rr_error **err_
 void rr_worker_free(struct rr_worker *w);
 
 /**
- * The version of the loaded library, `"MAJOR.MINOR.PATCH"` (compare it with the
- * `RR_VERSION_*` macros of the header the program was compiled with). Static: never
- * NULL, do not free it.
+ * Takes a snapshot of the current workers of `s` (of the current pool, after a
+ * reconfigure). Does not block on tasks (it may read each worker's RSS from /proc).
+ *
+ * On success `*out` receives an array of `*len_out` entries that the caller owns and
+ * releases with `rr_worker_info_free(*out, *len_out)`. With no workers, `*out` is NULL
+ * and `*len_out` is 0 (which `rr_worker_info_free` accepts too).
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s`, `out` or `len_out` is
+ * NULL; `RR_STATUS_STATE` when the server is not started.
  */
-const char *rr_version(void);
+RR_MUST_USE
+rr_status rr_server_workers(struct rr_server *s,
+                            struct rr_worker_info **out,
+                            size_t *len_out,
+                            struct rr_error **err_out);
+
+/**
+ * Releases an array returned by `rr_server_workers`; `len` must be the `*len_out` it
+ * returned with. Calling with NULL is fine (whatever `len`). Must not be called twice.
+ */
+void rr_worker_info_free(struct rr_worker_info *infos, size_t len);
+
+/**
+ * The lower-case name of worker state `state` (an `RR_WORKER_STATE_*` number):
+ * `"inactive"`, `"ready"`, `"working"`, `"streaming"`, `"stopping"`, `"stopped"` or
+ * `"errored"`; `"unknown"` for any other number. Static: never NULL, do not free it.
+ */
+const char *rr_worker_state_str(int32_t state);
 
 #ifdef __cplusplus
 }  // extern "C"

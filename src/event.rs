@@ -122,12 +122,12 @@ impl EventBus {
         if !self.shared.has_listener.load(Ordering::Acquire) {
             return;
         }
-        if kind == EventKind::WorkerStderr {
-            if self.shared.pending_stderr.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_STDERR {
-                self.shared.pending_stderr.fetch_sub(1, Ordering::AcqRel);
-                self.shared.dropped_stderr.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+        if kind == EventKind::WorkerStderr
+            && self.shared.pending_stderr.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_STDERR
+        {
+            self.shared.pending_stderr.fetch_sub(1, Ordering::AcqRel);
+            self.shared.dropped_stderr.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         let _ = self.sender.send(Message::Event(Event { kind, pid, message }));
     }

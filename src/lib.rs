@@ -19,8 +19,8 @@ mod limits;
 mod pool;
 mod process;
 mod relay;
-mod stderr;
 pub mod stats;
+mod stderr;
 mod sys;
 mod worker;
 

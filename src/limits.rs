@@ -81,7 +81,12 @@ impl WorkerLimits {
     }
 
     /// Whether a worker must go after a task: executions, age, memory.
-    pub(crate) fn after_task(&self, execs: u64, started: Instant, rss: impl FnOnce() -> Option<u64>) -> Option<RetireReason> {
+    pub(crate) fn after_task(
+        &self,
+        execs: u64,
+        started: Instant,
+        rss: impl FnOnce() -> Option<u64>,
+    ) -> Option<RetireReason> {
         if self.max_jobs > 0 && execs >= self.max_jobs {
             return Some(RetireReason::MaxJobs);
         }
@@ -131,7 +136,11 @@ fn random_below(bound: u64) -> u64 {
     x ^= x >> 7;
     x ^= x << 17;
     STATE.store(x, Ordering::Relaxed);
-    if bound == 0 { 0 } else { x % bound }
+    if bound == 0 {
+        0
+    } else {
+        x % bound
+    }
 }
 
 #[cfg(test)]
@@ -148,7 +157,9 @@ mod tests {
         let jobs: std::collections::HashSet<u64> = limits.iter().map(|l| l.max_jobs).collect();
         assert!(jobs.iter().all(|&j| (900..=1000).contains(&j)), "{jobs:?}");
         assert!(jobs.len() > 20, "limits must differ between workers: {jobs:?}");
-        assert!(limits.iter().all(|l| l.ttl.unwrap() >= Duration::from_millis(9000) && l.ttl.unwrap() <= Duration::from_millis(10_000)));
+        assert!(limits
+            .iter()
+            .all(|l| l.ttl.unwrap() >= Duration::from_millis(9000) && l.ttl.unwrap() <= Duration::from_millis(10_000)));
     }
 
     #[test]

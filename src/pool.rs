@@ -11,17 +11,17 @@ use crate::config::ValidConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventBus, EventKind};
 use crate::factory::{Factory, SpawnLimits};
-use crate::process::{CommandSpec, ExitInfo, Process};
+use crate::handoff::{Delivery, Slot};
 use crate::limits::{RetireReason, WorkerLimits};
+use crate::process::{CommandSpec, ExitInfo, Process};
 use crate::relay::RelayError;
+use crate::state::{WorkerInfo, WorkerState};
 use crate::stats::{Counters, PoolStats};
 use crate::sys;
-use crate::state::{WorkerInfo, WorkerState};
 use crate::worker::{Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
-use crate::handoff::{Delivery, Slot};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -195,8 +195,12 @@ impl Pool {
             handles
                 .into_iter()
                 .map(|handle| match handle {
-                    Ok(handle) => handle.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "a spawn thread panicked"))),
-                    Err(e) => Err(Error::new(ErrorKind::Spawn, format!("cannot start a thread to spawn a worker: {e}"))),
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "a spawn thread panicked"))),
+                    Err(e) => {
+                        Err(Error::new(ErrorKind::Spawn, format!("cannot start a thread to spawn a worker: {e}")))
+                    }
                 })
                 .collect()
         })
@@ -310,7 +314,12 @@ impl Pool {
         }
         Counters::bump(&self.counters.worker_errors);
         if let Some(failure) = undelivered {
-            return Err(failure.context(format!("{} workers in a row were gone before the task reached them; the last one", MAX_REROUTES_PER_TASK + 1)).into());
+            return Err(failure
+                .context(format!(
+                    "{} workers in a row were gone before the task reached them; the last one",
+                    MAX_REROUTES_PER_TASK + 1
+                ))
+                .into());
         }
         Err(Error::new(
             ErrorKind::WorkerError,
@@ -340,7 +349,10 @@ impl Pool {
                 let max_queue = self.config.config.max_queue as usize;
                 if max_queue > 0 && workers.waiters.len() >= max_queue {
                     Counters::bump(&self.counters.queue_full);
-                    let message = format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiters.len());
+                    let message = format!(
+                        "{} callers are already waiting for a worker (max_queue {max_queue})",
+                        workers.waiters.len()
+                    );
                     self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
                     return Err(Error::new(ErrorKind::QueueFull, message).into());
                 }
@@ -404,7 +416,9 @@ impl Pool {
     /// (max_jobs, ttl, max_memory) says so.
     fn release(&self, mut worker: Worker) {
         let pid = worker.pid();
-        if let Some(reason) = worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid)) {
+        if let Some(reason) =
+            worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid))
+        {
             self.note_retirement(&worker, reason);
             self.leave_busy(worker);
             return;
@@ -419,7 +433,11 @@ impl Pool {
             drop(workers);
             if worker.status().mark_retiring() {
                 Counters::bump(&self.counters.retired_died);
-                self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} exited right after its answer")));
+                self.events.emit(
+                    EventKind::WorkerDead,
+                    Some(pid),
+                    Some(format!("worker {pid} exited right after its answer")),
+                );
             }
             self.leave_busy(worker);
             return;
@@ -620,7 +638,8 @@ impl Pool {
 
 /// The supervisor's loop: stop retired workers, keep the pool full.
 fn supervise(pool: Weak<Pool>, inbox: Receiver<Order>) {
-    let Some((destroy, events)) = pool.upgrade().map(|pool| (pool.config.config.destroy_timeout, pool.events.clone())) else {
+    let Some((destroy, events)) = pool.upgrade().map(|pool| (pool.config.config.destroy_timeout, pool.events.clone()))
+    else {
         return;
     };
     // Retired workers stop on threads of their own: a slow stop (up to destroy_timeout)

@@ -98,7 +98,11 @@ static SPAWNER: Lazy<Sender<SpawnJob>> = Lazy::new(|| {
 
 impl Process {
     /// Starts `spec` and its watcher. Stderr lines go to `events` as they come.
-    pub(crate) fn spawn(spec: &CommandSpec, stdio: ChildIo, events: EventBus) -> io::Result<(Arc<Process>, Option<ChildPipes>)> {
+    pub(crate) fn spawn(
+        spec: &CommandSpec,
+        stdio: ChildIo,
+        events: EventBus,
+    ) -> io::Result<(Arc<Process>, Option<ChildPipes>)> {
         let (stderr_read, stderr_write) = io::pipe()?;
         let mut command = Command::new(&spec.argv[0]);
         command.args(&spec.argv[1..]).env("RR_RELAY", &spec.relay).stderr(Stdio::from(stderr_write.try_clone()?));
@@ -161,21 +165,19 @@ impl Process {
         });
         let watched = process.clone();
         let stderr_fd = OwnedFd::from(stderr_read);
-        let watcher = std::thread::Builder::new()
-            .name(format!("rr-watch-{}", process.pid))
-            .spawn(move || {
-                let pid = watched.pid;
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(&watched, stderr_fd, &events))).is_err() {
-                    // Never leave a child unreaped because of a bug here; reap under the
-                    // lock that signals take, as the watcher does.
-                    let status = {
-                        let _life = watched.life.lock();
-                        sys::reap(pid).map(sys::describe_wait_status).unwrap_or_default()
-                    };
-                    watched.mark_exited(ExitInfo { description: status });
-                    watched.mark_drained();
-                }
-            });
+        let watcher = std::thread::Builder::new().name(format!("rr-watch-{}", process.pid)).spawn(move || {
+            let pid = watched.pid;
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(&watched, stderr_fd, &events))).is_err() {
+                // Never leave a child unreaped because of a bug here; reap under the
+                // lock that signals take, as the watcher does.
+                let status = {
+                    let _life = watched.life.lock();
+                    sys::reap(pid).map(sys::describe_wait_status).unwrap_or_default()
+                };
+                watched.mark_exited(ExitInfo { description: status });
+                watched.mark_drained();
+            }
+        });
         match watcher {
             Ok(handle) => *process.watcher.lock() = Some(handle),
             Err(e) => {

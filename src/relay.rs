@@ -63,7 +63,10 @@ impl fmt::Display for RelayError {
                 write!(f, "invalid frame prefix {shown:?}: the peer wrote something that is not a frame (a worker printing to its stdout corrupts the pipe relay)")
             }
             RelayError::TooLarge { size, limit } => {
-                write!(f, "the peer declared a frame of {size} bytes, above the limit of {limit} bytes (max_frame_bytes)")
+                write!(
+                    f,
+                    "the peer declared a frame of {size} bytes, above the limit of {limit} bytes (max_frame_bytes)"
+                )
             }
             RelayError::Timeout => write!(f, "timed out waiting for the peer"),
             RelayError::Protocol(what) => write!(f, "protocol error: {what}"),
@@ -189,7 +192,12 @@ impl Relay {
             [] => sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1], self.deadline),
             [second] => {
                 let second_prefix = frame::encode(second.0, second.1.len() as u64);
-                sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1, &second_prefix, second.1], self.deadline)
+                sys::write_all_vectored(
+                    write_fd,
+                    is_socket,
+                    &[&first_prefix, first.1, &second_prefix, second.1],
+                    self.deadline,
+                )
             }
             _ => panic!("a message has at most two frames"),
         }
@@ -330,10 +338,7 @@ mod tests {
     fn pipe_pair(max_frame: u64) -> (Relay, Relay) {
         let (a_read, b_write) = std::io::pipe().unwrap();
         let (b_read, a_write) = std::io::pipe().unwrap();
-        (
-            Relay::pipes(a_read.into(), a_write.into(), max_frame),
-            Relay::pipes(b_read.into(), b_write.into(), max_frame),
-        )
+        (Relay::pipes(a_read.into(), a_write.into(), max_frame), Relay::pipes(b_read.into(), b_write.into(), max_frame))
     }
 
     fn raw_pipe(max_frame: u64) -> (Relay, std::io::PipeWriter) {

@@ -22,7 +22,10 @@ use std::thread::JoinHandle;
 enum Phase {
     /// Built, or stopped: no listener, no pool.
     Idle,
-    Running { pool: Arc<Pool>, factory: Arc<dyn Factory> },
+    Running {
+        pool: Arc<Pool>,
+        factory: Arc<dyn Factory>,
+    },
 }
 
 struct Inner {
@@ -68,7 +71,13 @@ impl Server {
         }
         let config = self.inner.config.lock().clone();
         let factory = factory::open(&config.relay, config.config.relay_timeout)?;
-        let pool = match Pool::start(config, factory.clone(), self.inner.events.clone(), self.inner.counters.clone(), self.inner.failure_hook()) {
+        let pool = match Pool::start(
+            config,
+            factory.clone(),
+            self.inner.events.clone(),
+            self.inner.counters.clone(),
+            self.inner.failure_hook(),
+        ) {
             Ok(pool) => pool,
             Err(e) => {
                 factory.close();
@@ -181,7 +190,6 @@ impl Server {
     pub fn dropped_stderr_lines(&self) -> u64 {
         self.inner.events.dropped_stderr_lines()
     }
-
 }
 
 impl Inner {
@@ -199,7 +207,13 @@ impl Inner {
                 return Ok(());
             }
         };
-        let pool = Pool::start(config.clone(), factory.clone(), self.events.clone(), self.counters.clone(), self.failure_hook())?;
+        let pool = Pool::start(
+            config.clone(),
+            factory.clone(),
+            self.events.clone(),
+            self.counters.clone(),
+            self.failure_hook(),
+        )?;
         let old = {
             let mut phase = self.phase.write();
             let old = std::mem::replace(&mut *phase, Phase::Running { pool, factory });

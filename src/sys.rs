@@ -76,7 +76,12 @@ pub(crate) unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result
 /// not read (a full buffer: EAGAIN on a non-blocking pipe, or on a socket, which is
 /// always written with MSG_DONTWAIT), waits for room until `deadline`, then fails with
 /// `TimedOut`.
-pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]], deadline: Option<Instant>) -> io::Result<()> {
+pub(crate) fn write_all_vectored(
+    fd: RawFd,
+    is_socket: bool,
+    parts: &[&[u8]],
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     let mut iov: [libc::iovec; 4] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
     assert!(parts.len() <= iov.len(), "at most four parts per write");
     let mut count = 0;
@@ -134,7 +139,8 @@ pub(crate) fn write_all_vectored(fd: RawFd, is_socket: bool, parts: &[&[u8]], de
 pub(crate) fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as i32 + i32::from(!left.is_zero() && left < Duration::from_millis(1));
+        let ms = left.as_millis().min(i32::MAX as u128) as i32
+            + i32::from(!left.is_zero() && left < Duration::from_millis(1));
         let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         match check(unsafe { libc::poll(&mut pfd, 1, ms) } as isize) {
@@ -195,10 +201,21 @@ pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
 }
 
 /// Sets an integer socket option.
-pub(crate) fn set_socket_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+pub(crate) fn set_socket_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int of the right size.
     let result = unsafe {
-        libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     };
     check(result as isize).map(|_| ())
 }
@@ -209,7 +226,13 @@ pub(crate) fn peer_pid(fd: RawFd) -> io::Result<u32> {
     unsafe {
         let mut cred: libc::ucred = std::mem::zeroed();
         let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        check(libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) as isize)?;
+        check(libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        ) as isize)?;
         Ok(cred.pid as u32)
     }
 }

@@ -155,7 +155,12 @@ impl Worker {
 
     /// Runs one task. An `Err` means the worker is broken and must be retired.
     /// `deadline` bounds the wait for the answer (exec_ttl).
-    pub(crate) fn exec(&mut self, context: &[u8], body: &[u8], deadline: Option<Instant>) -> Result<Outcome, TaskFailure> {
+    pub(crate) fn exec(
+        &mut self,
+        context: &[u8],
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Outcome, TaskFailure> {
         self.relay.set_deadline(deadline);
         if let Err(error) = self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]) {
             if deadline.is_some() {
@@ -262,7 +267,8 @@ pub(crate) fn describe_failure(process: &Process, what: impl fmt::Display, kind:
         None => "is still running".to_string(),
     };
     let stderr = process.stderr_tail();
-    let stderr = if stderr.is_empty() { "(nothing on stderr)".to_string() } else { format!("its stderr ends with:\n{stderr}") };
+    let stderr =
+        if stderr.is_empty() { "(nothing on stderr)".to_string() } else { format!("its stderr ends with:\n{stderr}") };
     Error::new(kind, format!("worker {pid}: {what}; the process {ended}; {stderr}")).with_pid(pid)
 }
 

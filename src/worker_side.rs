@@ -36,7 +36,8 @@ impl WorkerSide {
             None => std::env::var("RR_RELAY").unwrap_or_else(|_| "pipes".to_string()),
         };
         let address = RelayAddress::parse(&relay).map_err(|e| e.with_kind(ErrorKind::InvalidArgument))?;
-        let cannot = |e: std::io::Error| Error::new(ErrorKind::WorkerError, format!("cannot connect to relay {relay}: {e}"));
+        let cannot =
+            |e: std::io::Error| Error::new(ErrorKind::WorkerError, format!("cannot connect to relay {relay}: {e}"));
         let relay = match address {
             RelayAddress::Pipes => {
                 // Copies that the worker's own children do not inherit.
@@ -85,7 +86,10 @@ impl WorkerSide {
             };
             if head.has(CONTROL) && !head.has(RAW) && !bytes.is_empty() {
                 let command: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-                    Error::new(ErrorKind::WorkerError, format!("unknown control frame {:?}", String::from_utf8_lossy(&bytes)))
+                    Error::new(
+                        ErrorKind::WorkerError,
+                        format!("unknown control frame {:?}", String::from_utf8_lossy(&bytes)),
+                    )
                 })?;
                 if command.get("pid").is_some() {
                     let answer = format!("{{\"pid\":{}}}", std::process::id());

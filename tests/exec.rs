@@ -82,7 +82,9 @@ fn stop_request_is_retried_on_another_worker(kind: Relay) {
     // The worker asks to be replaced: the caller never sees it.
     let second = exec_pid(&server);
     assert_ne!(first, second);
-    events.wait_for("destruct of the worker that asked to stop", |e| e.kind == EventKind::WorkerDestruct && e.pid == Some(first));
+    events.wait_for("destruct of the worker that asked to stop", |e| {
+        e.kind == EventKind::WorkerDestruct && e.pid == Some(first)
+    });
 }
 
 fn a_worker_that_always_asks_to_stop_is_bounded(kind: Relay) {

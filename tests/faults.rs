@@ -119,7 +119,7 @@ fn run_faults(kind: Relay, duration: Duration) {
         .map(|t| {
             let server = server.clone();
             std::thread::spawn(move || {
-                let mut rng = 0x2545f4914f6cdd1du64 ^ (t as u64 + 1) * 0x1000193;
+                let mut rng = 0x2545f4914f6cdd1du64 ^ ((t as u64 + 1) * 0x1000193);
                 let mut tally: BTreeMap<(Fault, String), u64> = BTreeMap::new();
                 let mut i = 0u64;
                 while Instant::now() < deadline {
@@ -234,7 +234,9 @@ fn no_worker_survives_a_host_killed_with_sigkill() {
             host.wait().unwrap();
             let alive = |pid: &i32| {
                 std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map(|stat| !stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')).unwrap_or(true))
+                    .map(|stat| {
+                        !stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')).unwrap_or(true)
+                    })
                     .unwrap_or(false)
             };
             assert!(

@@ -45,8 +45,9 @@ fn started_server(num_workers: u64) -> *mut rr_server {
 /// `rr_exec`, returning the status and either the answer or the error (both owned).
 fn exec(server: *mut rr_server, context: &[u8], body: &[u8]) -> (rr_status, *mut rr_payload, *mut rr_error) {
     let (mut payload, mut error) = (null_mut(), null_mut());
-    let status =
-        unsafe { rr_exec(server, context.as_ptr(), context.len(), body.as_ptr(), body.len(), &mut payload, &mut error) };
+    let status = unsafe {
+        rr_exec(server, context.as_ptr(), context.len(), body.as_ptr(), body.len(), &mut payload, &mut error)
+    };
     (status, payload, error)
 }
 
@@ -138,7 +139,11 @@ fn stats_count_tasks_and_job_errors_across_a_reset() {
 
     let counted = stats(server);
     assert_eq!((counted.tasks_done, counted.job_errors, counted.worker_errors), (4, 1, 0), "{counted:?}");
-    assert_eq!((counted.workers, counted.waiting, counted.timeouts, counted.retired_failed), (2, 0, 0, 0), "{counted:?}");
+    assert_eq!(
+        (counted.workers, counted.waiting, counted.timeouts, counted.retired_failed),
+        (2, 0, 0, 0),
+        "{counted:?}"
+    );
 
     // The counters are the server's: a new pool keeps counting from there.
     let mut error = null_mut();

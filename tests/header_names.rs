@@ -50,10 +50,11 @@ fn every_declared_name_is_the_librarys() {
     let header = header();
     let names = declared_names(&header);
     assert!(names.contains(&"rr_exec"), "the scan found no functions: {names:?}");
-    assert!(names.contains(&"rr_event_callback") && names.contains(&"rr_worker_info"), "the scan found no typedefs: {names:?}");
-    let foreign: Vec<&&str> = names
-        .iter()
-        .filter(|name| !(name.starts_with("rr_") || name.starts_with("RR_")))
-        .collect();
+    assert!(
+        names.contains(&"rr_event_callback") && names.contains(&"rr_worker_info"),
+        "the scan found no typedefs: {names:?}"
+    );
+    let foreign: Vec<&&str> =
+        names.iter().filter(|name| !(name.starts_with("rr_") || name.starts_with("RR_"))).collect();
     assert!(foreign.is_empty(), "rr.h declares names that are not the library's: {foreign:?}");
 }

@@ -20,9 +20,21 @@ fn define(header: &str, name: &str) -> String {
 #[test]
 fn header_macros_match_cargo_version() {
     let header = header();
-    assert_eq!(define(&header, "RR_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MAJOR"), "update cbindgen.toml and run `make header`");
-    assert_eq!(define(&header, "RR_VERSION_MINOR"), env!("CARGO_PKG_VERSION_MINOR"), "update cbindgen.toml and run `make header`");
-    assert_eq!(define(&header, "RR_VERSION_PATCH"), env!("CARGO_PKG_VERSION_PATCH"), "update cbindgen.toml and run `make header`");
+    assert_eq!(
+        define(&header, "RR_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        "update cbindgen.toml and run `make header`"
+    );
+    assert_eq!(
+        define(&header, "RR_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        "update cbindgen.toml and run `make header`"
+    );
+    assert_eq!(
+        define(&header, "RR_VERSION_PATCH"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+        "update cbindgen.toml and run `make header`"
+    );
 }
 
 #[test]

@@ -37,7 +37,8 @@ fn lifecycle_events_have_their_numbers() {
         let workers = pids(&server);
         server.stop().unwrap();
         server.flush_events();
-        let kinds: Vec<i32> = events.all().iter().filter(|e| e.kind != EventKind::WorkerStderr).map(|e| e.kind.code()).collect();
+        let kinds: Vec<i32> =
+            events.all().iter().filter(|e| e.kind != EventKind::WorkerStderr).map(|e| e.kind.code()).collect();
         assert_eq!(&kinds[..2], &[100, 100], "{kinds:?}");
         assert_eq!(&kinds[2..4], &[203, 200], "{kinds:?}");
         assert_eq!(&kinds[4..6], &[101, 101], "{kinds:?}");
@@ -76,7 +77,8 @@ fn reconfigure_and_reset_under_load_lose_no_task(kind: Relay) {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) || i < 200 {
                     let body = format!("{t}:{i}");
-                    let answer = server.exec(b"", body.as_bytes()).unwrap_or_else(|e| panic!("task {body} failed: {e}"));
+                    let answer =
+                        server.exec(b"", body.as_bytes()).unwrap_or_else(|e| panic!("task {body} failed: {e}"));
                     assert_eq!(answer.body(), body.as_bytes());
                     done.fetch_add(1, Ordering::Relaxed);
                     i += 1;
@@ -119,7 +121,11 @@ fn events_come_from_the_new_pool_after_reconfigure(kind: Relay) {
     events.wait_for("death in the new pool", |e| e.kind == EventKind::WorkerDead && e.pid == Some(new_worker));
 }
 
-on_every_relay!(stop_waits_for_running_tasks, reconfigure_and_reset_under_load_lose_no_task, events_come_from_the_new_pool_after_reconfigure);
+on_every_relay!(
+    stop_waits_for_running_tasks,
+    reconfigure_and_reset_under_load_lose_no_task,
+    events_come_from_the_new_pool_after_reconfigure
+);
 
 #[test]
 fn reconfigure_changes_command_and_settings_but_not_the_relay() {
@@ -239,7 +245,10 @@ fn dropping_the_server_with_tasks_in_flight_finishes_them_and_leaves_nothing() {
                 })
             })
             .collect();
-        assert!(common::wait_until(10, || server.workers().map(|w| w.iter().any(|w| w.num_execs > 0)).unwrap_or(false)));
+        assert!(common::wait_until(10, || server
+            .workers()
+            .map(|w| w.iter().any(|w| w.num_execs > 0))
+            .unwrap_or(false)));
         server.stop().unwrap();
         for thread in threads {
             for outcome in thread.join().unwrap() {

@@ -40,7 +40,8 @@ fn one_bad_worker_among_good_ones_leaves_nothing_running(kind: Relay) {
     let lock = tempfile::tempdir().unwrap();
     let mut config = roadrunner::Config::new(script, relay.as_str());
     config.num_workers = 4;
-    config.env = vec![("RR_FAIL_ONE".into(), "1".into()), ("RR_LOCK".into(), lock.path().join("taken").display().to_string())];
+    config.env =
+        vec![("RR_FAIL_ONE".into(), "1".into()), ("RR_LOCK".into(), lock.path().join("taken").display().to_string())];
     let error = start_error(config);
     assert_eq!(error.kind(), ErrorKind::Spawn);
     assert!(error.message().contains("this one fails"), "{error}");
@@ -101,12 +102,14 @@ fn command_is_split_like_a_shell_would() {
         let program = spaced.join("worker \"quoted\"");
         std::fs::copy(common::worker_path(), &program).unwrap();
         let command = format!("'{}' echo", program.display());
-        let server = Server::new(roadrunner::Config { num_workers: 1, ..roadrunner::Config::new(command, "pipes") }).unwrap();
+        let server =
+            Server::new(roadrunner::Config { num_workers: 1, ..roadrunner::Config::new(command, "pipes") }).unwrap();
         server.start().unwrap();
         assert_eq!(server.exec(b"", b"hi").unwrap().body(), b"hi");
 
         let escaped = format!("{} echo", program.display().to_string().replace(' ', "\\ ").replace('"', "\\\""));
-        let server = Server::new(roadrunner::Config { num_workers: 1, ..roadrunner::Config::new(escaped, "pipes") }).unwrap();
+        let server =
+            Server::new(roadrunner::Config { num_workers: 1, ..roadrunner::Config::new(escaped, "pipes") }).unwrap();
         server.start().unwrap();
         assert_eq!(server.exec(b"", b"ho").unwrap().body(), b"ho");
     });

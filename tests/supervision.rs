@@ -37,7 +37,10 @@ fn ttl_also_retires_idle_workers() {
         let events = Events::listen(&server);
         let first = pids(&server)[0];
         events.wait_for("ttl event of an idle worker", |e| e.kind == EventKind::WorkerTtl && e.pid == Some(first));
-        assert!(common::wait_until(10, || { let now = pids(&server); now.len() == 1 && now[0] != first }));
+        assert!(common::wait_until(10, || {
+            let now = pids(&server);
+            now.len() == 1 && now[0] != first
+        }));
     });
 }
 
@@ -53,7 +56,10 @@ fn idle_ttl_retires_workers_that_wait_too_long() {
         for pid in &first {
             events.wait_for("idle ttl", |e| e.kind == EventKind::WorkerIdleTtl && e.pid == Some(*pid));
         }
-        assert!(common::wait_until(10, || { let now = pids(&server); now.len() == 2 && now.iter().all(|p| !first.contains(p)) }));
+        assert!(common::wait_until(10, || {
+            let now = pids(&server);
+            now.len() == 2 && now.iter().all(|p| !first.contains(p))
+        }));
         assert!(server.stats().unwrap().retired_idle_ttl >= 2);
         assert_eq!(server.exec(b"", b"still serving").unwrap().body(), b"still serving");
     });
@@ -82,7 +88,8 @@ fn max_queue_refuses_callers_beyond_it_at_once() {
             let server = server.clone();
             std::thread::spawn(move || server.exec(b"!sleep:1500", b"a").map(|p| p.body().to_vec()))
         };
-        assert!(common::wait_until(10, || server.stats().unwrap().workers == 1 && server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+        assert!(common::wait_until(10, || server.stats().unwrap().workers == 1
+            && server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
         let queued = {
             let server = server.clone();
             std::thread::spawn(move || server.exec(b"", b"b").map(|p| p.body().to_vec()))

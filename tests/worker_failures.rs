@@ -22,7 +22,10 @@ fn fails_then_recovers(kind: Relay, context: &[u8], expected: &[&str]) {
     }
     events.wait_for("worker error", |e| e.kind == EventKind::WorkerError && e.pid == Some(pid));
     assert!(
-        common::wait_until(10, || { let now = pids(&server); now.len() == 2 && !now.contains(&pid) }),
+        common::wait_until(10, || {
+            let now = pids(&server);
+            now.len() == 2 && !now.contains(&pid)
+        }),
         "the failed worker must be replaced: {:?}",
         pids(&server)
     );
@@ -52,7 +55,13 @@ fn first_frame_without_control(kind: Relay) {
     fails_then_recovers(kind, b"!nocontrol", &["lacks the CONTROL flag"]);
 }
 
-on_every_relay!(crash_mid_task, stray_stdout_mid_task, huge_declared_frame, truncated_frame, first_frame_without_control);
+on_every_relay!(
+    crash_mid_task,
+    stray_stdout_mid_task,
+    huge_declared_frame,
+    truncated_frame,
+    first_frame_without_control
+);
 
 fn frame_limit_is_configurable(kind: Relay) {
     let (relay, _dir) = relay(kind);
@@ -78,7 +87,10 @@ fn idle_worker_death_is_noticed_at_once(kind: Relay) {
     // No task is run: the watcher alone must notice and the pool replace it.
     let dead = events.wait_for("worker dead", |e| e.kind == EventKind::WorkerDead && e.pid == Some(victim));
     assert!(dead.message.unwrap().contains("signal 9"));
-    assert!(common::wait_until(10, || { let now = pids(&server); now.len() == 3 && !now.contains(&victim) }));
+    assert!(common::wait_until(10, || {
+        let now = pids(&server);
+        now.len() == 3 && !now.contains(&victim)
+    }));
     for _ in 0..10 {
         assert_ne!(exec_pid(&server), victim);
     }
@@ -94,7 +106,11 @@ fn worker_that_exits_after_answering_is_replaced(kind: Relay) {
     assert_ne!(exec_pid(&server), first);
 }
 
-on_every_relay!(frame_limit_is_configurable, idle_worker_death_is_noticed_at_once, worker_that_exits_after_answering_is_replaced);
+on_every_relay!(
+    frame_limit_is_configurable,
+    idle_worker_death_is_noticed_at_once,
+    worker_that_exits_after_answering_is_replaced
+);
 
 #[test]
 fn exec_ttl_kills_a_task_that_runs_too_long() {
@@ -145,7 +161,10 @@ fn task_for_a_just_killed_worker_is_rerouted(kind: Relay) {
         let body = format!("round {round}");
         let answer = server.exec(b"", body.as_bytes()).unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(answer.body(), body.as_bytes());
-        assert!(common::wait_until(10, || { let now = pids(&server); now.len() == 1 && now[0] != victim }));
+        assert!(common::wait_until(10, || {
+            let now = pids(&server);
+            now.len() == 1 && now[0] != victim
+        }));
     }
 }
 

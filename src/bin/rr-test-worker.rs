@@ -59,7 +59,13 @@ fn main() {
     }
 }
 
-fn obey(side: &mut WorkerSide, command: &str, body: &[u8], relay_out: i32, kept: &mut Vec<Vec<u8>>) -> roadrunner::Result<()> {
+fn obey(
+    side: &mut WorkerSide,
+    command: &str,
+    body: &[u8],
+    relay_out: i32,
+    kept: &mut Vec<Vec<u8>>,
+) -> roadrunner::Result<()> {
     let (name, arg) = command.split_once(':').unwrap_or((command, ""));
     let echo_context = format!("!{command}");
     match name {

@@ -14,7 +14,8 @@ pub(crate) struct PipeFactory;
 
 impl Factory for PipeFactory {
     fn spawn(&self, spec: &CommandSpec, limits: SpawnLimits, events: &EventBus) -> Result<Worker> {
-        let (process, pipes) = Process::spawn(spec, ChildIo::Pipes, events.clone()).map_err(|e| exec_failure(spec, e))?;
+        let (process, pipes) =
+            Process::spawn(spec, ChildIo::Pipes, events.clone()).map_err(|e| exec_failure(spec, e))?;
         let pipes = pipes.expect("pipes were asked for");
         // Our end of the child's stdin is ours alone: non-blocking, so that a worker
         // that stops reading cannot block a write past its deadline.
@@ -34,9 +35,7 @@ impl Factory for PipeFactory {
                 ErrorKind::Spawn,
                 false,
             )),
-            Err(e) => {
-                Err(describe_failure(&process, handshake_failure(&e), ErrorKind::Spawn, e.peer_closed()))
-            }
+            Err(e) => Err(describe_failure(&process, handshake_failure(&e), ErrorKind::Spawn, e.peer_closed())),
         }
         .inspect_err(|_| process.join_watcher())
     }

@@ -84,7 +84,9 @@ pub(crate) struct SocketFactory {
 impl SocketFactory {
     /// Binds `relay` and starts the accept thread.
     pub(crate) fn listen(relay: &RelayAddress, relay_timeout: Duration) -> Result<SocketFactory> {
-        let cannot = |e: std::io::Error| Error::new(ErrorKind::Config, format!("cannot listen on relay {}: {e}", relay.for_worker()));
+        let cannot = |e: std::io::Error| {
+            Error::new(ErrorKind::Config, format!("cannot listen on relay {}: {e}", relay.for_worker()))
+        };
         let (listener, worker_relay, unix_path) = match relay {
             RelayAddress::Tcp(address) => {
                 let listener = TcpListener::bind(address).map_err(cannot)?;
@@ -175,7 +177,9 @@ fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Arc<Waiting>, r
         }
         let (relay, peer) = match listener.accept() {
             Ok(accepted) => accepted,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
             Err(_) => {
                 // Out of descriptors or memory: back off instead of spinning on the
                 // connection that stays pending; the spawns waiting time out cleanly.
@@ -209,7 +213,14 @@ fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Arc<Waiting>, r
 }
 
 /// Does the handshake on one connection and hands it to the spawn waiting for its pid.
-fn handshake_one(mut relay: Relay, peer: Option<u32>, waiting: &Waiting, handshakes: &Handshakes, id: u64, relay_timeout: Duration) {
+fn handshake_one(
+    mut relay: Relay,
+    peer: Option<u32>,
+    waiting: &Waiting,
+    handshakes: &Handshakes,
+    id: u64,
+    relay_timeout: Duration,
+) {
     sys::block_sigpipe_in_this_thread();
     let pid = handshake(&mut relay, Instant::now() + relay_timeout);
     // Unregister before the relay (and its fd) can be dropped: close_all must never
@@ -230,7 +241,8 @@ impl Factory for SocketFactory {
         let (sender, arrivals): (Sender<Arrival>, Receiver<Arrival>) = crossbeam_channel::bounded(2);
         let process = {
             let mut waiting = self.waiting.lock();
-            let (process, _) = Process::spawn(spec, ChildIo::Null, events.clone()).map_err(|e| exec_failure(spec, e))?;
+            let (process, _) =
+                Process::spawn(spec, ChildIo::Null, events.clone()).map_err(|e| exec_failure(spec, e))?;
             waiting.insert(process.pid(), sender.clone());
             process
         };
@@ -245,10 +257,19 @@ impl Factory for SocketFactory {
                 relay.set_max_frame(limits.max_frame);
                 Ok(Worker::new(process.clone(), relay))
             }
-            Ok(Arrival::Exited) => Err(describe_failure(&process, handshake_failure(&crate::relay::RelayError::Closed), ErrorKind::Spawn, true)),
+            Ok(Arrival::Exited) => Err(describe_failure(
+                &process,
+                handshake_failure(&crate::relay::RelayError::Closed),
+                ErrorKind::Spawn,
+                true,
+            )),
             Err(_) => Err(describe_failure(
                 &process,
-                format!("did not connect to {} within relay_timeout ({} ms)", self.worker_relay, limits.relay_timeout.as_millis()),
+                format!(
+                    "did not connect to {} within relay_timeout ({} ms)",
+                    self.worker_relay,
+                    limits.relay_timeout.as_millis()
+                ),
                 ErrorKind::Spawn,
                 false,
             )),

@@ -159,7 +159,11 @@ pub unsafe extern "C" fn rr_config_set_env(
 /// unchanged).
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_config_set_dir(c: *mut rr_config, dir: *const c_char, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_config_set_dir(
+    c: *mut rr_config,
+    dir: *const c_char,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         let config = try_mut!(c, "c");
         // SAFETY: the header requires NULL or a NUL-terminated string.
@@ -273,9 +277,15 @@ mod tests {
     #[test]
     fn null_arguments_leave_the_out_parameter_untouched() {
         let mut c = sentinel();
-        assert_null_argument(|err| unsafe { rr_config_new(std::ptr::null(), c"pipes".as_ptr(), &mut c, err) }, "command");
+        assert_null_argument(
+            |err| unsafe { rr_config_new(std::ptr::null(), c"pipes".as_ptr(), &mut c, err) },
+            "command",
+        );
         assert_eq!(c, sentinel());
-        assert_null_argument(|err| unsafe { rr_config_new(c"w".as_ptr(), std::ptr::null(), std::ptr::null_mut(), err) }, "out");
+        assert_null_argument(
+            |err| unsafe { rr_config_new(c"w".as_ptr(), std::ptr::null(), std::ptr::null_mut(), err) },
+            "out",
+        );
     }
 
     #[test]

@@ -280,10 +280,7 @@ mod tests {
         listener(&Event { kind: EventKind::WorkerStderr, pid: Some(7), message: Some("a\0b".into()) });
         listener(&Event { kind: EventKind::ServerStart, pid: None, message: None });
         drop(listener);
-        assert_eq!(
-            *seen.lock().unwrap(),
-            vec![(300, 7, Some("a\u{FFFD}b".to_string())), (200, -1, None)]
-        );
+        assert_eq!(*seen.lock().unwrap(), vec![(300, 7, Some("a\u{FFFD}b".to_string())), (200, -1, None)]);
 
         let listener = c_listener(ignore, UserData { pointer: counter.as_userdata(), free: Some(count_free) });
         assert_eq!(counter.count(), 0, "userdata lives as long as the listener");
@@ -310,7 +307,8 @@ mod tests {
     fn a_null_callback_unregisters_and_frees_its_userdata_at_once() {
         let s = server();
         let (registered, unused) = (FreeCounter::default(), FreeCounter::default());
-        let status = call(|err| unsafe { rr_server_listen(s, Some(ignore), registered.as_userdata(), Some(count_free), err) }).0;
+        let status =
+            call(|err| unsafe { rr_server_listen(s, Some(ignore), registered.as_userdata(), Some(count_free), err) }).0;
         assert_eq!(status, rr_status::Ok);
         let status = call(|err| unsafe { rr_server_listen(s, None, unused.as_userdata(), Some(count_free), err) }).0;
         assert_eq!(status, rr_status::Ok);
@@ -323,7 +321,9 @@ mod tests {
     fn a_failed_listen_leaves_userdata_with_the_caller() {
         let counter = FreeCounter::default();
         assert_null_argument(
-            |err| unsafe { rr_server_listen(std::ptr::null_mut(), Some(ignore), counter.as_userdata(), Some(count_free), err) },
+            |err| unsafe {
+                rr_server_listen(std::ptr::null_mut(), Some(ignore), counter.as_userdata(), Some(count_free), err)
+            },
             "s",
         );
         assert_eq!(counter.count(), 0);

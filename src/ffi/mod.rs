@@ -12,7 +12,7 @@
 //! what NULL does, which statuses come back and whether a call blocks.
 //!
 //! Functions are `#[no_mangle]` rather than `#[unsafe(no_mangle)]` because the crate's
-//! minimum Rust is 1.80; cbindgen 0.29 reads both.
+//! minimum Rust was 1.80 when they were written; cbindgen 0.29 reads both.
 
 #![allow(non_camel_case_types)]
 // The safety contract of every export is written for C programmers in its `///` docs
@@ -30,13 +30,13 @@ mod input;
 #[cfg(test)]
 mod test_support;
 
-pub mod status;
-pub mod error;
 pub mod config;
+pub mod error;
+pub mod event;
 pub mod payload;
 pub mod server;
-pub mod event;
-pub mod worker_info;
 pub mod stats;
-pub mod worker;
+pub mod status;
 pub mod version;
+pub mod worker;
+pub mod worker_info;

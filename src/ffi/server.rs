@@ -53,10 +53,8 @@ impl Castable for rr_server {
 pub(crate) unsafe fn with_server<T>(s: *const rr_server, call: impl FnOnce(&Server) -> Result<T>) -> Result<T> {
     // SAFETY: guaranteed by the caller.
     let handle = unsafe { handle::as_ref(s) }.ok_or_else(|| null_argument("s"))?;
-    let _in_flight = handle
-        .calls
-        .enter()
-        .ok_or_else(|| Error::state("the server is being freed (rr_server_free was called)"))?;
+    let _in_flight =
+        handle.calls.enter().ok_or_else(|| Error::state("the server is being freed (rr_server_free was called)"))?;
     call(&handle.server)
 }
 
@@ -70,7 +68,11 @@ pub(crate) unsafe fn with_server<T>(s: *const rr_server, call: impl FnOnce(&Serv
 /// `RR_STATUS_CONFIG` when a setting is invalid (the message names it). Does not block.
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_server_new(cfg: *const rr_config, out: *mut *mut rr_server, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_server_new(
+    cfg: *const rr_config,
+    out: *mut *mut rr_server,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         let config = try_ref!(cfg, "cfg");
         check_out!(out, "out");
@@ -128,7 +130,11 @@ pub unsafe extern "C" fn rr_server_stop(s: *mut rr_server, err_out: *mut *mut rr
 /// started (the old pool then keeps running).
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_server_reconfigure(s: *mut rr_server, cfg: *const rr_config, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_server_reconfigure(
+    s: *mut rr_server,
+    cfg: *const rr_config,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         let config = try_ref!(cfg, "cfg");
         // SAFETY: the header requires NULL or a live server.
@@ -235,7 +241,10 @@ pub(crate) mod tests {
     /// A config for `true` over pipes: valid, and never started by these tests.
     pub(crate) fn config() -> *mut rr_config {
         let mut c = std::ptr::null_mut();
-        assert_eq!(call(|err| unsafe { rr_config_new(c"true".as_ptr(), c"pipes".as_ptr(), &mut c, err) }).0, rr_status::Ok);
+        assert_eq!(
+            call(|err| unsafe { rr_config_new(c"true".as_ptr(), c"pipes".as_ptr(), &mut c, err) }).0,
+            rr_status::Ok
+        );
         unsafe { rr_config_set_num_workers(c, 1) };
         c
     }
@@ -289,7 +298,8 @@ pub(crate) mod tests {
 
         // A documentation address (RFC 5737): never listened on by rr_server_new.
         let mut c = std::ptr::null_mut();
-        let (status, _) = call(|err| unsafe { rr_config_new(c"true".as_ptr(), c"tcp://192.0.2.1:6001".as_ptr(), &mut c, err) });
+        let (status, _) =
+            call(|err| unsafe { rr_config_new(c"true".as_ptr(), c"tcp://192.0.2.1:6001".as_ptr(), &mut c, err) });
         assert_eq!(status, rr_status::Ok);
         let (status, message) = new_server(c);
         assert_eq!(status, rr_status::Config);
@@ -308,7 +318,10 @@ pub(crate) mod tests {
         assert_null_argument(|err| unsafe { rr_server_stop(null, err) }, "s");
         assert_null_argument(|err| unsafe { rr_server_reset(null, err) }, "s");
         assert_null_argument(|err| unsafe { rr_server_reconfigure(null, c, err) }, "s");
-        assert_null_argument(|err| unsafe { rr_exec(null, std::ptr::null(), 0, std::ptr::null(), 0, &mut payload, err) }, "s");
+        assert_null_argument(
+            |err| unsafe { rr_exec(null, std::ptr::null(), 0, std::ptr::null(), 0, &mut payload, err) },
+            "s",
+        );
         assert_eq!(payload, sentinel());
         unsafe { rr_server_free(null) };
         unsafe { rr_config_free(c) };
@@ -318,9 +331,18 @@ pub(crate) mod tests {
     fn exec_checks_its_buffers_and_out_parameter() {
         let s = server();
         let mut payload = sentinel();
-        assert_null_argument(|err| unsafe { rr_exec(s, std::ptr::null(), 0, std::ptr::null(), 0, std::ptr::null_mut(), err) }, "out");
-        assert_null_argument(|err| unsafe { rr_exec(s, std::ptr::null(), 2, b"x".as_ptr(), 1, &mut payload, err) }, "context");
-        assert_null_argument(|err| unsafe { rr_exec(s, b"x".as_ptr(), 1, std::ptr::null(), 2, &mut payload, err) }, "body");
+        assert_null_argument(
+            |err| unsafe { rr_exec(s, std::ptr::null(), 0, std::ptr::null(), 0, std::ptr::null_mut(), err) },
+            "out",
+        );
+        assert_null_argument(
+            |err| unsafe { rr_exec(s, std::ptr::null(), 2, b"x".as_ptr(), 1, &mut payload, err) },
+            "context",
+        );
+        assert_null_argument(
+            |err| unsafe { rr_exec(s, b"x".as_ptr(), 1, std::ptr::null(), 2, &mut payload, err) },
+            "body",
+        );
         assert_null_argument(|err| unsafe { rr_server_reconfigure(s, std::ptr::null(), err) }, "cfg");
         assert_eq!(payload, sentinel());
         unsafe { rr_server_free(s) };
@@ -330,7 +352,8 @@ pub(crate) mod tests {
     fn exec_on_a_server_that_is_not_started_is_a_state_error() {
         let s = server();
         let mut payload = sentinel();
-        let (status, _) = call(|err| unsafe { rr_exec(s, std::ptr::null(), 0, std::ptr::null(), 0, &mut payload, err) });
+        let (status, _) =
+            call(|err| unsafe { rr_exec(s, std::ptr::null(), 0, std::ptr::null(), 0, &mut payload, err) });
         assert_eq!(status, rr_status::State);
         assert_eq!(payload, sentinel());
         unsafe { rr_server_free(s) };

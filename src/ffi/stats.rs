@@ -113,7 +113,11 @@ impl From<PoolStats> for rr_pool_stats {
 /// read again once it is). `*out` is written only on success.
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_server_stats(s: *mut rr_server, out: *mut rr_pool_stats, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_server_stats(
+    s: *mut rr_server,
+    out: *mut rr_pool_stats,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         check_out!(out, "out");
         // SAFETY: the header requires NULL or a live server.

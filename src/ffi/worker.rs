@@ -47,7 +47,11 @@ impl Castable for rr_worker {
 /// relay; `RR_STATUS_WORKER_ERROR` when the connection fails.
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_worker_new(relay: *const c_char, out: *mut *mut rr_worker, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_worker_new(
+    relay: *const c_char,
+    out: *mut *mut rr_worker,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         check_out!(out, "out");
         // SAFETY: the header requires NULL or a NUL-terminated string.
@@ -70,7 +74,11 @@ pub unsafe extern "C" fn rr_worker_new(relay: *const c_char, out: *mut *mut rr_w
 /// `RR_STATUS_WORKER_ERROR` when the relay is broken (exit).
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_worker_receive(w: *mut rr_worker, out: *mut *mut rr_payload, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_worker_receive(
+    w: *mut rr_worker,
+    out: *mut *mut rr_payload,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         let worker = try_mut!(w, "w");
         check_out!(out, "out");
@@ -117,7 +125,12 @@ pub unsafe extern "C" fn rr_worker_respond(
 /// `RR_STATUS_WORKER_ERROR` when the relay is broken.
 #[no_mangle]
 #[must_use]
-pub unsafe extern "C" fn rr_worker_error(w: *mut rr_worker, message: *const u8, len: usize, err_out: *mut *mut rr_error) -> rr_status {
+pub unsafe extern "C" fn rr_worker_error(
+    w: *mut rr_worker,
+    message: *const u8,
+    len: usize,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
     ffi_status!(err_out, {
         let worker = try_mut!(w, "w");
         // SAFETY: the header requires `len` readable bytes at a non-NULL `message`.
@@ -163,7 +176,10 @@ mod tests {
         assert_null_argument(|err| unsafe { rr_worker_new(c"pipes".as_ptr(), std::ptr::null_mut(), err) }, "out");
         assert_null_argument(|err| unsafe { rr_worker_receive(null, &mut task, err) }, "w");
         assert_eq!(task, sentinel());
-        assert_null_argument(|err| unsafe { rr_worker_respond(null, std::ptr::null(), 0, std::ptr::null(), 0, err) }, "w");
+        assert_null_argument(
+            |err| unsafe { rr_worker_respond(null, std::ptr::null(), 0, std::ptr::null(), 0, err) },
+            "w",
+        );
         assert_null_argument(|err| unsafe { rr_worker_error(null, std::ptr::null(), 0, err) }, "w");
         assert_null_argument(|err| unsafe { rr_worker_stop(null, err) }, "w");
         unsafe { rr_worker_free(null) };

@@ -175,7 +175,13 @@ mod tests {
         };
         assert_eq!(
             rr_worker_info::from(&info),
-            rr_worker_info { pid: 4242, state: 2, num_execs: 12, created_unix_ms: 1_700_000_000_123, rss_bytes: 1 << 20 }
+            rr_worker_info {
+                pid: 4242,
+                state: 2,
+                num_execs: 12,
+                created_unix_ms: 1_700_000_000_123,
+                rss_bytes: 1 << 20
+            }
         );
         let before_epoch = WorkerInfo { created: UNIX_EPOCH - Duration::from_millis(5), ..info };
         assert_eq!(rr_worker_info::from(&before_epoch).created_unix_ms, -5);
