@@ -14,7 +14,6 @@ use crate::event::{EventBus, EventKind};
 use crate::stderr::StderrCapture;
 use crate::sys;
 use crossbeam_channel::Sender;
-use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -82,19 +81,29 @@ pub(crate) struct ChildPipes {
 
 type SpawnJob = Box<dyn FnOnce() + Send>;
 
-/// The one thread that forks children (see the module docs for why).
-static SPAWNER: Lazy<Sender<SpawnJob>> = Lazy::new(|| {
+/// The one thread that forks children (see the module docs for why), with the pid of
+/// the process it belongs to: a host that forks gets a new one in the child, where the
+/// parent's thread does not exist.
+static SPAWNER: Mutex<Option<(u32, Sender<SpawnJob>)>> = Mutex::new(None);
+
+/// The channel to this process's `rr-spawn` thread, started on first use.
+fn spawner() -> io::Result<Sender<SpawnJob>> {
+    let mut spawner = SPAWNER.lock();
+    let me = std::process::id();
+    if let Some((pid, sender)) = &*spawner {
+        if *pid == me {
+            return Ok(sender.clone());
+        }
+    }
     let (sender, receiver) = crossbeam_channel::unbounded::<SpawnJob>();
-    std::thread::Builder::new()
-        .name("rr-spawn".into())
-        .spawn(move || {
-            for job in receiver {
-                job();
-            }
-        })
-        .expect("cannot start the rr-spawn thread");
-    sender
-});
+    std::thread::Builder::new().name("rr-spawn".into()).spawn(move || {
+        for job in receiver {
+            job();
+        }
+    })?;
+    *spawner = Some((me, sender.clone()));
+    Ok(sender)
+}
 
 impl Process {
     /// Starts `spec` and its watcher. Stderr lines go to `events` as they come.
@@ -137,7 +146,7 @@ impl Process {
         }
 
         let (reply, result) = crossbeam_channel::bounded(1);
-        SPAWNER
+        spawner()?
             .send(Box::new(move || {
                 let _ = reply.send(command.spawn());
             }))
