@@ -5,7 +5,8 @@
 //! vectored write. Reads go through a buffer, so a small answer (two frames) usually
 //! costs one `read`; large payloads are read straight into their destination, so a
 //! body is copied once, from the kernel into the answer's buffer. A declared size is
-//! never trusted for allocation: the destination grows only as bytes arrive. The relay
+//! never trusted for allocation: the destination is at most 1 MiB ahead of the bytes
+//! that arrived (bodies up to 1 MiB get their buffer at once), then grows with them. The relay
 //! knows nothing of processes or tasks.
 
 use crate::frame::{self, Prefix, PREFIX_LEN};
@@ -20,6 +21,11 @@ const READ_BUFFER_LEN: usize = 64 * 1024;
 /// Payload bytes still to come above which reads bypass the buffer and go straight
 /// into the destination (fewer copies, larger reads).
 const DIRECT_READ_MIN: usize = 16 * 1024;
+/// How far ahead of what has arrived a payload's buffer may be allocated. Large enough
+/// that a body of up to 1 MiB gets its whole buffer at once (no reallocation, so it is
+/// copied only from the kernel into its place); small enough that a lying declared size
+/// costs at most this much before the bytes arrive.
+const ALLOCATION_AHEAD: usize = 1024 * 1024;
 
 /// The channel under a relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +257,7 @@ impl Relay {
         if out.capacity() == 0 {
             // One allocation for the whole message when it has all arrived (a small
             // answer's context and body come in one read): size it by what is here.
-            out.reserve_exact((self.end - self.start).max(left.min(READ_BUFFER_LEN)));
+            out.reserve_exact((self.end - self.start).max(left.min(ALLOCATION_AHEAD)));
         }
         let buffered = left.min(self.end - self.start);
         out.extend_from_slice(&self.buffer[self.start..self.start + buffered]);
@@ -261,7 +267,7 @@ impl Relay {
             let arrived = if left >= DIRECT_READ_MIN {
                 // Grow with what has arrived (never by the declared size alone), then
                 // read straight into the destination.
-                out.reserve_exact(left.min(out.len().max(READ_BUFFER_LEN)));
+                out.reserve_exact(left.min(out.len().max(ALLOCATION_AHEAD)));
                 let spare = out.spare_capacity_mut();
                 let want = spare.len().min(left);
                 // SAFETY: the spare capacity holds at least `want` writable bytes.
@@ -425,7 +431,7 @@ mod tests {
         let err = relay.receive(&mut out).unwrap_err();
         feeder.join().unwrap();
         assert!(matches!(err, RelayError::Truncated { got: 100_000, .. }), "{err}");
-        assert!(out.capacity() <= 2 * 100_000 + READ_BUFFER_LEN, "capacity {}", out.capacity());
+        assert!(out.capacity() <= 100_000 + ALLOCATION_AHEAD, "capacity {}", out.capacity());
     }
 
     #[test]
