@@ -222,6 +222,7 @@ impl Pool {
             match workers.waiters.pop_front() {
                 Some(slot) => {
                     workers.busy += 1;
+                    worker.status().set_state(WorkerState::Working);
                     drop(workers);
                     slot.deliver(Delivery::Worker(worker));
                 }
@@ -344,6 +345,9 @@ impl Pool {
                 }
                 if let Some(worker) = self.take_idle(&mut workers) {
                     workers.busy += 1;
+                    // Working from the moment it is counted busy: a stop that runs out of
+                    // time kills the busy workers by this state.
+                    worker.status().set_state(WorkerState::Working);
                     return Ok(worker);
                 }
                 let max_queue = self.config.config.max_queue as usize;
@@ -400,6 +404,9 @@ impl Pool {
                 return Some(worker);
             }
             workers.members.remove(&worker.pid());
+            if worker.status().mark_retiring() {
+                Counters::bump(&self.counters.retired_died);
+            }
             let _ = self.orders.send(Order::Retire(worker));
         }
         None
@@ -445,6 +452,7 @@ impl Pool {
         match workers.waiters.pop_front() {
             // The worker stays busy: it goes straight to the caller that waited longest.
             Some(slot) => {
+                worker.status().set_state(WorkerState::Working);
                 drop(workers);
                 slot.deliver(Delivery::Worker(worker));
             }

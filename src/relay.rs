@@ -5,8 +5,8 @@
 //! vectored write. Reads go through a buffer, so a small answer (two frames) usually
 //! costs one `read`; large payloads are read straight into their destination, so a
 //! body is copied once, from the kernel into the answer's buffer. A declared size is
-//! never trusted for allocation: the destination is at most 1 MiB ahead of the bytes
-//! that arrived (bodies up to 1 MiB get their buffer at once), then grows with them. The relay
+//! never trusted for allocation: the destination is at most max(1 MiB, what arrived)
+//! ahead of the bytes that arrived (bodies up to 1 MiB get their buffer at once). The relay
 //! knows nothing of processes or tasks.
 
 use crate::frame::{self, Prefix, PREFIX_LEN};
@@ -21,10 +21,11 @@ const READ_BUFFER_LEN: usize = 64 * 1024;
 /// Payload bytes still to come above which reads bypass the buffer and go straight
 /// into the destination (fewer copies, larger reads).
 const DIRECT_READ_MIN: usize = 16 * 1024;
-/// How far ahead of what has arrived a payload's buffer may be allocated. Large enough
-/// that a body of up to 1 MiB gets its whole buffer at once (no reallocation, so it is
-/// copied only from the kernel into its place); small enough that a lying declared size
-/// costs at most this much before the bytes arrive.
+/// How far ahead of what has arrived a payload's buffer may be allocated: the larger of
+/// this and what has arrived (the buffer doubles as bytes come). Large enough that a
+/// body of up to 1 MiB gets its whole buffer at once (no reallocation, so it is copied
+/// only from the kernel into its place); a lying declared size costs at most this much
+/// before its bytes arrive.
 const ALLOCATION_AHEAD: usize = 1024 * 1024;
 
 /// The channel under a relay.
@@ -265,9 +266,11 @@ impl Relay {
         left -= buffered;
         while left > 0 {
             let arrived = if left >= DIRECT_READ_MIN {
-                // Grow with what has arrived (never by the declared size alone), then
-                // read straight into the destination.
-                out.reserve_exact(left.min(out.len().max(ALLOCATION_AHEAD)));
+                // Grow with what has arrived (never by the declared size alone), only
+                // when the room left is small, then read straight into the destination.
+                if out.capacity() - out.len() < DIRECT_READ_MIN {
+                    out.reserve_exact(left.min(out.len().max(ALLOCATION_AHEAD)));
+                }
                 let spare = out.spare_capacity_mut();
                 let want = spare.len().min(left);
                 // SAFETY: the spare capacity holds at least `want` writable bytes.
@@ -432,6 +435,23 @@ mod tests {
         feeder.join().unwrap();
         assert!(matches!(err, RelayError::Truncated { got: 100_000, .. }), "{err}");
         assert!(out.capacity() <= 100_000 + ALLOCATION_AHEAD, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn a_lying_size_is_never_allocated_far_ahead_of_large_arrivals() {
+        use std::io::Write;
+        let (mut relay, mut writer) = raw_pipe(1 << 40);
+        let arrived = 5 * ALLOCATION_AHEAD + 123;
+        let feeder = std::thread::spawn(move || {
+            writer.write_all(&frame::encode(RAW, 1 << 39)).unwrap();
+            writer.write_all(&vec![7u8; arrived]).unwrap();
+        });
+        let mut out = Vec::new();
+        let err = relay.receive(&mut out).unwrap_err();
+        feeder.join().unwrap();
+        assert!(matches!(err, RelayError::Truncated { .. }), "{err}");
+        assert_eq!(out.len(), arrived);
+        assert!(out.capacity() <= 2 * arrived + ALLOCATION_AHEAD, "capacity {}", out.capacity());
     }
 
     #[test]

@@ -227,11 +227,13 @@ impl Worker {
         self.status.set_state(WorkerState::Stopping);
         self.process.clear_on_exit();
         let pid = self.pid();
-        // A worker that does not read its relay must not hold the stop up.
-        self.relay.set_deadline(Some(Instant::now() + destroy_timeout));
+        // One deadline for the whole graceful part: a worker that does not read its
+        // relay must not hold the stop up either.
+        let deadline = Instant::now() + destroy_timeout;
+        self.relay.set_deadline(Some(deadline));
         let _ = self.relay.send_control(STOP_COMMAND);
         let mut killed = false;
-        if !self.process.wait_exit(destroy_timeout) {
+        if !self.process.wait_exit(deadline.saturating_duration_since(Instant::now())) {
             self.process.signal(libc::SIGTERM);
             if !self.process.wait_exit(TERM_GRACE.min(destroy_timeout)) {
                 killed = self.process.signal(libc::SIGKILL);

@@ -222,10 +222,17 @@ fn handshake_one(
     relay_timeout: Duration,
 ) {
     sys::block_sigpipe_in_this_thread();
+    /// Unregisters the socket before the relay (and its fd) is dropped, even when
+    /// unwinding: close_all must never shut down a descriptor number that was reused.
+    struct Registered<'a>(&'a Handshakes, u64);
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            self.0.sockets.lock().remove(&self.1);
+        }
+    }
+    let registered = Registered(handshakes, id);
     let pid = handshake(&mut relay, Instant::now() + relay_timeout);
-    // Unregister before the relay (and its fd) can be dropped: close_all must never
-    // shut down a descriptor number that was reused.
-    handshakes.sockets.lock().remove(&id);
+    drop(registered);
     let Ok(pid) = pid else { return };
     if peer.is_some_and(|peer| peer != pid) {
         // A process claiming to be another: close the connection.
