@@ -62,10 +62,7 @@ fn many_threads_get_their_own_answers(kind: Relay) {
 
 fn max_jobs_replaces_workers(kind: Relay) {
     let (relay, _dir) = relay(kind);
-    let mut config = common::config(&relay, "echo", 1);
-    config.max_jobs = 2;
-    let server = Server::new(config).unwrap();
-    server.start().unwrap();
+    let server = common::started_with(&relay, "echo", 1, |c| c.max_jobs = 2);
     let seen: Vec<u32> = (0..6).map(|_| exec_pid(&server)).collect();
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[2], seen[3]);

@@ -118,11 +118,10 @@ fn command_is_split_like_a_shell_would() {
 fn environment_and_directory_reach_the_worker(kind: Relay) {
     let (relay, _dir) = relay(kind);
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::config(&relay, "echo", 1);
-    config.env = vec![("RR_TEST_GREETING".into(), "hello world".into())];
-    config.dir = Some(dir.path().to_path_buf());
-    let server = Server::new(config).unwrap();
-    server.start().unwrap();
+    let server = common::started_with(&relay, "echo", 1, |c| {
+        c.env = vec![("RR_TEST_GREETING".into(), "hello world".into())];
+        c.dir = Some(dir.path().to_path_buf());
+    });
     assert_eq!(server.exec(b"!env:RR_TEST_GREETING", b"").unwrap().body(), b"hello world");
     let cwd = server.exec(b"!cwd", b"").unwrap();
     assert_eq!(std::path::Path::new(&*String::from_utf8_lossy(cwd.body())), dir.path().canonicalize().unwrap());

@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn server(change: impl FnOnce(&mut Config)) -> Server {
-    let mut config = common::config("pipes", "echo", 1);
-    config.jitter_percent = 0;
-    change(&mut config);
-    let server = Server::new(config).unwrap();
-    server.start().unwrap();
-    server
+    common::started_with("pipes", "echo", 1, |config| {
+        config.jitter_percent = 0;
+        change(config);
+    })
 }
 
 #[test]

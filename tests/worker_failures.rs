@@ -65,10 +65,7 @@ on_every_relay!(
 
 fn frame_limit_is_configurable(kind: Relay) {
     let (relay, _dir) = relay(kind);
-    let mut config = common::config(&relay, "echo", 1);
-    config.max_frame_bytes = 1000;
-    let server = Server::new(config).unwrap();
-    server.start().unwrap();
+    let server = common::started_with(&relay, "echo", 1, |c| c.max_frame_bytes = 1000);
     assert_eq!(server.exec(b"", &[5u8; 1000]).unwrap().body().len(), 1000);
     let error = server.exec(b"", &[5u8; 1001]).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::WorkerError);
@@ -115,10 +112,7 @@ on_every_relay!(
 #[test]
 fn exec_ttl_kills_a_task_that_runs_too_long() {
     common::isolated(|| {
-        let mut config = common::config("pipes", "echo", 1);
-        config.exec_ttl = Duration::from_millis(200);
-        let server = Server::new(config).unwrap();
-        server.start().unwrap();
+        let server = common::started_with("pipes", "echo", 1, |c| c.exec_ttl = Duration::from_millis(200));
         let started_at = std::time::Instant::now();
         let error = server.exec(b"!hang", b"").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ExecTtl);
@@ -181,10 +175,7 @@ fn task_for_a_just_killed_worker_is_rerouted_over_unix_sockets() {
 #[test]
 fn exec_ttl_also_bounds_a_write_to_a_worker_that_stopped_reading() {
     common::isolated(|| {
-        let mut config = common::config("pipes", "echo", 1);
-        config.exec_ttl = Duration::from_millis(300);
-        let server = Server::new(config).unwrap();
-        server.start().unwrap();
+        let server = common::started_with("pipes", "echo", 1, |c| c.exec_ttl = Duration::from_millis(300));
         assert_eq!(server.exec(b"!deaf", b"last one").unwrap().body(), b"last one");
         // 4 MiB cannot fit the pipe: the write itself must give up at the deadline.
         let started_at = std::time::Instant::now();

@@ -61,7 +61,14 @@ pub fn config(relay: &str, args: &str, workers: u64) -> Config {
 
 /// A started server of the test worker.
 pub fn started(relay: &str, args: &str, workers: u64) -> Server {
-    let server = Server::new(config(relay, args, workers)).expect("valid config");
+    started_with(relay, args, workers, |_| {})
+}
+
+/// A started server of the test worker, with `change` applied to the test config.
+pub fn started_with(relay: &str, args: &str, workers: u64, change: impl FnOnce(&mut Config)) -> Server {
+    let mut config = config(relay, args, workers);
+    change(&mut config);
+    let server = Server::new(config).expect("valid config");
     server.start().expect("server starts");
     server
 }
