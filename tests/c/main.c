@@ -106,6 +106,8 @@ static const struct {
     TEST(test_worker_error_protocol),
     TEST(test_stop_request_bounded),
     TEST(test_timeout),
+    TEST(test_exec_ttl),
+    TEST(test_queue_full),
     TEST(test_spawn_errors),
     TEST(test_state_errors),
     TEST(test_max_jobs_one),

@@ -360,6 +360,98 @@ void test_timeout(void)
     rr_server_free(s);
 }
 
+void test_exec_ttl(void)
+{
+    rr_config *config = test_config(test_worker(""), "pipes", 1);
+    REQUIRE(config != NULL);
+    rr_config_set_exec_ttl_ms(config, 200);
+    rr_server *s = start_with(config);
+    REQUIRE(s != NULL);
+    int64_t before = exec_pid(s);
+    int64_t began = now_ms();
+    rr_error *err = exec_failing(s, "!hang", "never answered", RR_STATUS_EXEC_TTL);
+    int64_t took = now_ms() - began;
+    if (err != NULL) {
+        CHECK(rr_error_status(err) == RR_STATUS_EXEC_TTL);
+        if (!CHECK(contains(rr_error_message(err), "exec_ttl (200 ms)"))) {
+            note("message: %.400s", rr_error_message(err));
+        }
+    }
+    rr_error_free(err);
+    /* The caller hears of it near the deadline, not when the task would have ended. */
+    if (!CHECK(took >= 150 && took < 3000)) {
+        note("exec_ttl error after %lld ms (exec_ttl 200 ms)", (long long)took);
+    }
+    /* The worker was killed and replaced. */
+    CHECK(wait_workers(s, 1, RR_WORKER_STATE_READY, 10000));
+    int64_t after = exec_pid(s);
+    CHECK(after > 0 && after != before);
+    check_echo(s, "after", "an exec_ttl kill");
+    rr_server_free(s);
+}
+
+struct queued {
+    rr_server *s;
+    rr_status status;
+    char *body;
+};
+
+static void *queued_main(void *p)
+{
+    struct queued *q = p;
+    rr_error *err = NULL;
+    q->status = exec_text(q->s, "", "queued", NULL, &q->body, &err);
+    rr_error_free(err);
+    return NULL;
+}
+
+static bool one_caller_waits(void *arg)
+{
+    rr_pool_stats stats;
+    return rr_server_stats(arg, &stats, NULL) == RR_STATUS_OK && stats.waiting == 1;
+}
+
+void test_queue_full(void)
+{
+    rr_config *config = test_config(test_worker(""), "pipes", 1);
+    REQUIRE(config != NULL);
+    rr_config_set_max_queue(config, 1);
+    rr_server *s = start_with(config);
+    REQUIRE(s != NULL);
+
+    struct sleeper sl = {.s = s};
+    pthread_t busy;
+    REQUIRE(pthread_create(&busy, NULL, sleeper_main, &sl) == 0);
+    CHECK(wait_workers(s, 1, RR_WORKER_STATE_WORKING, 10000));
+    struct queued q = {.s = s};
+    pthread_t waiting;
+    REQUIRE(pthread_create(&waiting, NULL, queued_main, &q) == 0);
+    if (CHECK(wait_until(one_caller_waits, s, 10000))) {
+        /* A second waiter is one too many: refused at once, not after a wait. */
+        int64_t began = now_ms();
+        rr_error *err = exec_failing(s, "", "one too many", RR_STATUS_QUEUE_FULL);
+        CHECK(now_ms() - began < 1000);
+        if (err != NULL && !CHECK(contains(rr_error_message(err), "max_queue 1"))) {
+            note("message: %.400s", rr_error_message(err));
+        }
+        rr_error_free(err);
+    }
+    pthread_join(busy, NULL);
+    pthread_join(waiting, NULL);
+    CHECK_STATUS(sl.status, RR_STATUS_OK, NULL);
+    CHECK(sl.body != NULL && strcmp(sl.body, "slept") == 0);
+    CHECK_STATUS(q.status, RR_STATUS_OK, NULL);
+    CHECK(q.body != NULL && strcmp(q.body, "queued") == 0);
+    free(sl.body);
+    free(q.body);
+    rr_pool_stats stats;
+    if (CHECK_STATUS(rr_server_stats(s, &stats, NULL), RR_STATUS_OK, NULL)) {
+        CHECK(stats.queue_full == 1);
+        CHECK(stats.tasks_done == 2);
+    }
+    rr_server_free(s);
+}
+
 static void check_spawn_failure(const char *command, uint64_t workers, const char *must_contain)
 {
     rr_config *config = test_config(command, "pipes", workers);

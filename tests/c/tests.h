@@ -20,6 +20,8 @@ void test_worker_error_crash(void);
 void test_worker_error_protocol(void);
 void test_stop_request_bounded(void);
 void test_timeout(void);
+void test_exec_ttl(void);
+void test_queue_full(void);
 void test_spawn_errors(void);
 void test_state_errors(void);
 void test_max_jobs_one(void);
