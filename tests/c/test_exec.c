@@ -316,17 +316,20 @@ void test_stop_request_bounded(void)
     rr_server_free(s);
 }
 
-struct sleeper {
+/* A task run on a thread of its own: the inputs, then the status and answer body. */
+struct background_task {
     rr_server *s;
+    const char *context;
+    const char *body;
     rr_status status;
-    char *body;
+    char *answer;
 };
 
-static void *sleeper_main(void *p)
+static void *background_task_main(void *p)
 {
-    struct sleeper *sl = p;
+    struct background_task *task = p;
     rr_error *err = NULL;
-    sl->status = exec_text(sl->s, "!sleep:2000", "slept", NULL, &sl->body, &err);
+    task->status = exec_text(task->s, task->context, task->body, NULL, &task->answer, &err);
     rr_error_free(err);
     return NULL;
 }
@@ -339,9 +342,9 @@ void test_timeout(void)
     rr_server *s = start_with(config);
     REQUIRE(s != NULL);
 
-    struct sleeper sl = {.s = s};
+    struct background_task sl = {.s = s, .context = "!sleep:2000", .body = "slept"};
     pthread_t thread;
-    REQUIRE(pthread_create(&thread, NULL, sleeper_main, &sl) == 0);
+    REQUIRE(pthread_create(&thread, NULL, background_task_main, &sl) == 0);
     /* The one worker is busy once the snapshot says so. */
     if (CHECK(wait_workers(s, 1, RR_WORKER_STATE_WORKING, 10000))) {
         int64_t began = now_ms();
@@ -354,8 +357,8 @@ void test_timeout(void)
     }
     pthread_join(thread, NULL);
     CHECK_STATUS(sl.status, RR_STATUS_OK, NULL);
-    CHECK(sl.body != NULL && strcmp(sl.body, "slept") == 0);
-    free(sl.body);
+    CHECK(sl.answer != NULL && strcmp(sl.answer, "slept") == 0);
+    free(sl.answer);
     check_echo(s, "after", "a timeout");
     rr_server_free(s);
 }
@@ -390,21 +393,6 @@ void test_exec_ttl(void)
     rr_server_free(s);
 }
 
-struct queued {
-    rr_server *s;
-    rr_status status;
-    char *body;
-};
-
-static void *queued_main(void *p)
-{
-    struct queued *q = p;
-    rr_error *err = NULL;
-    q->status = exec_text(q->s, "", "queued", NULL, &q->body, &err);
-    rr_error_free(err);
-    return NULL;
-}
-
 static bool one_caller_waits(void *arg)
 {
     rr_pool_stats stats;
@@ -419,13 +407,13 @@ void test_queue_full(void)
     rr_server *s = start_with(config);
     REQUIRE(s != NULL);
 
-    struct sleeper sl = {.s = s};
+    struct background_task sl = {.s = s, .context = "!sleep:2000", .body = "slept"};
     pthread_t busy;
-    REQUIRE(pthread_create(&busy, NULL, sleeper_main, &sl) == 0);
+    REQUIRE(pthread_create(&busy, NULL, background_task_main, &sl) == 0);
     CHECK(wait_workers(s, 1, RR_WORKER_STATE_WORKING, 10000));
-    struct queued q = {.s = s};
+    struct background_task q = {.s = s, .context = "", .body = "queued"};
     pthread_t waiting;
-    REQUIRE(pthread_create(&waiting, NULL, queued_main, &q) == 0);
+    REQUIRE(pthread_create(&waiting, NULL, background_task_main, &q) == 0);
     if (CHECK(wait_until(one_caller_waits, s, 10000))) {
         /* A second waiter is one too many: refused at once, not after a wait. */
         int64_t began = now_ms();
@@ -439,11 +427,11 @@ void test_queue_full(void)
     pthread_join(busy, NULL);
     pthread_join(waiting, NULL);
     CHECK_STATUS(sl.status, RR_STATUS_OK, NULL);
-    CHECK(sl.body != NULL && strcmp(sl.body, "slept") == 0);
+    CHECK(sl.answer != NULL && strcmp(sl.answer, "slept") == 0);
     CHECK_STATUS(q.status, RR_STATUS_OK, NULL);
-    CHECK(q.body != NULL && strcmp(q.body, "queued") == 0);
-    free(sl.body);
-    free(q.body);
+    CHECK(q.answer != NULL && strcmp(q.answer, "queued") == 0);
+    free(sl.answer);
+    free(q.answer);
     rr_pool_stats stats;
     if (CHECK_STATUS(rr_server_stats(s, &stats, NULL), RR_STATUS_OK, NULL)) {
         CHECK(stats.queue_full == 1);
