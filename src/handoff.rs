@@ -6,9 +6,24 @@
 //! and cannot lose the worker to a caller that arrived later, so waiting is first come,
 //! first served, and each hand-off wakes exactly one thread. Each thread has one slot
 //! for its whole life, so waiting allocates nothing.
+//!
+//! A small task waits in the slot along with its caller: the caller that frees a worker
+//! sends that task to the worker itself before it wakes the waiter. The worker is then
+//! at work while the waiter is being woken, and the waiter, once awake, usually finds
+//! the answer already there: one wake-up of the waiting thread per task instead of two
+//! (one for the worker, one for the answer).
+//!
+//! First come, first served is kept loosely: a freed worker goes to the longest-waiting
+//! caller that last ran on the same CPU as the one freeing it, so that the wake-up, and
+//! the pipe traffic that follows, stay on that CPU. Waking a thread on another CPU costs
+//! an interrupt to that CPU, which in a virtual machine costs more than the whole round
+//! trip to the worker: on a 2-vCPU VM, 4 workers with 16 callers ran 93k tasks/s when
+//! every hand-off went to the first in line and 148k/s with this. A caller is passed
+//! over at most `MAX_PASSED_OVER` times before it is served whatever CPU it is on.
 
-use crate::worker::Worker;
+use crate::worker::{TaskFailure, Worker};
 use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,48 +33,271 @@ pub(crate) enum Delivery {
     Pending,
     /// A worker, already counted as busy: run the task on it.
     Worker(Worker),
+    /// A worker to which the waiting task was already sent, with how the send went:
+    /// read the answer (or handle the failure) as if the caller had sent it.
+    Sent(Worker, Result<(), TaskFailure>),
     /// The pool changed (stopped, retired, failed): look at it again.
     Recheck,
 }
 
+/// How many later callers may be served before a waiting one, for CPU locality. Bounds
+/// the unfairness: a caller waits for at most this many hand-offs more than in strict
+/// arrival order.
+const MAX_PASSED_OVER: u32 = 4;
+
+/// The callers waiting for a worker, oldest first.
+#[derive(Default)]
+pub(crate) struct WaitQueue {
+    waiting: VecDeque<Waiter>,
+}
+
+struct Waiter {
+    slot: Arc<Slot>,
+    /// Where the caller ran when it began to wait.
+    cpu: i32,
+    /// How many callers that came later were served first.
+    passed_over: u32,
+}
+
+impl WaitQueue {
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Queues `slot`, whose thread runs on `cpu`.
+    pub(crate) fn push(&mut self, slot: Arc<Slot>, cpu: i32) {
+        self.waiting.push_back(Waiter { slot, cpu, passed_over: 0 });
+    }
+
+    /// The oldest waiter.
+    pub(crate) fn pop_oldest(&mut self) -> Option<Arc<Slot>> {
+        self.waiting.pop_front().map(|waiter| waiter.slot)
+    }
+
+    /// The waiter to hand a worker freed by a thread on `cpu`: the oldest one that
+    /// waits on that CPU, unless the oldest of all was passed over often enough (or
+    /// nobody waits on this CPU).
+    pub(crate) fn pop_nearest(&mut self, cpu: i32) -> Option<Arc<Slot>> {
+        let oldest = self.waiting.front()?;
+        let chosen = if oldest.passed_over >= MAX_PASSED_OVER {
+            0
+        } else {
+            self.waiting.iter().position(|waiter| waiter.cpu == cpu).unwrap_or(0)
+        };
+        for waiter in self.waiting.iter_mut().take(chosen) {
+            waiter.passed_over += 1;
+        }
+        self.waiting.remove(chosen).map(|waiter| waiter.slot)
+    }
+
+    /// Takes `slot` out of the queue; false if it was no longer there (something was
+    /// delivered to it, or is on its way).
+    pub(crate) fn remove(&mut self, slot: &Arc<Slot>) -> bool {
+        let position = self.waiting.iter().position(|waiter| Arc::ptr_eq(&waiter.slot, slot));
+        position.and_then(|i| self.waiting.remove(i)).is_some()
+    }
+
+    /// Empties the queue, oldest first.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Arc<Slot>> + '_ {
+        self.waiting.drain(..).map(|waiter| waiter.slot)
+    }
+}
+
+/// A waiting caller's task, lent to whoever takes the caller's slot off the queue.
+///
+/// It points into the caller's own `context` and `body`. They stay valid because the
+/// caller does not leave the wait before something is delivered to its slot once the
+/// slot was taken off the queue (a caller that times out first looks for its slot in
+/// the queue, under the pool's lock, and waits for the delivery if it is gone), and only
+/// the one that took the slot off the queue reads the task, before it delivers.
+#[derive(Clone, Copy)]
+pub(crate) struct LentTask {
+    context: (*const u8, usize),
+    body: (*const u8, usize),
+}
+
+// SAFETY: the bytes are only read, by one thread at a time, while the lending caller
+// is blocked in `Slot::receive` (see the type's documentation).
+unsafe impl Send for LentTask {}
+
+impl LentTask {
+    pub(crate) fn new(context: &[u8], body: &[u8]) -> LentTask {
+        LentTask { context: (context.as_ptr(), context.len()), body: (body.as_ptr(), body.len()) }
+    }
+
+    /// The task's context and body.
+    ///
+    /// # Safety
+    /// Only between taking the slot off the queue and delivering to it (see the type).
+    pub(crate) unsafe fn parts(&self) -> (&[u8], &[u8]) {
+        // SAFETY: the caller's slices, alive while it waits (see the type).
+        unsafe {
+            (
+                std::slice::from_raw_parts(self.context.0, self.context.1),
+                std::slice::from_raw_parts(self.body.0, self.body.1),
+            )
+        }
+    }
+}
+
+struct Inbox {
+    delivery: Delivery,
+    task: Option<LentTask>,
+}
+
 /// Where one thread receives what is handed to it.
 pub(crate) struct Slot {
-    delivery: Mutex<Delivery>,
+    inbox: Mutex<Inbox>,
     ready: Condvar,
 }
 
 thread_local! {
-    static MINE: Arc<Slot> = Arc::new(Slot { delivery: Mutex::new(Delivery::Pending), ready: Condvar::new() });
+    static MINE: Arc<Slot> = Arc::new(Slot::new());
 }
 
 impl Slot {
-    /// The calling thread's slot, empty.
-    pub(crate) fn mine() -> Arc<Slot> {
+    fn new() -> Slot {
+        Slot { inbox: Mutex::new(Inbox { delivery: Delivery::Pending, task: None }), ready: Condvar::new() }
+    }
+
+    /// The calling thread's slot, empty, offering `task` (if any) to be sent by
+    /// whoever hands it a worker.
+    pub(crate) fn mine(task: Option<LentTask>) -> Arc<Slot> {
         let slot = MINE.with(Arc::clone);
-        debug_assert!(matches!(*slot.delivery.lock(), Delivery::Pending));
+        {
+            let mut inbox = slot.inbox.lock();
+            debug_assert!(matches!(inbox.delivery, Delivery::Pending));
+            inbox.task = task;
+        }
         slot
+    }
+
+    /// The task the waiting caller offered, if any. Only for the one that took the slot
+    /// off the queue, before it delivers.
+    pub(crate) fn lent_task(&self) -> Option<LentTask> {
+        self.inbox.lock().task
     }
 
     /// Puts `delivery` in the slot and wakes its thread.
     pub(crate) fn deliver(&self, delivery: Delivery) {
-        *self.delivery.lock() = delivery;
+        self.inbox.lock().delivery = delivery;
         self.ready.notify_one();
     }
 
     /// Waits until something is delivered, or `deadline` (then `Pending`). Takes what
-    /// was delivered, leaving the slot empty.
+    /// was delivered, leaving the slot empty. The lent task stays lent while the result
+    /// is `Pending`.
     pub(crate) fn receive(&self, deadline: Option<Instant>) -> Delivery {
-        let mut delivery = self.delivery.lock();
-        while matches!(*delivery, Delivery::Pending) {
+        let mut inbox = self.inbox.lock();
+        while matches!(inbox.delivery, Delivery::Pending) {
             match deadline {
                 Some(deadline) => {
-                    if self.ready.wait_until(&mut delivery, deadline).timed_out() {
-                        break;
+                    if self.ready.wait_until(&mut inbox, deadline).timed_out() {
+                        return Delivery::Pending;
                     }
                 }
-                None => self.ready.wait(&mut delivery),
+                None => self.ready.wait(&mut inbox),
             }
         }
-        std::mem::replace(&mut *delivery, Delivery::Pending)
+        inbox.task = None;
+        std::mem::replace(&mut inbox.delivery, Delivery::Pending)
+    }
+
+    /// Takes back the lent task after leaving the queue without a delivery.
+    pub(crate) fn withdraw(&self) {
+        self.inbox.lock().task = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue_on(cpus: &[i32]) -> (WaitQueue, Vec<Arc<Slot>>) {
+        let mut queue = WaitQueue::default();
+        let slots: Vec<Arc<Slot>> = cpus.iter().map(|_| Arc::new(Slot::new())).collect();
+        for (slot, &cpu) in slots.iter().zip(cpus) {
+            queue.push(slot.clone(), cpu);
+        }
+        (queue, slots)
+    }
+
+    fn position(slots: &[Arc<Slot>], popped: Option<Arc<Slot>>) -> usize {
+        let popped = popped.expect("a waiter");
+        slots.iter().position(|slot| Arc::ptr_eq(slot, &popped)).expect("one of ours")
+    }
+
+    #[test]
+    fn a_freed_worker_goes_to_the_oldest_waiter_on_the_same_cpu() {
+        let (mut queue, slots) = queue_on(&[0, 1, 0, 1]);
+        assert_eq!(position(&slots, queue.pop_nearest(1)), 1);
+        assert_eq!(position(&slots, queue.pop_nearest(1)), 3);
+        assert_eq!(position(&slots, queue.pop_nearest(0)), 0);
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn with_nobody_on_the_same_cpu_the_oldest_waiter_is_served() {
+        let (mut queue, slots) = queue_on(&[0, 0]);
+        assert_eq!(position(&slots, queue.pop_nearest(1)), 0);
+        assert_eq!(position(&slots, queue.pop_nearest(-1)), 1);
+        assert!(queue.pop_nearest(0).is_none());
+    }
+
+    #[test]
+    fn the_oldest_waiter_is_passed_over_a_bounded_number_of_times() {
+        let mut queue = WaitQueue::default();
+        let oldest = Arc::new(Slot::new());
+        queue.push(oldest.clone(), 0);
+        // Workers keep being freed on CPU 1, where new callers keep arriving.
+        for round in 0..MAX_PASSED_OVER {
+            queue.push(Arc::new(Slot::new()), 1);
+            let served = queue.pop_nearest(1).expect("a waiter");
+            assert!(!Arc::ptr_eq(&served, &oldest), "served too early, in round {round}");
+        }
+        queue.push(Arc::new(Slot::new()), 1);
+        let served = queue.pop_nearest(1).expect("a waiter");
+        assert!(Arc::ptr_eq(&served, &oldest), "passed over more than {MAX_PASSED_OVER} times");
+    }
+
+    #[test]
+    fn a_waiter_that_left_is_not_served() {
+        let (mut queue, slots) = queue_on(&[0, 0, 0]);
+        assert!(queue.remove(&slots[0]));
+        assert!(!queue.remove(&slots[0]), "removed twice");
+        assert_eq!(position(&slots, queue.pop_oldest()), 1);
+        assert_eq!(queue.drain().count(), 1);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_lent_task_is_readable_until_delivery_and_gone_after() {
+        let context = b"ctx".to_vec();
+        let body = b"body".to_vec();
+        let slot = Arc::new(Slot::new());
+        slot.inbox.lock().task = Some(LentTask::new(&context, &body));
+        let task = slot.lent_task().expect("lent");
+        // SAFETY: the slot has not been delivered to; the vectors outlive this.
+        let (c, b) = unsafe { task.parts() };
+        assert_eq!((c, b), (&context[..], &body[..]));
+        let receiver = {
+            let slot = slot.clone();
+            std::thread::spawn(move || matches!(slot.receive(None), Delivery::Recheck))
+        };
+        slot.deliver(Delivery::Recheck);
+        assert!(receiver.join().unwrap());
+        assert!(slot.lent_task().is_none(), "the task stays lent after the delivery was received");
+    }
+
+    #[test]
+    fn a_receive_that_times_out_keeps_the_task_lent_until_withdrawn() {
+        let (context, body) = (b"c".to_vec(), b"b".to_vec());
+        let slot = Arc::new(Slot::new());
+        slot.inbox.lock().task = Some(LentTask::new(&context, &body));
+        let soon = Instant::now() + std::time::Duration::from_millis(1);
+        assert!(matches!(slot.receive(Some(soon)), Delivery::Pending));
+        assert!(slot.lent_task().is_some(), "a worker may already be on its way with it");
+        slot.withdraw();
+        assert!(slot.lent_task().is_none());
     }
 }

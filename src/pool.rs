@@ -11,7 +11,7 @@ use crate::config::ValidConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventBus, EventKind};
 use crate::factory::{Factory, SpawnLimits};
-use crate::handoff::{Delivery, Slot};
+use crate::handoff::{Delivery, LentTask, Slot, WaitQueue};
 use crate::limits::{RetireReason, WorkerLimits};
 use crate::process::{CommandSpec, ExitInfo, Process};
 use crate::relay::RelayError;
@@ -22,7 +22,7 @@ use crate::worker::{Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +36,10 @@ const MAX_FAILED_REFILLS: u32 = 3;
 /// First and largest pause between failed replacement rounds.
 const REFILL_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Tasks up to this size (context and body) are sent to a freed worker by the caller
+/// that frees it, for the waiting caller (see `handoff`). Small enough to fit in any
+/// pipe or socket buffer, so that sending never makes that caller wait for the worker.
+const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
 
 /// Why `exec` did not run on this pool, beyond the task's own errors.
 pub(crate) enum ExecError {
@@ -68,7 +72,7 @@ struct Workers {
     members: HashMap<u32, Member>,
     busy: usize,
     /// Callers waiting for a worker, first come first served.
-    waiters: VecDeque<Arc<Slot>>,
+    waiters: WaitQueue,
     /// Replacements being started by the supervisor.
     starting: usize,
     phase: Phase,
@@ -85,6 +89,14 @@ enum Order {
     Retire(Worker),
     /// Leave: the pool is stopping.
     Quit,
+}
+
+/// A worker allocated to a task.
+struct Allocated {
+    worker: Worker,
+    /// Set when the task was already sent to the worker (by the caller that freed it),
+    /// with how the send went.
+    sent: Option<std::result::Result<(), TaskFailure>>,
 }
 
 /// A reaction of the pool's owner to a pool failure.
@@ -129,7 +141,7 @@ impl Pool {
                 idle: Vec::new(),
                 members: HashMap::new(),
                 busy: 0,
-                waiters: VecDeque::new(),
+                waiters: WaitQueue::default(),
                 starting: 0,
                 phase: Phase::Running,
             }),
@@ -219,7 +231,7 @@ impl Pool {
                 return;
             }
             workers.members.insert(status.pid(), Member { status: status.clone(), process: process.clone() });
-            match workers.waiters.pop_front() {
+            match workers.waiters.pop_oldest() {
                 Some(slot) => {
                     workers.busy += 1;
                     worker.status().set_state(WorkerState::Working);
@@ -263,12 +275,15 @@ impl Pool {
     pub(crate) fn exec(&self, context: &[u8], body: &[u8]) -> std::result::Result<Payload, ExecError> {
         let deadline = Instant::now() + self.config.config.allocate_timeout;
         let exec_ttl = self.config.config.exec_ttl;
+        let lent = (context.len() + body.len() <= SEND_AHEAD_MAX_BYTES).then(|| LentTask::new(context, body));
         let mut undelivered = None;
         for _ in 0..=MAX_REROUTES_PER_TASK {
-            let mut worker = self.allocate(deadline)?;
-            worker.status().set_state(WorkerState::Working);
-            let task_deadline = (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl);
-            match worker.exec(context, body, task_deadline) {
+            let Allocated { mut worker, sent } = self.allocate(deadline, lent)?;
+            let result = match sent {
+                Some(sent) => sent.and_then(|()| worker.receive_outcome()),
+                None => worker.exec(context, body, self.task_deadline()),
+            };
+            match result {
                 Ok(Outcome::Answer(payload)) => {
                     Counters::bump(&self.counters.tasks_done);
                     self.release(worker);
@@ -332,8 +347,16 @@ impl Pool {
         .into())
     }
 
+    /// When a task sent now must have its answer (exec_ttl), if ever.
+    fn task_deadline(&self) -> Option<Instant> {
+        let exec_ttl = self.config.config.exec_ttl;
+        (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl)
+    }
+
     /// Takes an idle worker, waiting until `deadline` for one (first come, first served).
-    fn allocate(&self, deadline: Instant) -> std::result::Result<Worker, ExecError> {
+    /// While it waits, `task` (if given) is lent to whoever frees a worker for it, who
+    /// sends it on the way.
+    fn allocate(&self, deadline: Instant, task: Option<LentTask>) -> std::result::Result<Allocated, ExecError> {
         loop {
             let slot = {
                 let mut workers = self.workers.lock();
@@ -348,7 +371,7 @@ impl Pool {
                     // Working from the moment it is counted busy: a stop that runs out of
                     // time kills the busy workers by this state.
                     worker.status().set_state(WorkerState::Working);
-                    return Ok(worker);
+                    return Ok(Allocated { worker, sent: None });
                 }
                 let max_queue = self.config.config.max_queue as usize;
                 if max_queue > 0 && workers.waiters.len() >= max_queue {
@@ -360,24 +383,24 @@ impl Pool {
                     self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
                     return Err(Error::new(ErrorKind::QueueFull, message).into());
                 }
-                let slot = Slot::mine();
-                workers.waiters.push_back(slot.clone());
+                let slot = Slot::mine(task);
+                workers.waiters.push(slot.clone(), sys::current_cpu());
                 slot
             };
             match slot.receive(Some(deadline)) {
-                Delivery::Worker(worker) => return Ok(worker),
+                Delivery::Worker(worker) => return Ok(Allocated { worker, sent: None }),
+                Delivery::Sent(worker, sent) => return Ok(Allocated { worker, sent: Some(sent) }),
                 Delivery::Recheck => continue,
                 Delivery::Pending => {}
             }
             // Timed out. Leave the queue, unless a worker is already on its way to us.
-            let withdrawn = {
-                let mut workers = self.workers.lock();
-                let position = workers.waiters.iter().position(|waiter| Arc::ptr_eq(waiter, &slot));
-                position.map(|i| workers.waiters.remove(i)).is_some()
-            };
-            if !withdrawn {
+            let withdrawn = self.workers.lock().waiters.remove(&slot);
+            if withdrawn {
+                slot.withdraw();
+            } else {
                 match slot.receive(None) {
-                    Delivery::Worker(worker) => return Ok(worker),
+                    Delivery::Worker(worker) => return Ok(Allocated { worker, sent: None }),
+                    Delivery::Sent(worker, sent) => return Ok(Allocated { worker, sent: Some(sent) }),
                     Delivery::Recheck => continue,
                     Delivery::Pending => unreachable!("receive without a deadline waits for a delivery"),
                 }
@@ -396,10 +419,15 @@ impl Pool {
         }
     }
 
-    /// Pops an idle worker that is still alive; one that died while idle (its watcher
-    /// has not told us yet) never gets a task.
+    /// Takes an idle worker that is still alive: the one idle the shortest time among
+    /// those last given back on the calling thread's CPU, or else the one idle the
+    /// shortest time (a CPU-local wake-up is cheaper; see `handoff`). One that died
+    /// while idle (its watcher has not told us yet) never gets a task.
     fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
-        while let Some(worker) = workers.idle.pop() {
+        let cpu = sys::current_cpu();
+        while !workers.idle.is_empty() {
+            let nearest = workers.idle.iter().rposition(|worker| worker.idle_on_cpu() == cpu);
+            let worker = workers.idle.remove(nearest.unwrap_or(workers.idle.len() - 1));
             if !worker.process().has_exited() {
                 return Some(worker);
             }
@@ -414,7 +442,7 @@ impl Pool {
 
     /// Wakes every waiting caller to look at the pool again (its phase changed).
     fn wake_waiters(workers: &mut Workers) {
-        for slot in workers.waiters.drain(..) {
+        for slot in workers.waiters.drain() {
             slot.deliver(Delivery::Recheck);
         }
     }
@@ -449,12 +477,22 @@ impl Pool {
             self.leave_busy(worker);
             return;
         }
-        match workers.waiters.pop_front() {
-            // The worker stays busy: it goes straight to the caller that waited longest.
+        match workers.waiters.pop_nearest(sys::current_cpu()) {
+            // The worker stays busy: it goes straight to a waiting caller (see
+            // `handoff`), with that caller's task already sent if it lent it.
             Some(slot) => {
                 worker.status().set_state(WorkerState::Working);
                 drop(workers);
-                slot.deliver(Delivery::Worker(worker));
+                let delivery = match slot.lent_task() {
+                    Some(task) => {
+                        // SAFETY: the slot is off the queue and not yet delivered to.
+                        let (context, body) = unsafe { task.parts() };
+                        let sent = worker.send_task(context, body, self.task_deadline());
+                        Delivery::Sent(worker, sent)
+                    }
+                    None => Delivery::Worker(worker),
+                };
+                slot.deliver(delivery);
             }
             None => {
                 workers.busy -= 1;

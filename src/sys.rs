@@ -306,3 +306,10 @@ pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page as u64)
 }
+
+/// The CPU the calling thread runs on right now (a hint: it may move at any time), or
+/// -1 if the system cannot tell. Cheap: glibc reads it from rseq or the vDSO.
+pub(crate) fn current_cpu() -> i32 {
+    // SAFETY: no arguments, no memory touched.
+    unsafe { libc::sched_getcpu() }
+}

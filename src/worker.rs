@@ -99,6 +99,9 @@ pub(crate) struct Worker {
     limits: WorkerLimits,
     started: Instant,
     idle_since: Instant,
+    /// The CPU of the thread that last gave the worker back: the worker most likely ran
+    /// there too, woken by that thread's writes.
+    idle_on_cpu: i32,
     /// Set once the worker was stopped and its end reported.
     finished: bool,
 }
@@ -114,7 +117,16 @@ impl Worker {
             retiring: AtomicBool::new(false),
         });
         let now = Instant::now();
-        Worker { process, relay, status, limits: WorkerLimits::none(), started: now, idle_since: now, finished: false }
+        Worker {
+            process,
+            relay,
+            status,
+            limits: WorkerLimits::none(),
+            started: now,
+            idle_since: now,
+            idle_on_cpu: -1,
+            finished: false,
+        }
     }
 
     /// Its supervision limits.
@@ -136,9 +148,15 @@ impl Worker {
         self.idle_since
     }
 
-    /// Notes that it just became idle.
+    /// Notes that it just became idle, given back by the calling thread.
     pub(crate) fn mark_idle(&mut self) {
         self.idle_since = Instant::now();
+        self.idle_on_cpu = sys::current_cpu();
+    }
+
+    /// The CPU where it most likely ran last (-1: unknown).
+    pub(crate) fn idle_on_cpu(&self) -> i32 {
+        self.idle_on_cpu
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -161,23 +179,35 @@ impl Worker {
         body: &[u8],
         deadline: Option<Instant>,
     ) -> Result<Outcome, TaskFailure> {
+        self.send_task(context, body, deadline)?;
+        self.receive_outcome()
+    }
+
+    /// The first half of [`Worker::exec`]: sends the task. `deadline` (exec_ttl) stays
+    /// set for [`Worker::receive_outcome`], which may run on another thread.
+    pub(crate) fn send_task(
+        &mut self,
+        context: &[u8],
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), TaskFailure> {
         self.relay.set_deadline(deadline);
-        if let Err(error) = self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]) {
-            if deadline.is_some() {
-                self.relay.set_deadline(None);
-            }
+        self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]).map_err(|error| {
+            self.relay.set_deadline(None);
             // A worker that stopped reading may have taken part of the task: only a
             // worker that was gone surely never saw it.
             let delivered = matches!(error, RelayError::Timeout);
-            return Err(TaskFailure { error, delivered });
-        }
+            TaskFailure { error, delivered }
+        })
+    }
+
+    /// The second half of [`Worker::exec`]: waits for the answer to the task sent.
+    pub(crate) fn receive_outcome(&mut self) -> Result<Outcome, TaskFailure> {
         let outcome = self.receive_answer().map_err(|error| {
             let delivered = !(error.peer_closed() && self.relay.peer_left_unread(&error));
             TaskFailure { error, delivered }
         });
-        if deadline.is_some() {
-            self.relay.set_deadline(None);
-        }
+        self.relay.set_deadline(None);
         if matches!(outcome, Ok(Outcome::Answer(_)) | Ok(Outcome::JobError(_))) {
             self.status.num_execs.fetch_add(1, Ordering::Relaxed);
         }

@@ -1,0 +1,174 @@
+//! Callers that wait for a worker: the worker freed by one caller goes to a waiting one,
+//! whose small task the freeing caller sends on the way (src/handoff.rs). Every path of
+//! that hand-over must end as if the waiting caller had sent its task itself.
+
+mod common;
+use common::{relay, Relay};
+use roadrunner::{ErrorKind, Server};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Tasks larger than this are not sent ahead (SEND_AHEAD_MAX_BYTES in src/pool.rs).
+const LARGER_THAN_SENT_AHEAD: usize = 16 * 1024 + 1;
+
+fn server_with(
+    kind: Relay,
+    workers: u64,
+    change: impl FnOnce(&mut roadrunner::Config),
+) -> (Arc<Server>, Option<tempfile::TempDir>) {
+    let (relay, dir) = relay(kind);
+    (Arc::new(common::started_with(&relay, "echo", workers, change)), dir)
+}
+
+/// Runs `context`/`body` on a thread of its own.
+fn exec_in_background(
+    server: &Arc<Server>,
+    context: &str,
+    body: &[u8],
+) -> JoinHandle<roadrunner::Result<(Vec<u8>, Vec<u8>)>> {
+    let (server, context, body) = (server.clone(), context.to_string(), body.to_vec());
+    std::thread::spawn(move || {
+        server.exec(context.as_bytes(), &body).map(|a| (a.context().to_vec(), a.body().to_vec()))
+    })
+}
+
+/// Waits until `count` callers wait for a worker.
+fn wait_for_waiting(server: &Server, count: u64) {
+    assert!(
+        common::wait_until(10, || server.stats().unwrap().waiting == count),
+        "expected {count} waiting callers, stats: {:?}",
+        server.stats().unwrap()
+    );
+}
+
+/// One worker, many callers, small and large bodies, answers and job errors mixed:
+/// every caller gets its own outcome.
+fn waiting_callers_get_their_own_outcomes(kind: Relay) {
+    let (server, _dir) = server_with(kind, 1, |_| {});
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let size = if i % 10 == 3 { LARGER_THAN_SENT_AHEAD + i } else { i };
+                    let body: Vec<u8> = (0..size).map(|b| (b * 7 + t + i) as u8).collect();
+                    if i % 5 == 0 {
+                        let error = server.exec(b"!error", &body).unwrap_err();
+                        assert_eq!(error.kind(), ErrorKind::JobError);
+                        assert!(error.data() == &body[..], "thread {t} task {i}: someone else's job error");
+                    } else {
+                        let context = format!("thread {t} task {i}");
+                        let answer = server.exec(context.as_bytes(), &body).expect("task");
+                        assert_eq!(answer.context(), context.as_bytes());
+                        assert!(answer.body() == &body[..], "thread {t} task {i}: someone else's body");
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("no thread failed");
+    }
+    assert_eq!(server.workers().unwrap()[0].num_execs, 8 * 200);
+}
+
+/// A waiting caller's task that crashes the worker fails that caller only.
+fn a_waiting_task_that_crashes_its_worker_fails_alone(kind: Relay) {
+    let (server, _dir) = server_with(kind, 1, |_| {});
+    let first = exec_in_background(&server, "!sleep:300", b"first");
+    assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+    let crashing = exec_in_background(&server, "!crash", b"");
+    wait_for_waiting(&server, 1);
+    assert_eq!(first.join().unwrap().expect("the first task").1, b"first");
+    let error = crashing.join().unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WorkerError);
+    assert!(error.message().contains("crash requested"), "{error}");
+    assert_eq!(server.exec(b"after", b"ok").unwrap().body(), b"ok");
+}
+
+/// A worker that exits right after its answer, while callers wait for it: the task
+/// handed to it never ran, so it runs on a replacement and its caller sees no error.
+fn a_worker_gone_before_a_waiting_task_reached_it_is_replaced(kind: Relay) {
+    let (server, _dir) = server_with(kind, 1, |_| {});
+    let first = exec_in_background(&server, "!sleep:300", b"first");
+    assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+    // Whichever order they are served in, every `!exit` is followed by a hand-over to a
+    // worker that is exiting.
+    let mut waiting = Vec::new();
+    for i in 0..6 {
+        let context = if i % 2 == 0 { "!exit".to_string() } else { format!("task {i}") };
+        waiting.push((context.clone(), exec_in_background(&server, &context, format!("body {i}").as_bytes())));
+        wait_for_waiting(&server, i + 1);
+    }
+    assert_eq!(first.join().unwrap().expect("the first task").1, b"first");
+    for (i, (context, thread)) in waiting.into_iter().enumerate() {
+        let (answer_context, body) = thread.join().unwrap().expect("no caller sees a worker that exited");
+        assert_eq!((answer_context, body), (context.into_bytes(), format!("body {i}").into_bytes()));
+    }
+    assert_eq!(server.stats().unwrap().worker_errors, 0);
+}
+
+/// exec_ttl bounds a task that the freeing caller sent for the waiting one.
+fn a_waiting_task_is_bound_by_exec_ttl(kind: Relay) {
+    let (server, _dir) = server_with(kind, 1, |c| c.exec_ttl = Duration::from_millis(400));
+    let first = exec_in_background(&server, "!sleep:200", b"first");
+    assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+    let hanging = exec_in_background(&server, "!hang", b"");
+    wait_for_waiting(&server, 1);
+    assert_eq!(first.join().unwrap().expect("the first task").1, b"first");
+    let error = hanging.join().unwrap().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ExecTtl, "{error}");
+    assert_eq!(server.exec(b"after", b"ok").unwrap().body(), b"ok");
+}
+
+/// A caller that gave up waiting took its task back: no worker ever runs it.
+fn a_caller_that_timed_out_never_has_its_task_run(kind: Relay) {
+    let (server, _dir) = server_with(kind, 1, |c| c.allocate_timeout = Duration::from_millis(150));
+    let first = exec_in_background(&server, "!sleep:600", b"first");
+    assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+    let error = server.exec(b"given up", b"").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(first.join().unwrap().expect("the first task").1, b"first");
+    let next = server.exec(b"next", b"mine").unwrap();
+    assert_eq!((next.context(), next.body()), (&b"next"[..], &b"mine"[..]), "the answer of a task given up");
+    assert_eq!(server.workers().unwrap()[0].num_execs, 2, "the task given up ran");
+}
+
+/// Callers that outnumber the workers all make progress: a waiting caller is passed
+/// over only a bounded number of times.
+fn no_caller_starves(kind: Relay) {
+    const CALLERS: usize = 8;
+    const TASKS: u64 = 4000;
+    let (server, _dir) = server_with(kind, 2, |_| {});
+    let started = Arc::new(Barrier::new(CALLERS));
+    let done = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (server, started, done) = (server.clone(), started.clone(), done.clone());
+            std::thread::spawn(move || {
+                started.wait();
+                let mut mine = 0u64;
+                while done.fetch_add(1, Ordering::Relaxed) < TASKS {
+                    server.exec(b"", b"x").expect("task");
+                    mine += 1;
+                }
+                mine
+            })
+        })
+        .collect();
+    let counts: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), TASKS);
+    let fair_share = TASKS / CALLERS as u64;
+    assert!(counts.iter().all(|&n| n >= fair_share / 4), "tasks per caller: {counts:?} (a fair share is {fair_share})");
+}
+
+on_every_relay!(
+    waiting_callers_get_their_own_outcomes,
+    a_waiting_task_that_crashes_its_worker_fails_alone,
+    a_worker_gone_before_a_waiting_task_reached_it_is_replaced,
+    a_waiting_task_is_bound_by_exec_ttl,
+    a_caller_that_timed_out_never_has_its_task_run,
+    no_caller_starves,
+);
