@@ -71,7 +71,7 @@ struct Workers {
     /// Every worker that belongs to the pool: idle, busy, not yet retired.
     members: HashMap<u32, Member>,
     busy: usize,
-    /// Callers waiting for a worker, first come first served.
+    /// Callers waiting for a worker (served about in arrival order; see `handoff`).
     waiters: WaitQueue,
     /// Replacements being started by the supervisor.
     starting: usize,
@@ -353,7 +353,7 @@ impl Pool {
         (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl)
     }
 
-    /// Takes an idle worker, waiting until `deadline` for one (first come, first served).
+    /// Takes an idle worker, waiting until `deadline` for one (see `handoff` for the order).
     /// While it waits, `task` (if given) is lent to whoever frees a worker for it, who
     /// sends it on the way.
     fn allocate(&self, deadline: Instant, task: Option<LentTask>) -> std::result::Result<Allocated, ExecError> {

@@ -187,14 +187,19 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
 
 /// Runs one task: sends `context` and `body` to a free worker and returns its answer.
 /// Both buffers are borrowed for the call only (`context` may be NULL when
-/// `context_len` is 0, `body` when `body_len` is 0).
+/// `context_len` is 0, `body` when `body_len` is 0); they are only read, and may be read
+/// by another thread while the call waits (see below).
 ///
 /// Blocks the calling thread until the answer, an error or a timeout: it waits up to
 /// allocate_timeout for a free worker, then for the worker's answer (up to exec_ttl when
-/// set). Any number of threads may call it at once. The calling thread writes to the
-/// worker's pipe itself, so SIGPIPE is blocked in that thread (once, on its first call;
-/// the process's disposition is not changed): a worker that died makes the write fail
-/// instead of killing the host.
+/// set). Any number of threads may call it at once; callers waiting for a worker are
+/// served about in the order they came (a freed worker goes to the longest-waiting
+/// caller on the same CPU, and no caller is passed over more than 4 times). The caller
+/// that frees a worker writes the next waiting caller's task to it, when that task is
+/// at most 16 KiB, before waking that caller. Callers write to workers' pipes, so
+/// SIGPIPE is blocked in each calling thread (once, on its first call; the process's
+/// disposition is not changed): a worker that died makes the write fail instead of
+/// killing the host.
 ///
 /// On success `*out` receives the answer, which the caller owns and releases with
 /// `rr_payload_free`.
