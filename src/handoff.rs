@@ -46,6 +46,9 @@ pub(crate) enum Delivery {
 /// the unfairness: a caller waits for at most this many hand-offs more than in strict
 /// arrival order.
 const MAX_PASSED_OVER: u32 = 4;
+/// How far down the queue a waiter on the same CPU is looked for: the look is made
+/// under the pool's lock, once per task, and must stay short with thousands waiting.
+const NEAREST_SEARCH_DEPTH: usize = 64;
 
 /// The callers waiting for a worker, oldest first.
 #[derive(Default)]
@@ -77,14 +80,15 @@ impl WaitQueue {
     }
 
     /// The waiter to hand a worker freed by a thread on `cpu`: the oldest one that
-    /// waits on that CPU, unless the oldest of all was passed over often enough (or
-    /// nobody waits on this CPU).
+    /// waits on that CPU (among the `NEAREST_SEARCH_DEPTH` oldest), unless the oldest of
+    /// all was passed over often enough (or nobody there waits on this CPU).
     pub(crate) fn pop_nearest(&mut self, cpu: i32) -> Option<Arc<Slot>> {
         let oldest = self.waiting.front()?;
         let chosen = if oldest.passed_over >= MAX_PASSED_OVER {
             0
         } else {
-            self.waiting.iter().position(|waiter| waiter.cpu == cpu).unwrap_or(0)
+            let nearest = self.waiting.iter().take(NEAREST_SEARCH_DEPTH).position(|waiter| waiter.cpu == cpu);
+            nearest.unwrap_or(0)
         };
         for waiter in self.waiting.iter_mut().take(chosen) {
             waiter.passed_over += 1;
@@ -260,6 +264,16 @@ mod tests {
         queue.push(Arc::new(Slot::new()), 1);
         let served = queue.pop_nearest(1).expect("a waiter");
         assert!(Arc::ptr_eq(&served, &oldest), "passed over more than {MAX_PASSED_OVER} times");
+    }
+
+    #[test]
+    fn a_waiter_on_the_same_cpu_is_looked_for_only_near_the_front() {
+        let mut cpus = vec![0; NEAREST_SEARCH_DEPTH];
+        cpus.push(1);
+        let (mut queue, slots) = queue_on(&cpus);
+        assert_eq!(position(&slots, queue.pop_nearest(1)), 0);
+        queue.push(Arc::new(Slot::new()), 0);
+        assert_eq!(position(&slots, queue.pop_nearest(1)), NEAREST_SEARCH_DEPTH, "now within reach");
     }
 
     #[test]
