@@ -14,7 +14,9 @@
 //! `MAX_PASSED_OVER` times, then served whatever CPU it is on.
 //!
 //! A small task waits in the slot along with its caller: the caller that frees a worker
-//! sends that task to the worker itself before it wakes the waiter. The worker is then
+//! sends that task to the worker itself before it wakes the waiter (only what the
+//! worker's buffer takes at once: that caller never waits for the worker to read; the
+//! waiter sends the rest, if any). The worker is then
 //! at work while the waiter is being woken, and the waiter, once awake, usually finds
 //! the answer already there: one wake-up of the waiting thread per task instead of two
 //! (one for the worker, one for the answer).
@@ -23,6 +25,7 @@
 //! medians): strict arrival order ~93k tasks/s, CPU-local order ~116k, CPU-local order
 //! with the task sent ahead ~150k (4 workers and 4 callers, with no waiting: ~220k).
 
+use crate::relay::Sent;
 use crate::worker::{TaskFailure, Worker};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -35,9 +38,10 @@ pub(crate) enum Delivery {
     Pending,
     /// A worker, already counted as busy: run the task on it.
     Worker(Worker),
-    /// A worker to which the waiting task was already sent, with how the send went:
-    /// read the answer (or handle the failure) as if the caller had sent it.
-    Sent(Worker, Result<(), TaskFailure>),
+    /// A worker to which the waiting task was sent, all of it or as much as its buffer
+    /// took at once, with how that went: send the rest, if any, and read the answer (or
+    /// handle the failure) as if the caller had sent it all.
+    Sent(Worker, Result<Sent, TaskFailure>),
     /// The pool changed (stopped, retired, failed): look at it again.
     Recheck,
 }

@@ -14,7 +14,7 @@ use crate::factory::{Factory, SpawnLimits};
 use crate::handoff::{Delivery, LentTask, Slot, WaitQueue};
 use crate::limits::{RetireReason, WorkerLimits};
 use crate::process::{CommandSpec, ExitInfo, Process};
-use crate::relay::RelayError;
+use crate::relay::{RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
 use crate::stats::{Counters, PoolStats};
 use crate::sys;
@@ -37,8 +37,9 @@ const MAX_FAILED_REFILLS: u32 = 3;
 const REFILL_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Tasks up to this size (context and body) are sent to a freed worker by the caller
-/// that frees it, for the waiting caller (see `handoff`). Small enough to fit in any
-/// pipe or socket buffer, so that sending never makes that caller wait for the worker.
+/// that frees it, for the waiting caller (see `handoff`). Small enough to fit in the
+/// usual pipe or socket buffer (64 KiB or more) at once; what does not fit is left to
+/// the waiting caller, so sending never makes the freeing caller wait for the worker.
 const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
 
 /// Why `exec` did not run on this pool, beyond the task's own errors.
@@ -96,7 +97,7 @@ struct Allocated {
     worker: Worker,
     /// Set when the task was already sent to the worker (by the caller that freed it),
     /// with how the send went.
-    sent: Option<std::result::Result<(), TaskFailure>>,
+    sent: Option<std::result::Result<Sent, TaskFailure>>,
 }
 
 /// A reaction of the pool's owner to a pool failure.
@@ -280,7 +281,12 @@ impl Pool {
         for _ in 0..=MAX_REROUTES_PER_TASK {
             let Allocated { mut worker, sent } = self.allocate(deadline, lent)?;
             let result = match sent {
-                Some(sent) => sent.and_then(|()| worker.receive_outcome()),
+                Some(started) => started
+                    .and_then(|sent| match sent {
+                        Sent::Whole => Ok(()),
+                        Sent::Partly(already) => worker.send_rest_of_task(context, body, already),
+                    })
+                    .and_then(|()| worker.receive_outcome()),
                 None => worker.exec(context, body, self.task_deadline()),
             };
             match result {
@@ -419,10 +425,10 @@ impl Pool {
         }
     }
 
-    /// Takes an idle worker that is still alive: the one idle the shortest time among
-    /// those last given back on the calling thread's CPU, or else the one idle the
-    /// shortest time (a CPU-local wake-up is cheaper; see `handoff`). One that died
-    /// while idle (its watcher has not told us yet) never gets a task.
+    /// Takes an idle worker that is still alive: the last in the idle list (usually the
+    /// one idle the shortest time) among those given back on the calling thread's CPU,
+    /// or else the last of all (a CPU-local wake-up is cheaper; see `handoff`). One that
+    /// died while idle (its watcher has not told us yet) never gets a task.
     fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
         let cpu = sys::current_cpu();
         while !workers.idle.is_empty() {
@@ -487,8 +493,8 @@ impl Pool {
                     Some(task) => {
                         // SAFETY: the slot is off the queue and not yet delivered to.
                         let (context, body) = unsafe { task.parts() };
-                        let sent = worker.send_task(context, body, self.task_deadline());
-                        Delivery::Sent(worker, sent)
+                        let started = worker.start_sending_task(context, body, self.task_deadline());
+                        Delivery::Sent(worker, started)
                     }
                     None => Delivery::Worker(worker),
                 };

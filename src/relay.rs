@@ -94,6 +94,15 @@ impl RelayError {
     }
 }
 
+/// How far a message got (see [`Relay::send_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// All of it.
+    Whole,
+    /// This many bytes: the peer's buffer is full.
+    Partly(usize),
+}
+
 impl From<io::Error> for RelayError {
     fn from(e: io::Error) -> RelayError {
         RelayError::Io(e)
@@ -157,7 +166,9 @@ impl Relay {
     /// After the peer closed the relay with `error`, whether it left bytes we sent it
     /// unread: then it cannot have run the message those bytes belong to. On a pipe
     /// the unread bytes are still in the pipe (FIONREAD works on either end); a socket
-    /// whose peer closes with unread data resets the connection.
+    /// whose peer closes with unread data resets the connection, and one whose peer had
+    /// closed before our bytes arrived answers them with a reset too, which we may see
+    /// only as a pending socket error after reading the end of the stream.
     pub(crate) fn peer_left_unread(&self, error: &RelayError) -> bool {
         match self.transport {
             Transport::Pipes => {
@@ -166,9 +177,13 @@ impl Relay {
                 let result = unsafe { libc::ioctl(self.write_fd(), libc::FIONREAD, &mut queued) };
                 result == 0 && queued > 0
             }
-            Transport::Tcp | Transport::Unix => {
-                matches!(error, RelayError::Io(e) if e.raw_os_error() == Some(libc::ECONNRESET))
-            }
+            Transport::Tcp | Transport::Unix => match error {
+                RelayError::Io(e) => e.raw_os_error() == Some(libc::ECONNRESET),
+                RelayError::Closed => {
+                    matches!(sys::take_socket_error(self.read_fd()), Some(libc::ECONNRESET | libc::EPIPE))
+                }
+                _ => false,
+            },
         }
     }
 
@@ -185,30 +200,45 @@ impl Relay {
 
     /// Sends one message of one or two frames with a single vectored write.
     pub(crate) fn send(&mut self, frames: &[(u8, &[u8])]) -> Result<(), RelayError> {
+        self.send_from(frames, 0, true).map(|_| ())
+    }
+
+    /// Sends what is left of a message of one or two frames, `already` bytes of which
+    /// an earlier call sent. With `wait_for_room` false, stops when the peer's buffer is
+    /// full instead of waiting for the peer to read (so it never blocks).
+    pub(crate) fn send_from(
+        &mut self,
+        frames: &[(u8, &[u8])],
+        already: usize,
+        wait_for_room: bool,
+    ) -> Result<Sent, RelayError> {
         if self.transport == Transport::Pipes {
             // Whatever thread sends (a caller, a spawn, a stop), a dead reader must
             // give EPIPE here, not a SIGPIPE that kills the host. A thread-local check
             // after the first time.
             sys::block_sigpipe_in_this_thread();
         }
+        let when_full = if wait_for_room { sys::WhenFull::Wait(self.deadline) } else { sys::WhenFull::Stop };
         let (first, rest) = frames.split_first().expect("at least one frame");
         let first_prefix = frame::encode(first.0, first.1.len() as u64);
         let write_fd = self.write_fd();
         let is_socket = self.transport != Transport::Pipes;
-        match rest {
-            [] => sys::write_all_vectored(write_fd, is_socket, &[&first_prefix, first.1], self.deadline),
+        let second_prefix;
+        let parts: &[&[u8]] = match rest {
+            [] => &[&first_prefix, first.1],
             [second] => {
-                let second_prefix = frame::encode(second.0, second.1.len() as u64);
-                sys::write_all_vectored(
-                    write_fd,
-                    is_socket,
-                    &[&first_prefix, first.1, &second_prefix, second.1],
-                    self.deadline,
-                )
+                second_prefix = frame::encode(second.0, second.1.len() as u64);
+                &[&first_prefix, first.1, &second_prefix, second.1]
             }
             _ => panic!("a message has at most two frames"),
+        };
+        let total: usize = parts.iter().map(|part| part.len()).sum();
+        match sys::write_vectored(write_fd, is_socket, parts, already, when_full) {
+            Ok(written) if written == total => Ok(Sent::Whole),
+            Ok(written) => Ok(Sent::Partly(written)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(RelayError::Timeout),
+            Err(e) => Err(RelayError::Io(e)),
         }
-        .map_err(|e| if e.kind() == io::ErrorKind::TimedOut { RelayError::Timeout } else { RelayError::Io(e) })
     }
 
     /// Sends a control frame carrying `json` (handshake, stop).
@@ -368,6 +398,33 @@ mod tests {
         let second = b.receive(&mut out).unwrap();
         assert_eq!(second.flags, RAW);
         assert_eq!(out, b"ctxbody");
+    }
+
+    #[test]
+    fn a_message_the_peer_has_no_room_for_is_sent_in_two_goes() {
+        let (mut a, mut b) = pipe_pair(1 << 20);
+        // As the pipe factory leaves a worker's stdin.
+        sys::set_nonblocking(a.write_fd(), true).unwrap();
+        // SAFETY: a valid pipe fd of ours; F_SETPIPE_SZ takes a size.
+        let size = unsafe { libc::fcntl(a.write_fd(), libc::F_SETPIPE_SZ, 4096) };
+        assert!(size >= 4096, "cannot shrink the pipe: {}", io::Error::last_os_error());
+        let body: Vec<u8> = (0..3 * size as u32).map(|i| (i % 253) as u8).collect();
+        let frames = [(CONTROL | RAW, &b"ctx"[..]), (RAW, &body[..])];
+        let Sent::Partly(already) = a.send_from(&frames, 0, false).unwrap() else {
+            panic!("the whole message fit in a pipe of {size} bytes");
+        };
+        assert!(already > 0 && already <= size as usize, "{already} bytes in a pipe of {size}");
+        assert_eq!(a.send_from(&frames, already, false).unwrap(), Sent::Partly(already), "nobody read");
+        let receiver = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            b.receive(&mut out).unwrap();
+            b.receive(&mut out).unwrap();
+            out
+        });
+        assert_eq!(a.send_from(&frames, already, true).unwrap(), Sent::Whole);
+        let out = receiver.join().unwrap();
+        assert_eq!(&out[..3], b"ctx");
+        assert!(out[3..] == body[..], "the two goes must make the message, byte for byte");
     }
 
     #[test]

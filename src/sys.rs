@@ -71,24 +71,43 @@ pub(crate) unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result
     }
 }
 
-/// Writes all of `parts`, in order, with as few `writev`/`sendmsg` calls as the kernel
-/// allows (one for anything that fits the pipe or socket buffer). When the peer does
-/// not read (a full buffer: EAGAIN on a non-blocking pipe, or on a socket, which is
-/// always written with MSG_DONTWAIT), waits for room until `deadline`, then fails with
-/// `TimedOut`.
-pub(crate) fn write_all_vectored(
+/// What a write does when the peer's buffer is full (EAGAIN on a non-blocking pipe, or
+/// on a socket, which is always written with MSG_DONTWAIT).
+#[derive(Clone, Copy)]
+pub(crate) enum WhenFull {
+    /// Wait for room until the deadline (if any), then fail with `TimedOut`.
+    Wait(Option<Instant>),
+    /// Stop and report how far the write got.
+    Stop,
+}
+
+/// Writes `parts`, in order, starting `skip` bytes in (what an earlier call already
+/// wrote), with as few `writev`/`sendmsg` calls as the kernel allows (one for anything
+/// that fits the pipe or socket buffer). Returns how many bytes of `parts` are written
+/// in all, `skip` included: all of them unless `when_full` is `Stop` and the peer's
+/// buffer filled up.
+pub(crate) fn write_vectored(
     fd: RawFd,
     is_socket: bool,
     parts: &[&[u8]],
-    deadline: Option<Instant>,
-) -> io::Result<()> {
+    skip: usize,
+    when_full: WhenFull,
+) -> io::Result<usize> {
     let mut iov: [libc::iovec; 4] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
     assert!(parts.len() <= iov.len(), "at most four parts per write");
     let mut count = 0;
-    for part in parts.iter().filter(|p| !p.is_empty()) {
-        iov[count] = libc::iovec { iov_base: part.as_ptr() as *mut _, iov_len: part.len() };
-        count += 1;
+    let mut to_skip = skip;
+    for part in parts {
+        let skipped = to_skip.min(part.len());
+        to_skip -= skipped;
+        let rest = &part[skipped..];
+        if !rest.is_empty() {
+            iov[count] = libc::iovec { iov_base: rest.as_ptr() as *mut _, iov_len: rest.len() };
+            count += 1;
+        }
     }
+    assert_eq!(to_skip, 0, "skipping more than there is to write");
+    let mut total = skip;
     let mut first = 0;
     while first < count {
         let written = loop {
@@ -106,12 +125,15 @@ pub(crate) fn write_all_vectored(
             };
             match check(result) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !wait_writable(fd, deadline)? {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not read in time"));
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match when_full {
+                    WhenFull::Stop => return Ok(total),
+                    WhenFull::Wait(deadline) => {
+                        if !wait_writable(fd, deadline)? {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not read in time"));
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
                 Err(e) => {
                     if e.raw_os_error() == Some(libc::EPIPE) && !is_socket {
                         discard_pending_sigpipe();
@@ -121,6 +143,7 @@ pub(crate) fn write_all_vectored(
                 Ok(n) => break n,
             }
         };
+        total += written;
         let mut left = written;
         while first < count && left >= iov[first].iov_len {
             left -= iov[first].iov_len;
@@ -132,7 +155,7 @@ pub(crate) fn write_all_vectored(
             iov[first].iov_len -= left;
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 /// Waits until `fd` is readable or `deadline` passes; `Ok(false)` on timeout.
@@ -312,4 +335,15 @@ pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
 pub(crate) fn current_cpu() -> i32 {
     // SAFETY: no arguments, no memory touched.
     unsafe { libc::sched_getcpu() }
+}
+
+/// The error pending on socket `fd` (SO_ERROR), which reading it clears; `None` if there
+/// is none or it cannot be read.
+pub(crate) fn take_socket_error(fd: RawFd) -> Option<i32> {
+    let mut error: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR writes one c_int into `error`, its size in `len`.
+    let result =
+        unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut error).cast(), &raw mut len) };
+    (result == 0 && error != 0).then_some(error)
 }

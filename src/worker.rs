@@ -11,7 +11,7 @@ use crate::event::{EventBus, EventKind};
 use crate::frame::{CONTROL, ERROR, RAW};
 use crate::limits::WorkerLimits;
 use crate::process::Process;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{Relay, RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
 use crate::sys;
 use std::fmt;
@@ -192,13 +192,35 @@ impl Worker {
         deadline: Option<Instant>,
     ) -> Result<(), TaskFailure> {
         self.relay.set_deadline(deadline);
-        self.relay.send(&[(CONTROL | RAW, context), (RAW, body)]).map_err(|error| {
-            self.relay.set_deadline(None);
-            // A worker that stopped reading may have taken part of the task: only a
-            // worker that was gone surely never saw it.
-            let delivered = matches!(error, RelayError::Timeout);
-            TaskFailure { error, delivered }
-        })
+        self.send_rest_of_task(context, body, 0)
+    }
+
+    /// Like [`Worker::send_task`], but sends only what the worker's pipe or socket
+    /// buffer takes at once, never waiting for the worker to read. If that is not all,
+    /// [`Worker::send_rest_of_task`] sends the rest (on another thread, maybe).
+    pub(crate) fn start_sending_task(
+        &mut self,
+        context: &[u8],
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<Sent, TaskFailure> {
+        self.relay.set_deadline(deadline);
+        let sent = self.relay.send_from(&[(CONTROL | RAW, context), (RAW, body)], 0, false);
+        sent.map_err(|error| self.send_failure(error))
+    }
+
+    /// Sends what is left of a task `already` bytes of which were sent.
+    pub(crate) fn send_rest_of_task(&mut self, context: &[u8], body: &[u8], already: usize) -> Result<(), TaskFailure> {
+        let sent = self.relay.send_from(&[(CONTROL | RAW, context), (RAW, body)], already, true);
+        sent.map(|_| ()).map_err(|error| self.send_failure(error))
+    }
+
+    fn send_failure(&mut self, error: RelayError) -> TaskFailure {
+        self.relay.set_deadline(None);
+        // A worker that stopped reading may have taken part of the task: only a worker
+        // that was gone surely never ran it.
+        let delivered = matches!(error, RelayError::Timeout);
+        TaskFailure { error, delivered }
     }
 
     /// The second half of [`Worker::exec`]: waits for the answer to the task sent.

@@ -5,8 +5,7 @@
 mod common;
 use common::{relay, Relay};
 use roadrunner::{ErrorKind, Server};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,6 +31,12 @@ fn exec_in_background(
     std::thread::spawn(move || {
         server.exec(context.as_bytes(), &body).map(|a| (a.context().to_vec(), a.body().to_vec()))
     })
+}
+
+/// Joins `thread`, failing the test if it has not ended within 20 s.
+fn join_in_time<T>(thread: JoinHandle<T>, what: &str) -> T {
+    assert!(common::wait_until(20, || thread.is_finished()), "{what} did not return");
+    thread.join().expect("no panic")
 }
 
 /// Waits until `count` callers wait for a worker.
@@ -118,7 +123,7 @@ fn a_waiting_task_is_bound_by_exec_ttl(kind: Relay) {
     let hanging = exec_in_background(&server, "!hang", b"");
     wait_for_waiting(&server, 1);
     assert_eq!(first.join().unwrap().expect("the first task").1, b"first");
-    let error = hanging.join().unwrap().unwrap_err();
+    let error = join_in_time(hanging, "the task past exec_ttl").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ExecTtl, "{error}");
     assert_eq!(server.exec(b"after", b"ok").unwrap().body(), b"ok");
 }
@@ -136,39 +141,49 @@ fn a_caller_that_timed_out_never_has_its_task_run(kind: Relay) {
     assert_eq!(server.workers().unwrap()[0].num_execs, 2, "the task given up ran");
 }
 
-/// Callers that outnumber the workers all make progress: a waiting caller is passed
-/// over only a bounded number of times.
-fn no_caller_starves(kind: Relay) {
-    const CALLERS: usize = 8;
-    const TASKS: u64 = 4000;
-    let (server, _dir) = server_with(kind, 2, |_| {});
-    let started = Arc::new(Barrier::new(CALLERS));
-    let done = Arc::new(AtomicU64::new(0));
-    let threads: Vec<_> = (0..CALLERS)
-        .map(|_| {
-            let (server, started, done) = (server.clone(), started.clone(), done.clone());
-            std::thread::spawn(move || {
-                started.wait();
-                let mut mine = 0u64;
-                while done.fetch_add(1, Ordering::Relaxed) < TASKS {
-                    server.exec(b"", b"x").expect("task");
-                    mine += 1;
-                }
-                mine
-            })
-        })
-        .collect();
-    let counts: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(counts.iter().sum::<u64>(), TASKS);
-    let fair_share = TASKS / CALLERS as u64;
-    assert!(counts.iter().all(|&n| n >= fair_share / 4), "tasks per caller: {counts:?} (a fair share is {fair_share})");
-}
-
 on_every_relay!(
     waiting_callers_get_their_own_outcomes,
     a_waiting_task_that_crashes_its_worker_fails_alone,
     a_worker_gone_before_a_waiting_task_reached_it_is_replaced,
     a_waiting_task_is_bound_by_exec_ttl,
     a_caller_that_timed_out_never_has_its_task_run,
-    no_caller_starves,
 );
+
+/// Pins the calling thread, and the threads it starts from now on, to the CPU it runs
+/// on: waiting callers on one CPU are served in the order they came.
+fn pin_to_this_cpu() {
+    // SAFETY: plain libc calls on a local cpu_set_t; 0 is the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(libc::sched_getcpu().max(0) as usize, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+    }
+}
+
+/// The caller that frees a worker never waits for the worker to read the next waiting
+/// caller's task: a worker that stops reading holds up only the caller whose task it is.
+#[test]
+fn a_freeing_caller_never_waits_for_the_worker_to_read_a_waiting_task() {
+    common::isolated(|| {
+        let (server, _dir) = server_with(Relay::Pipes, 1, |c| c.destroy_timeout = Duration::from_millis(500));
+        pin_to_this_cpu();
+        // The worker's stdin pipe now takes less than a task that is sent ahead.
+        let size: usize =
+            String::from_utf8_lossy(server.exec(b"!pipe-size:4096", b"").unwrap().body()).parse().unwrap();
+        assert!(size < 16 * 1024, "the pipe is {size} bytes");
+        let first = exec_in_background(&server, "!sleep:300", b"first");
+        assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+        // Answers, then never reads its pipe again.
+        let deaf = exec_in_background(&server, "!deaf", b"deaf");
+        wait_for_waiting(&server, 1);
+        let stuck = exec_in_background(&server, "stuck", &vec![b's'; 16 * 1024 - 16]);
+        wait_for_waiting(&server, 2);
+        assert_eq!(join_in_time(first, "the first task").unwrap().1, b"first");
+        // The deaf task's caller frees the worker and sends the stuck task to it.
+        let (context, body) = join_in_time(deaf, "the caller that freed a worker that no longer reads").unwrap();
+        assert_eq!((context, body), (b"!deaf".to_vec(), b"deaf".to_vec()));
+        assert!(!stuck.is_finished(), "the stuck task cannot have been answered");
+        server.stop().unwrap();
+        assert!(join_in_time(stuck, "the stuck task, after stop").is_err());
+    });
+}

@@ -116,6 +116,11 @@ fn obey(
             kept.push(vec![1u8; bytes]);
             side.respond(echo_context.as_bytes(), body)
         }
+        "pipe-size" => {
+            // SAFETY: fcntl on our own stdin (the relay's pipe, over pipes).
+            let size = unsafe { libc::fcntl(0, libc::F_SETPIPE_SZ, arg.parse::<i32>().unwrap_or(4096)) };
+            side.respond(b"pipe-size", size.to_string().as_bytes())
+        }
         "exit" => {
             side.respond(echo_context.as_bytes(), body)?;
             std::process::exit(0);
