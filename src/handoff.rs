@@ -32,16 +32,24 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A worker for a caller's task, already counted as busy.
+pub(crate) struct Handed {
+    pub worker: Worker,
+    /// Set when the task was sent to the worker on the way (all of it, or as much as
+    /// its buffer took at once), with how that went: the caller sends the rest, if any,
+    /// and reads the answer (or handles the failure) as if it had sent it all.
+    pub sent: Option<Result<Sent, TaskFailure>>,
+}
+
 /// What a waiting caller receives.
+// Not boxed: a delivery lives in its thread's slot and moves once; a box would cost an
+// allocation per hand-off.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Delivery {
     /// Nothing yet.
     Pending,
-    /// A worker, already counted as busy: run the task on it.
-    Worker(Worker),
-    /// A worker to which the waiting task was sent, all of it or as much as its buffer
-    /// took at once, with how that went: send the rest, if any, and read the answer (or
-    /// handle the failure) as if the caller had sent it all.
-    Sent(Worker, Result<Sent, TaskFailure>),
+    /// A worker: run the task on it (or finish running it).
+    Worker(Handed),
     /// The pool changed (stopped, retired, failed): look at it again.
     Recheck,
 }

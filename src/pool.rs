@@ -11,7 +11,7 @@ use crate::config::ValidConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{EventBus, EventKind};
 use crate::factory::{Factory, SpawnLimits};
-use crate::handoff::{Delivery, LentTask, Slot, WaitQueue};
+use crate::handoff::{Delivery, Handed, LentTask, Slot, WaitQueue};
 use crate::limits::{RetireReason, WorkerLimits};
 use crate::process::{CommandSpec, ExitInfo, Process};
 use crate::relay::{RelayError, Sent};
@@ -90,14 +90,6 @@ enum Order {
     Retire(Worker),
     /// Leave: the pool is stopping.
     Quit,
-}
-
-/// A worker allocated to a task.
-struct Allocated {
-    worker: Worker,
-    /// Set when the task was already sent to the worker (by the caller that freed it),
-    /// with how the send went.
-    sent: Option<std::result::Result<Sent, TaskFailure>>,
 }
 
 /// A reaction of the pool's owner to a pool failure.
@@ -237,7 +229,7 @@ impl Pool {
                     workers.busy += 1;
                     worker.status().set_state(WorkerState::Working);
                     drop(workers);
-                    slot.deliver(Delivery::Worker(worker));
+                    slot.deliver(Delivery::Worker(Handed { worker, sent: None }));
                 }
                 None => workers.idle.push(worker),
             }
@@ -279,7 +271,7 @@ impl Pool {
         let lent = (context.len() + body.len() <= SEND_AHEAD_MAX_BYTES).then(|| LentTask::new(context, body));
         let mut undelivered = None;
         for _ in 0..=MAX_REROUTES_PER_TASK {
-            let Allocated { mut worker, sent } = self.allocate(deadline, lent)?;
+            let Handed { mut worker, sent } = self.allocate(deadline, lent)?;
             let result = match sent {
                 Some(started) => started
                     .and_then(|sent| match sent {
@@ -362,7 +354,7 @@ impl Pool {
     /// Takes an idle worker, waiting until `deadline` for one (see `handoff` for the order).
     /// While it waits, `task` (if given) is lent to whoever frees a worker for it, who
     /// sends it on the way.
-    fn allocate(&self, deadline: Instant, task: Option<LentTask>) -> std::result::Result<Allocated, ExecError> {
+    fn allocate(&self, deadline: Instant, task: Option<LentTask>) -> std::result::Result<Handed, ExecError> {
         loop {
             let slot = {
                 let mut workers = self.workers.lock();
@@ -377,7 +369,7 @@ impl Pool {
                     // Working from the moment it is counted busy: a stop that runs out of
                     // time kills the busy workers by this state.
                     worker.status().set_state(WorkerState::Working);
-                    return Ok(Allocated { worker, sent: None });
+                    return Ok(Handed { worker, sent: None });
                 }
                 let max_queue = self.config.config.max_queue as usize;
                 if max_queue > 0 && workers.waiters.len() >= max_queue {
@@ -394,8 +386,7 @@ impl Pool {
                 slot
             };
             match slot.receive(Some(deadline)) {
-                Delivery::Worker(worker) => return Ok(Allocated { worker, sent: None }),
-                Delivery::Sent(worker, sent) => return Ok(Allocated { worker, sent: Some(sent) }),
+                Delivery::Worker(handed) => return Ok(handed),
                 Delivery::Recheck => continue,
                 Delivery::Pending => {}
             }
@@ -405,8 +396,7 @@ impl Pool {
                 slot.withdraw();
             } else {
                 match slot.receive(None) {
-                    Delivery::Worker(worker) => return Ok(Allocated { worker, sent: None }),
-                    Delivery::Sent(worker, sent) => return Ok(Allocated { worker, sent: Some(sent) }),
+                    Delivery::Worker(handed) => return Ok(handed),
                     Delivery::Recheck => continue,
                     Delivery::Pending => unreachable!("receive without a deadline waits for a delivery"),
                 }
@@ -489,16 +479,12 @@ impl Pool {
             Some(slot) => {
                 worker.status().set_state(WorkerState::Working);
                 drop(workers);
-                let delivery = match slot.lent_task() {
-                    Some(task) => {
-                        // SAFETY: the slot is off the queue and not yet delivered to.
-                        let (context, body) = unsafe { task.parts() };
-                        let started = worker.start_sending_task(context, body, self.task_deadline());
-                        Delivery::Sent(worker, started)
-                    }
-                    None => Delivery::Worker(worker),
-                };
-                slot.deliver(delivery);
+                let sent = slot.lent_task().map(|task| {
+                    // SAFETY: the slot is off the queue and not yet delivered to.
+                    let (context, body) = unsafe { task.parts() };
+                    worker.start_sending_task(context, body, self.task_deadline())
+                });
+                slot.deliver(Delivery::Worker(Handed { worker, sent }));
             }
             None => {
                 workers.busy -= 1;
