@@ -186,16 +186,6 @@ static double ratio_of(const point *pool, const point *floor) {
     return floor && floor->med.tasks_per_s > 0 && pool ? pool->med.tasks_per_s / floor->med.tasks_per_s : 0;
 }
 
-static void body_name(size_t len, char *buf, size_t buflen) {
-    if (len >= (1u << 20) && len % (1u << 20) == 0) {
-        snprintf(buf, buflen, "%zu MiB", len >> 20);
-    } else if (len >= 1024 && len % 1024 == 0) {
-        snprintf(buf, buflen, "%zu KiB", len >> 10);
-    } else {
-        snprintf(buf, buflen, "%zu B", len);
-    }
-}
-
 /* Progress goes to stderr; the table at the end goes to stdout. */
 static void progress(const char *kind, const point *p, const result *r) {
     char b[32];
@@ -212,9 +202,10 @@ static void fail_rr(const char *what, rr_status st, rr_error *err) {
     exit(1);
 }
 
-/* Starts a server running `workers` echo_workers (with one extra argument or none) on
- * channel ch. Exits on failure: nothing else makes sense in a benchmark. */
-static rr_server *pool_start(channel ch, int workers, const char *extra_arg, long boot_sleep_ms) {
+/* Makes (without starting) a server running `workers` echo_workers (with one extra
+ * argument or none) on channel ch. Exits on failure: nothing else makes sense in a
+ * benchmark. */
+static rr_server *pool_new(channel ch, int workers, const char *extra_arg, long boot_sleep_ms) {
     char relay[128], command[PATH_MAX + 64];
     make_relay(ch, relay, sizeof relay);
     /* The command is split like a shell would: quote the path. */
@@ -239,7 +230,14 @@ static rr_server *pool_start(channel ch, int workers, const char *extra_arg, lon
     if (st != RR_STATUS_OK) {
         fail_rr("rr_server_new", st, err);
     }
-    st = rr_server_start(s, &err);
+    return s;
+}
+
+/* pool_new, started. */
+static rr_server *pool_start(channel ch, int workers, const char *extra_arg, long boot_sleep_ms) {
+    rr_server *s = pool_new(ch, workers, extra_arg, boot_sleep_ms);
+    rr_error *err = NULL;
+    rr_status st = rr_server_start(s, &err);
     if (st != RR_STATUS_OK) {
         fail_rr("rr_server_start", st, err);
     }
@@ -469,24 +467,10 @@ static void section_startup(void) {
     for (int round = 0; round < opt.rounds; round++) {
         for (size_t i = 0; i < NSTARTUPS; i++) {
             startup_point *sp = &startups[i];
-            char relay[128], command[PATH_MAX + 64];
-            make_relay(sp->ch, relay, sizeof relay);
-            snprintf(command, sizeof command, "'%s' --boot-sleep-ms %ld", opt.worker, sp->boot_ms);
-            rr_config *cfg;
-            rr_server *s;
+            rr_server *s = pool_new(sp->ch, sp->workers, NULL, sp->boot_ms);
             rr_error *err = NULL;
-            rr_status st = rr_config_new(command, relay, &cfg, &err);
-            if (st != RR_STATUS_OK) {
-                fail_rr("rr_config_new", st, err);
-            }
-            rr_config_set_num_workers(cfg, (uint64_t)sp->workers);
-            st = rr_server_new(cfg, &s, &err);
-            rr_config_free(cfg);
-            if (st != RR_STATUS_OK) {
-                fail_rr("rr_server_new", st, err);
-            }
             uint64_t t0 = now_ns();
-            st = rr_server_start(s, &err);
+            rr_status st = rr_server_start(s, &err);
             uint64_t t1 = now_ns();
             if (st != RR_STATUS_OK) {
                 fail_rr("rr_server_start", st, err);

@@ -523,3 +523,13 @@ int floor_measure(floor_pair *p, int pairs, size_t body_len, double seconds, res
     }
     return run_timed(pairs, floor_op, &job, seconds, 50, body_len, out);
 }
+
+void body_name(size_t len, char *buf, size_t buflen) {
+    if (len >= (1u << 20) && len % (1u << 20) == 0) {
+        snprintf(buf, buflen, "%zu MiB", len >> 20);
+    } else if (len >= 1024 && len % 1024 == 0) {
+        snprintf(buf, buflen, "%zu KiB", len >> 10);
+    } else {
+        snprintf(buf, buflen, "%zu B", len);
+    }
+}

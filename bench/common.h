@@ -87,5 +87,7 @@ extern const uint8_t bench_context[];
 extern const size_t bench_context_len;
 /* A body buffer of at least len bytes (shared, read-only, filled with a pattern). */
 const uint8_t *bench_body(size_t len);
+/* A body size for tables: "16 B", "4 KiB", "1 MiB". */
+void body_name(size_t len, char *buf, size_t buflen);
 
 #endif

@@ -48,16 +48,6 @@ static int parse_list(const char *s, long *out, int max) {
     return n;
 }
 
-static void body_name(size_t len, char *buf, size_t buflen) {
-    if (len >= (1u << 20) && len % (1u << 20) == 0) {
-        snprintf(buf, buflen, "%zu MiB", len >> 20);
-    } else if (len >= 1024 && len % 1024 == 0) {
-        snprintf(buf, buflen, "%zu KiB", len >> 10);
-    } else {
-        snprintf(buf, buflen, "%zu B", len);
-    }
-}
-
 /* Measures one channel with the given pair counts and bodies; one set of workers is
  * started for the largest pair count and reused. */
 static int run_channel(const char *worker, channel ch, const long *pairs, int npairs, const long *bodies, int nbodies,

@@ -195,6 +195,30 @@ void test_free_during_exec(void)
     free(r);
 }
 
+/* Reconfigures `s` with `config` (taking it) while the load runs, then lets the load
+ * run 100 more tasks. */
+static void reconfigure_under(struct load *load, rr_config *config)
+{
+    if (config != NULL) {
+        rr_error *err = NULL;
+        rr_status status = rr_server_reconfigure(load->s, config, &err);
+        CHECK_STATUS(status, RR_STATUS_OK, err);
+        rr_error_free(err);
+        rr_config_free(config);
+    }
+    wait_more_tasks(load, 100);
+}
+
+/* Resets `s` while the load runs, then lets the load run 100 more tasks. */
+static void reset_under(struct load *load)
+{
+    rr_error *err = NULL;
+    rr_status status = rr_server_reset(load->s, &err);
+    CHECK_STATUS(status, RR_STATUS_OK, err);
+    rr_error_free(err);
+    wait_more_tasks(load, 100);
+}
+
 void test_reconfigure_under_load(void)
 {
     rr_server *s = start_test_server("", 2);
@@ -203,8 +227,6 @@ void test_reconfigure_under_load(void)
     struct load_thread threads[4];
     pthread_t ids[4];
     int started = start_load(&load, threads, ids, 4);
-    rr_error *err = NULL;
-    rr_status status;
 
     wait_more_tasks(&load, 100);
 
@@ -212,36 +234,13 @@ void test_reconfigure_under_load(void)
     rr_config *config = test_config(test_worker(""), "pipes", 3);
     if (config != NULL) {
         rr_config_set_max_jobs(config, 7);
-        status = rr_server_reconfigure(s, config, &err);
-        CHECK_STATUS(status, RR_STATUS_OK, err);
-        rr_error_free(err);
-        err = NULL;
-        rr_config_free(config);
     }
-    wait_more_tasks(&load, 100);
-
-    status = rr_server_reset(s, &err);
-    CHECK_STATUS(status, RR_STATUS_OK, err);
-    rr_error_free(err);
-    err = NULL;
-    wait_more_tasks(&load, 100);
+    reconfigure_under(&load, config);
+    reset_under(&load);
 
     /* Another command line (mode given explicitly) and a smaller pool. */
-    config = test_config(test_worker("echo"), "pipes", 2);
-    if (config != NULL) {
-        status = rr_server_reconfigure(s, config, &err);
-        CHECK_STATUS(status, RR_STATUS_OK, err);
-        rr_error_free(err);
-        err = NULL;
-        rr_config_free(config);
-    }
-    wait_more_tasks(&load, 100);
-
-    status = rr_server_reset(s, &err);
-    CHECK_STATUS(status, RR_STATUS_OK, err);
-    rr_error_free(err);
-    err = NULL;
-    wait_more_tasks(&load, 100);
+    reconfigure_under(&load, test_config(test_worker("echo"), "pipes", 2));
+    reset_under(&load);
 
     atomic_store(&load.stop, true);
     for (int i = 0; i < started; i++) {
