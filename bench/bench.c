@@ -14,8 +14,10 @@
  *   --allow-idle  let CPUs sleep when idle (by default the run holds PM QoS
  *                 /dev/cpu_dma_latency = 0, see hold_cpus_awake in common.h)
  *   --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]
+ *               [--pin-workers] [--batch-workers]
  *                 only run N tasks of B bytes (default 16 B, 1 worker x 1 caller) and exit
- *                 (for strace -c -f, perf: what one task costs the host)
+ *                 (for strace -c -f, perf: what one task costs the host); the last two
+ *                 turn on worker_cpu_affinity and worker_sched_batch
  *
  * The output ends with the two "floor ratio:" lines, the project's headline numbers.
  */
@@ -120,11 +122,19 @@ static struct {
     char worker[PATH_MAX];
 } opt = {.seconds = 0.25, .rounds = 5};
 
+/* The opt-in scheduling settings every pool made from now on gets (rr_config_set_worker_
+ * cpu_affinity, rr_config_set_worker_sched_batch). Off except for the "opt_in" points and
+ * when --exec-loop is asked for them. */
+static struct {
+    bool cpu_affinity;
+    bool sched_batch;
+} pool_scheduling;
+
 /* One measured configuration and its results, one per round. "floor" points have
  * workers = callers = the number of pairs. */
 typedef struct {
     const char *section; /* main, one_core, split_sends, scaling */
-    const char *kind;    /* floor, pool, naive (split_sends only) */
+    const char *kind;    /* floor, pool, opt_in (main: pool with the opt-in settings), naive (split_sends) */
     channel ch;
     size_t body;
     int workers, callers;
@@ -225,6 +235,8 @@ static rr_server *pool_new(channel ch, int workers, const char *extra_arg, long 
     }
     rr_config_set_num_workers(cfg, (uint64_t)workers);
     rr_config_set_relay_timeout_ms(cfg, 20000);
+    rr_config_set_worker_cpu_affinity(cfg, pool_scheduling.cpu_affinity);
+    rr_config_set_worker_sched_batch(cfg, pool_scheduling.sched_batch);
     st = rr_server_new(cfg, &s, &err);
     rr_config_free(cfg);
     if (st != RR_STATUS_OK) {
@@ -365,6 +377,20 @@ static void section_main(void) {
                 pool_measure(s, shapes[k][1], bodies[b], &r);
                 add_round(p, &r);
                 progress("pool", p, &r);
+            }
+            pool_stop(s);
+        }
+        if (ch == CH_PIPES) {
+            /* 4 x 16 again with both opt-in scheduling settings: what they buy on this machine. */
+            pool_scheduling.cpu_affinity = pool_scheduling.sched_batch = true;
+            rr_server *s = pool_start(CH_PIPES, 4, NULL, 0);
+            pool_scheduling.cpu_affinity = pool_scheduling.sched_batch = false;
+            for (int b = 0; b < NBODIES; b++) {
+                result r;
+                point *p = find_point("main", "opt_in", CH_PIPES, bodies[b], 4, 16);
+                pool_measure(s, 16, bodies[b], &r);
+                add_round(p, &r);
+                progress("opt-in", p, &r);
             }
             pool_stop(s);
         }
@@ -706,6 +732,20 @@ static void print_tables(double run_seconds) {
            bench_context_len, opt.rounds, opt.seconds);
     print_pair_table("1 worker x 1 caller, against 1 floor pair", 1, 1, 1);
     print_pair_table("4 workers x 16 callers, against 2 floor pairs", 4, 16, 2);
+
+    printf("\n4 workers x 16 callers, pipes, with worker_cpu_affinity + worker_sched_batch (opt-in), against 2 floor "
+           "pairs\n");
+    printf("%-6s %-7s | %11s %8s %8s | %10s\n", "relay", "body", "pool/s", "p50 us", "p99 us", "pool/floor");
+    for (int b = 0; b < NBODIES; b++) {
+        point *f = find_point("main", "floor", CH_PIPES, bodies[b], 2, 2);
+        point *p = find_point("main", "opt_in", CH_PIPES, bodies[b], 4, 16);
+        char name[32];
+        body_name(bodies[b], name, sizeof name);
+        bool shaky = unstable(f) || unstable(p);
+        any_unstable |= shaky;
+        printf("%-6s %-7s | %11.0f %8.1f %8.1f | %9.2f%s\n", "pipes", name, p->med.tasks_per_s, p->med.p50_us,
+               p->med.p99_us, ratio_of(p, f), shaky ? "*" : " ");
+    }
     if (any_unstable) {
         printf("* the rounds of the floor or the pool differ by more than 2x in tasks/s: scheduler placement,\n"
                "  not code; trust the one-core figures below for 1 caller.\n");
@@ -846,9 +886,12 @@ static void write_json(const char *path, double run_seconds) {
     }
     point *f1 = find_point("one_core", "floor", CH_PIPES, 16, 1, 1);
     point *p1 = find_point("one_core", "pool", CH_PIPES, 16, 1, 1);
-    fprintf(f, "},\n  \"ratios\": {\"one_core_1x1_pipes_16\": %.4f, \"pipes_16_4x16_vs_2_pairs\": %.4f}\n}\n",
-            ratio_of(p1, f1),
-            ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), find_point("main", "floor", CH_PIPES, 16, 2, 2)));
+    point *f2 = find_point("main", "floor", CH_PIPES, 16, 2, 2);
+    fprintf(f,
+            "},\n  \"ratios\": {\"one_core_1x1_pipes_16\": %.4f, \"pipes_16_4x16_vs_2_pairs\": %.4f, "
+            "\"pipes_16_4x16_opt_in_vs_2_pairs\": %.4f}\n}\n",
+            ratio_of(p1, f1), ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), f2),
+            ratio_of(find_point("main", "opt_in", CH_PIPES, 16, 4, 16), f2));
     fclose(f);
 }
 
@@ -896,11 +939,16 @@ int main(int argc, char **argv) {
         } else if (strcmp(argv[i], "--relay") == 0 && i + 1 < argc) {
             i++;
             exec_loop_relay = strcmp(argv[i], "tcp") == 0 ? CH_TCP : strcmp(argv[i], "unix") == 0 ? CH_UNIX : CH_PIPES;
+        } else if (strcmp(argv[i], "--pin-workers") == 0) {
+            pool_scheduling.cpu_affinity = true;
+        } else if (strcmp(argv[i], "--batch-workers") == 0) {
+            pool_scheduling.sched_batch = true;
         } else if (strcmp(argv[i], "--child-rss") == 0 && i + 1 < argc) {
             child_rss_workers = atoi(argv[++i]);
         } else {
             fprintf(stderr, "usage: bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH] [--allow-idle]\n"
-                            "       bench --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]\n");
+                            "       bench --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]\n"
+                            "                           [--pin-workers] [--batch-workers]\n");
             return 2;
         }
     }

@@ -90,6 +90,18 @@ def pair_table(pts, workers, callers, pairs):
     return "\n".join(rows), marked
 
 
+def opt_in_table(pts):
+    """The 4 x 16 pipes rows measured with the opt-in settings, or "" if the run has none."""
+    rows = ["| body | pool tasks/s | pool p50 µs | pool p99 µs | pool/floor |", "|---|--:|--:|--:|--:|"]
+    for body in pts.bodies("main"):
+        f = pts.get("main", "floor", "pipes", body, 2, 2)
+        p = pts.get("main", "opt_in", "pipes", body, 4, 16)
+        if f and p:
+            rows.append(f"| {body_name(body)} | {num(p['tasks_per_s'])} | {us(p['p50_us'])} | {us(p['p99_us'])} "
+                        f"| {ratio(p, f)} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def nice_ceiling(x):
     """A round number at or above x for the chart's axis (1, 1.5, 2, ... 8 x 10^k)."""
     if x <= 0:
@@ -175,6 +187,10 @@ def main():
     md.append(f"floor ratio: {r['one_core_1x1_pipes_16']:.2f} (16 B, 1 worker, 1 caller, pipes, one core)")
     md.append(f"floor ratio: {r['pipes_16_4x16_vs_2_pairs']:.2f} (16 B, 4 workers, 16 callers, pipes, vs 2 floor pairs)")
     md.append("```\n")
+    if "pipes_16_4x16_opt_in_vs_2_pairs" in r:
+        md.append(
+            f"With the opt-in `worker_cpu_affinity` and `worker_sched_batch` (off by default; see the table "
+            f"below), the second ratio is **{r['pipes_16_4x16_opt_in_vs_2_pairs']:.2f}** in the same run.\n")
     md.append(
         "A ratio is the pool's tasks/s divided by the floor's: 1.00 means the library adds nothing a "
         "hand-written program would not pay too.\n")
@@ -209,6 +225,13 @@ def main():
         marked = marked or star
         md.append(f"## {title}\n")
         md.append(table + "\n")
+    opt_in = opt_in_table(pts)
+    if opt_in:
+        md.append("## 4 workers × 16 callers over pipes with the opt-in scheduling settings\n")
+        md.append("Workers pinned one CPU each, spread evenly (`rr_config_set_worker_cpu_affinity`), and in "
+                  "`SCHED_BATCH` (`rr_config_set_worker_sched_batch`); against the same 2 floor pairs as the "
+                  "table above, in the same rounds.\n")
+        md.append(opt_in + "\n")
     if marked:
         md.append("\\* The rounds of the floor or of the pool differ by more than 2× in tasks/s on that row: the "
                   "median there reflects where the scheduler put the processes more than the code.\n")

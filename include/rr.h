@@ -240,7 +240,8 @@ typedef uint32_t rr_status;
  * relay timeouts 60 000 ms, supervision off (exec_ttl, ttl, idle_ttl, max_memory 0),
  * max_queue 0 (unlimited), max_frame_bytes 1 GiB, jitter_percent 10, TCP relays on
  * loopback addresses only (tcp_allow_remote false), no extra environment, the host's
- * working directory.
+ * working directory, workers scheduled like any process (worker_cpu_affinity and
+ * worker_sched_batch false).
  *
  * Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
  * `rr_server_new` on the same config must not run at once).
@@ -251,7 +252,8 @@ typedef uint32_t rr_status;
  * `rr_config_set_exec_ttl_ms`, `rr_config_set_ttl_ms`, `rr_config_set_idle_ttl_ms`,
  * `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
  * `rr_config_set_max_frame_bytes`, `rr_config_set_jitter_percent`,
- * `rr_config_set_tcp_allow_remote`, `rr_config_free`.
+ * `rr_config_set_tcp_allow_remote`, `rr_config_set_worker_cpu_affinity`,
+ * `rr_config_set_worker_sched_batch`, `rr_config_free`.
  */
 typedef struct rr_config rr_config;
 
@@ -598,6 +600,30 @@ void rr_config_set_jitter_percent(struct rr_config *c, uint64_t percent);
  * affected. NULL `c` does nothing.
  */
 void rr_config_set_tcp_allow_remote(struct rr_config *c, bool allow);
+
+/**
+ * Pins each worker to one CPU (true) or leaves workers free to move (false, the
+ * default). Workers are spread evenly over the CPUs the host process may run on (its
+ * main thread's affinity, read at each start); a replacement goes to the CPU with the
+ * fewest of the pool's workers. The host's own threads are not touched.
+ *
+ * Worth trying when many callers keep every CPU busy: the pool's wake-ups then stay on
+ * one CPU more often (bench/notes.md measures it). The price: a pinned worker cannot
+ * move off a CPU that something else keeps busy. A worker that cannot be pinned (the
+ * CPU was taken away from the host in between) fails to start with
+ * `RR_STATUS_SPAWN`, its message naming the setting. NULL `c` does nothing.
+ */
+void rr_config_set_worker_cpu_affinity(struct rr_config *c, bool pin);
+
+/**
+ * Starts workers in Linux's `SCHED_BATCH` scheduling class (true) or the normal one
+ * (false, the default). A batch worker woken by a task does not preempt the caller
+ * that sent it, which saves a context switch per task when callers outnumber CPUs; the
+ * price is up to one scheduler tick of latency when the worker's CPU is busy. Any
+ * process may choose this class for itself: no privilege is needed. The worker's
+ * children inherit it. NULL `c` does nothing.
+ */
+void rr_config_set_worker_sched_batch(struct rr_config *c, bool batch);
 
 /**
  * Releases `c`. Servers made from it are not affected (they hold copies). Calling with

@@ -105,6 +105,15 @@ pub struct Config {
     /// Allow a TCP relay on an address that is not loopback. Workers' relays carry
     /// no authentication, so this is off unless asked for.
     pub tcp_allow_remote: bool,
+    /// Pin each worker to one CPU, spreading the pool evenly over the CPUs the host may
+    /// run on (a replacement takes the least-loaded CPU). Off by default: it keeps the
+    /// scheduler from moving a worker off a busy CPU. Pays off when the host keeps every
+    /// CPU busy with many callers: fewer wake-ups cross CPUs (see bench/notes.md).
+    pub worker_cpu_affinity: bool,
+    /// Start workers in the `SCHED_BATCH` scheduling class: a worker woken by a task
+    /// does not preempt the caller that sent it, at the cost of up to a scheduler tick of
+    /// latency when its CPU is busy. Off by default.
+    pub worker_sched_batch: bool,
 }
 
 impl Config {
@@ -129,6 +138,8 @@ impl Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             jitter_percent: DEFAULT_JITTER_PERCENT,
             tcp_allow_remote: false,
+            worker_cpu_affinity: false,
+            worker_sched_batch: false,
         }
     }
 

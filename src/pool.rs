@@ -13,6 +13,7 @@ use crate::event::{EventBus, EventKind};
 use crate::factory::{Factory, SpawnLimits};
 use crate::handoff::{Delivery, Handed, LentTask, Slot, WaitQueue};
 use crate::limits::{RetireReason, WorkerLimits};
+use crate::placement::{CpuPlacement, CpuSlot};
 use crate::process::{CommandSpec, ExitInfo, Process};
 use crate::relay::{RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
@@ -83,6 +84,14 @@ struct Workers {
 struct Member {
     status: Arc<WorkerStatus>,
     process: Arc<Process>,
+    /// Its CPU (with `worker_cpu_affinity`), freed for a replacement when it leaves.
+    _cpu: Option<CpuSlot>,
+}
+
+/// A worker just started, with its CPU if it was pinned to one.
+struct Spawned {
+    worker: Worker,
+    cpu: Option<CpuSlot>,
 }
 
 enum Order {
@@ -99,6 +108,8 @@ pub(crate) type FailureHook = Box<dyn Fn(&Arc<Pool>, &Error) + Send + Sync>;
 pub(crate) struct Pool {
     config: ValidConfig,
     spec: CommandSpec,
+    /// Where workers are pinned, with `worker_cpu_affinity`.
+    placement: Option<Arc<CpuPlacement>>,
     factory: Arc<dyn Factory>,
     events: EventBus,
     workers: Mutex<Workers>,
@@ -124,10 +135,14 @@ impl Pool {
             env: config.config.env.clone(),
             dir: config.config.dir.clone(),
             relay: factory.worker_relay(),
+            cpu: None,
+            sched_batch: config.config.worker_sched_batch,
         };
+        let placement = config.config.worker_cpu_affinity.then(|| Arc::new(CpuPlacement::default()));
         let (orders, inbox) = crossbeam_channel::unbounded();
         let pool = Arc::new(Pool {
             spec,
+            placement,
             factory,
             events,
             workers: Mutex::new(Workers {
@@ -152,15 +167,15 @@ impl Pool {
         if let Some(Err(first)) = failures.into_iter().next() {
             let destroy = pool.config.config.destroy_timeout;
             std::thread::scope(|scope| {
-                for worker in started.into_iter().flatten() {
+                for Spawned { worker, .. } in started.into_iter().flatten() {
                     let events = &pool.events;
                     scope.spawn(move || worker.stop(destroy, events));
                 }
             });
             return Err(first.context(format!("cannot start the pool of {count} workers")));
         }
-        for worker in started.into_iter().flatten() {
-            pool.admit(worker);
+        for spawned in started.into_iter().flatten() {
+            pool.admit(spawned);
         }
 
         let weak = Arc::downgrade(&pool);
@@ -181,14 +196,14 @@ impl Pool {
     }
 
     /// Starts `count` workers in parallel (a slow boot costs once, not `count` times).
-    fn spawn_many(&self, count: usize) -> Vec<Result<Worker>> {
+    fn spawn_many(&self, count: usize) -> Vec<Result<Spawned>> {
         let spawn_one = || {
-            let worker = self.factory.spawn(&self.spec, self.limits(), &self.events);
-            match &worker {
-                Ok(worker) => self.events.emit(EventKind::WorkerConstruct, Some(worker.pid()), None),
+            let spawned = self.spawn_one();
+            match &spawned {
+                Ok(spawned) => self.events.emit(EventKind::WorkerConstruct, Some(spawned.worker.pid()), None),
                 Err(e) => self.events.emit(EventKind::WorkerError, e.pid(), Some(e.message().to_string())),
             }
-            worker
+            spawned
         };
         if count == 1 {
             return vec![spawn_one()];
@@ -211,8 +226,20 @@ impl Pool {
         })
     }
 
+    /// Starts one worker, on its own CPU with `worker_cpu_affinity`.
+    fn spawn_one(&self) -> Result<Spawned> {
+        let Some(placement) = &self.placement else {
+            return Ok(Spawned { worker: self.factory.spawn(&self.spec, self.limits(), &self.events)?, cpu: None });
+        };
+        let cpu = placement.take().map_err(|e| {
+            Error::new(ErrorKind::Spawn, format!("worker_cpu_affinity: cannot read the host's allowed CPUs: {e}"))
+        })?;
+        let spec = CommandSpec { cpu: Some(cpu.cpu()), ..self.spec.clone() };
+        Ok(Spawned { worker: self.factory.spawn(&spec, self.limits(), &self.events)?, cpu: Some(cpu) })
+    }
+
     /// Makes a started worker a member and idle; stops it if the pool is no longer running.
-    fn admit(self: &Arc<Self>, mut worker: Worker) {
+    fn admit(self: &Arc<Self>, Spawned { mut worker, cpu }: Spawned) {
         worker.set_limits(WorkerLimits::new(&self.config.config));
         let status = worker.status().clone();
         let process = worker.process().clone();
@@ -223,7 +250,7 @@ impl Pool {
                 worker.stop(self.config.config.destroy_timeout, &self.events);
                 return;
             }
-            workers.members.insert(status.pid(), Member { status: status.clone(), process: process.clone() });
+            workers.members.insert(status.pid(), Member { status: status.clone(), process: process.clone(), _cpu: cpu });
             match workers.waiters.pop_oldest() {
                 Some(slot) => {
                     workers.busy += 1;
@@ -651,7 +678,7 @@ impl Pool {
         let mut last_failure = None;
         for result in results {
             match result {
-                Ok(worker) => self.admit(worker),
+                Ok(spawned) => self.admit(spawned),
                 Err(error) => last_failure = Some(error),
             }
         }

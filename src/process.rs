@@ -35,6 +35,10 @@ pub(crate) struct CommandSpec {
     pub dir: Option<PathBuf>,
     /// Value of `RR_RELAY` for the child.
     pub relay: String,
+    /// The one CPU the child may run on, if it is pinned (`worker_cpu_affinity`).
+    pub cpu: Option<usize>,
+    /// Start the child in the `SCHED_BATCH` class (`worker_sched_batch`).
+    pub sched_batch: bool,
 }
 
 /// How the child's stdin and stdout are connected.
@@ -131,7 +135,9 @@ impl Process {
         }
         drop(stderr_write);
         let host_pid = std::process::id() as libc::pid_t;
-        // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, _exit).
+        let (cpu, sched_batch) = (spec.cpu, spec.sched_batch);
+        // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, _exit,
+        // sched_setaffinity, sched_setscheduler) and allocates nothing.
         unsafe {
             command.pre_exec(move || {
                 // Die with the host; if the host is already gone, don't start at all.
@@ -140,6 +146,13 @@ impl Process {
                 }
                 if libc::getppid() != host_pid {
                     libc::_exit(127);
+                }
+                // Before exec, so the worker's own children inherit both.
+                if let Some(cpu) = cpu {
+                    sys::pin_to_cpu(cpu)?;
+                }
+                if sched_batch {
+                    sys::use_batch_scheduling()?;
                 }
                 Ok(())
             });

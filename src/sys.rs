@@ -347,3 +347,41 @@ pub(crate) fn take_socket_error(fd: RawFd) -> Option<i32> {
         unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut error).cast(), &raw mut len) };
     (result == 0 && error != 0).then_some(error)
 }
+
+/// The CPUs this process may run on (the affinity of its main thread), in ascending order.
+pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain bits; all zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // The main thread's tid is the pid: the caller's own thread may have been narrowed.
+    let pid = std::process::id() as libc::pid_t;
+    // SAFETY: the kernel writes at most size_of::<cpu_set_t>() bytes into `set`.
+    if unsafe { libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET only reads `set`, for indexes below CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+}
+
+/// Binds the calling process to `cpu` alone. Async-signal-safe (one syscall on a stack
+/// value), so a child may call it between fork and exec.
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: as in allowed_cpus; CPU_SET ignores indexes beyond the set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: the kernel reads size_of::<cpu_set_t>() bytes from `set`.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Puts the calling process in the `SCHED_BATCH` class: a woken task no longer preempts
+/// the one that woke it. Any process may choose it for itself. Async-signal-safe.
+pub(crate) fn use_batch_scheduling() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: the kernel reads one sched_param from `param`.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -22,7 +22,8 @@ use std::time::Duration;
 /// relay timeouts 60 000 ms, supervision off (exec_ttl, ttl, idle_ttl, max_memory 0),
 /// max_queue 0 (unlimited), max_frame_bytes 1 GiB, jitter_percent 10, TCP relays on
 /// loopback addresses only (tcp_allow_remote false), no extra environment, the host's
-/// working directory.
+/// working directory, workers scheduled like any process (worker_cpu_affinity and
+/// worker_sched_batch false).
 ///
 /// Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
 /// `rr_server_new` on the same config must not run at once).
@@ -33,7 +34,8 @@ use std::time::Duration;
 /// `rr_config_set_exec_ttl_ms`, `rr_config_set_ttl_ms`, `rr_config_set_idle_ttl_ms`,
 /// `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
 /// `rr_config_set_max_frame_bytes`, `rr_config_set_jitter_percent`,
-/// `rr_config_set_tcp_allow_remote`, `rr_config_free`.
+/// `rr_config_set_tcp_allow_remote`, `rr_config_set_worker_cpu_affinity`,
+/// `rr_config_set_worker_sched_batch`, `rr_config_free`.
 pub struct rr_config {
     _private: [u8; 0],
 }
@@ -241,6 +243,32 @@ pub unsafe extern "C" fn rr_config_set_tcp_allow_remote(c: *mut rr_config, allow
     unsafe { set(c, |config| config.tcp_allow_remote = allow) }
 }
 
+/// Pins each worker to one CPU (true) or leaves workers free to move (false, the
+/// default). Workers are spread evenly over the CPUs the host process may run on (its
+/// main thread's affinity, read at each start); a replacement goes to the CPU with the
+/// fewest of the pool's workers. The host's own threads are not touched.
+///
+/// Worth trying when many callers keep every CPU busy: the pool's wake-ups then stay on
+/// one CPU more often (bench/notes.md measures it). The price: a pinned worker cannot
+/// move off a CPU that something else keeps busy. A worker that cannot be pinned (the
+/// CPU was taken away from the host in between) fails to start with
+/// `RR_STATUS_SPAWN`, its message naming the setting. NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_worker_cpu_affinity(c: *mut rr_config, pin: bool) {
+    unsafe { set(c, |config| config.worker_cpu_affinity = pin) }
+}
+
+/// Starts workers in Linux's `SCHED_BATCH` scheduling class (true) or the normal one
+/// (false, the default). A batch worker woken by a task does not preempt the caller
+/// that sent it, which saves a context switch per task when callers outnumber CPUs; the
+/// price is up to one scheduler tick of latency when the worker's CPU is busy. Any
+/// process may choose this class for itself: no privilege is needed. The worker's
+/// children inherit it. NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_worker_sched_batch(c: *mut rr_config, batch: bool) {
+    unsafe { set(c, |config| config.worker_sched_batch = batch) }
+}
+
 /// Releases `c`. Servers made from it are not affected (they hold copies). Calling with
 /// NULL is fine. Must not be called twice.
 #[no_mangle]
@@ -321,6 +349,8 @@ mod tests {
             rr_config_set_max_frame_bytes(c, 4096);
             rr_config_set_jitter_percent(c, 25);
             rr_config_set_tcp_allow_remote(c, true);
+            rr_config_set_worker_cpu_affinity(c, true);
+            rr_config_set_worker_sched_batch(c, true);
         }
         assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"A".as_ptr(), c"1".as_ptr(), err) }).0, rr_status::Ok);
         assert_eq!(call(|err| unsafe { rr_config_set_env(c, c"B".as_ptr(), c"2".as_ptr(), err) }).0, rr_status::Ok);
@@ -341,6 +371,8 @@ mod tests {
         assert_eq!(config.max_frame_bytes, 4096);
         assert_eq!(config.jitter_percent, 25);
         assert!(config.tcp_allow_remote);
+        assert!(config.worker_cpu_affinity);
+        assert!(config.worker_sched_batch);
         assert_eq!(config.env, vec![("A".to_string(), "3".to_string()), ("B".to_string(), "2".to_string())]);
         assert_eq!(config.dir, Some(PathBuf::from("/tmp")));
 
@@ -366,6 +398,8 @@ mod tests {
             rr_config_set_max_frame_bytes(null, 3);
             rr_config_set_jitter_percent(null, 3);
             rr_config_set_tcp_allow_remote(null, true);
+            rr_config_set_worker_cpu_affinity(null, true);
+            rr_config_set_worker_sched_batch(null, true);
             rr_config_free(null);
         }
         assert_null_argument(|err| unsafe { rr_config_set_env(null, c"A".as_ptr(), c"1".as_ptr(), err) }, "c");

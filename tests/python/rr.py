@@ -154,6 +154,8 @@ DECLARATIONS = {
     "rr_config_set_max_frame_bytes": (None, [POINTER(rr_config), c_uint64]),
     "rr_config_set_jitter_percent": (None, [POINTER(rr_config), c_uint64]),
     "rr_config_set_tcp_allow_remote": (None, [POINTER(rr_config), c_bool]),
+    "rr_config_set_worker_cpu_affinity": (None, [POINTER(rr_config), c_bool]),
+    "rr_config_set_worker_sched_batch": (None, [POINTER(rr_config), c_bool]),
     "rr_config_free": (None, [POINTER(rr_config)]),
     # server
     "rr_server_new": (rr_status, [POINTER(rr_config), POINTER(POINTER(rr_server)), ERR]),
