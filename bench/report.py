@@ -310,7 +310,8 @@ def main():
         "make bench          # the tables above without the scaling points (about 1.5 minutes)\n"
         "make bench-report   # everything, then rewrites this file and the chart\n"
         "bench/floor         # the floor alone\n"
-        "bench/bench --exec-loop 100000 [--relay tcp] [--workers 4 --callers 16]   # for strace/perf\n"
+        "bench/bench --exec-loop 100000 [--relay tcp] [--workers 4 --callers 16] [--pin-workers] [--batch-workers]\n"
+        "                    # for strace/perf; the last two: the opt-in scheduling settings\n"
         "```\n")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
