@@ -365,7 +365,11 @@ pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
 /// Binds the calling process to `cpu` alone. Async-signal-safe (one syscall on a stack
 /// value), so a child may call it between fork and exec.
 pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: as in allowed_cpus; CPU_SET ignores indexes beyond the set.
+    // CPU_SET would panic past the set, and a panic must not happen between fork and exec.
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: as in allowed_cpus; `cpu` is within the set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: the kernel reads size_of::<cpu_set_t>() bytes from `set`.

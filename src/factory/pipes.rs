@@ -46,3 +46,30 @@ impl Factory for PipeFactory {
 
     fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_worker_that_cannot_be_pinned_fails_to_start_and_the_error_names_the_setting() {
+        // No machine this runs on has a CPU 1023: sched_setaffinity refuses an empty set.
+        let spec = CommandSpec {
+            argv: vec!["/bin/true".into()],
+            env: Vec::new(),
+            dir: None,
+            relay: "pipes".into(),
+            cpu: Some(libc::CPU_SETSIZE as usize - 1),
+            sched_batch: true,
+        };
+        let limits = SpawnLimits { relay_timeout: Duration::from_secs(5), max_frame: 1 << 20 };
+        let Err(error) = PipeFactory.spawn(&spec, limits, &EventBus::new()) else {
+            panic!("a worker pinned to a CPU that does not exist started");
+        };
+        assert_eq!(error.kind(), ErrorKind::Spawn);
+        let message = error.message();
+        assert!(message.contains("(with worker_cpu_affinity: CPU 1023, worker_sched_batch)"), "{message}");
+        assert!(message.contains("Invalid argument"), "{message}");
+    }
+}

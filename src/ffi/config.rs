@@ -245,8 +245,9 @@ pub unsafe extern "C" fn rr_config_set_tcp_allow_remote(c: *mut rr_config, allow
 
 /// Pins each worker to one CPU (true) or leaves workers free to move (false, the
 /// default). Workers are spread evenly over the CPUs the host process may run on (its
-/// main thread's affinity, read at each start); a replacement goes to the CPU with the
-/// fewest of the pool's workers. The host's own threads are not touched.
+/// main thread's affinity, read again for each worker started); a replacement goes to
+/// the CPU with the fewest of the pool's workers. The host's own threads are not
+/// touched.
 ///
 /// Worth trying when many callers keep every CPU busy: the pool's wake-ups then stay on
 /// one CPU more often (bench/notes.md measures it). The price: a pinned worker cannot
