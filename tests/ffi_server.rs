@@ -244,8 +244,13 @@ fn free_waits_for_calls_in_flight() {
         })
         .collect();
     entered.wait();
-    // Let every caller get into rr_exec (the header requires calls to have started).
-    std::thread::sleep(Duration::from_millis(150));
+    // Every caller is inside rr_exec (the header requires calls to have started) once
+    // two wait for a worker: the other two hold both workers. Their tasks take 500 ms.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(server.0).waiting < (CALLERS - WORKERS) as u64 {
+        assert!(Instant::now() < deadline, "the callers never got into rr_exec: {:?}", stats(server.0));
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let started = Instant::now();
     unsafe { rr_server_free(server.0) };
     free_returned.store(true, Ordering::SeqCst);
