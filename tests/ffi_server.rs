@@ -233,7 +233,8 @@ fn free_waits_for_calls_in_flight() {
             std::thread::spawn(move || {
                 let server = server;
                 entered.wait();
-                let (status, payload, error) = exec(server.0, b"!sleep:500", b"slow");
+                // Long enough that the wait below sees two callers queued even on a loaded machine.
+                let (status, payload, error) = exec(server.0, b"!sleep:2000", b"slow");
                 let returned_before_free = !free_returned.load(Ordering::SeqCst);
                 unsafe {
                     rr_payload_free(payload);

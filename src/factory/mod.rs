@@ -85,15 +85,20 @@ pub(crate) fn handshake_failure(error: &RelayError) -> String {
 
 /// A spawn error about a command that could not even be started.
 pub(crate) fn exec_failure(spec: &CommandSpec, error: std::io::Error) -> Error {
-    // Pinning and the scheduling class are applied just before exec: name them, as
-    // their failure reads like the command's own.
+    // Pinning and the scheduling class are applied just before exec, and their failure
+    // (EINVAL, EPERM) reads like the command's own: name them then, and only then.
     let mut applying = Vec::new();
+    let scheduling_error = matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EPERM));
     if let Some(cpu) = spec.cpu {
         applying.push(format!("worker_cpu_affinity: CPU {cpu}"));
     }
     if spec.sched_batch {
         applying.push("worker_sched_batch".to_string());
     }
-    let applying = if applying.is_empty() { String::new() } else { format!(" (with {})", applying.join(", ")) };
+    let applying = if applying.is_empty() || !scheduling_error {
+        String::new()
+    } else {
+        format!(" (with {})", applying.join(", "))
+    };
     Error::new(ErrorKind::Spawn, format!("cannot start worker command {:?}{applying}: {error}", spec.argv.join(" ")))
 }

@@ -252,7 +252,8 @@ pub unsafe extern "C" fn rr_config_set_tcp_allow_remote(c: *mut rr_config, allow
 /// Worth trying when many callers keep every CPU busy: the pool's wake-ups then stay on
 /// one CPU more often (bench/notes.md measures it). The price: a pinned worker cannot
 /// move off a CPU that something else keeps busy. A worker that cannot be pinned (the
-/// CPU was taken away from the host in between) fails to start with
+/// CPU was taken away from the host in between, or the machine numbers its CPUs beyond
+/// 1023, which the affinity mask used here cannot hold) fails to start with
 /// `RR_STATUS_SPAWN`, its message naming the setting. NULL `c` does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn rr_config_set_worker_cpu_affinity(c: *mut rr_config, pin: bool) {
@@ -262,9 +263,11 @@ pub unsafe extern "C" fn rr_config_set_worker_cpu_affinity(c: *mut rr_config, pi
 /// Starts workers in Linux's `SCHED_BATCH` scheduling class (true) or the normal one
 /// (false, the default). A batch worker woken by a task does not preempt the caller
 /// that sent it, which saves a context switch per task when callers outnumber CPUs; the
-/// price is up to one scheduler tick of latency when the worker's CPU is busy. Any
-/// process may choose this class for itself: no privilege is needed. The worker's
-/// children inherit it. NULL `c` does nothing.
+/// price is up to one scheduler tick of latency when the worker's CPU is busy. A process
+/// may choose this class for itself without privilege, unless it runs in `SCHED_IDLE`
+/// (then the kernel asks for `RLIMIT_NICE` or `CAP_SYS_NICE`, and workers fail to start
+/// with `RR_STATUS_SPAWN`, the message naming the setting). The worker's children
+/// inherit it. NULL `c` does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn rr_config_set_worker_sched_batch(c: *mut rr_config, batch: bool) {
     unsafe { set(c, |config| config.worker_sched_batch = batch) }
