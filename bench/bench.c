@@ -3,7 +3,8 @@
  * The floor is bench/echo_worker driven by hand (common.c: floor pairs), the pool is
  * rr_exec on a server running the very same echo_worker over the very same channel.
  * Floor and pool measurements alternate round after round (noise and thermal drift hit
- * both alike) and every figure is the median over the rounds.
+ * both alike) and every figure is the median over the rounds. For the 4 x 16 shape,
+ * by_hand.c adds hosts of that same shape written without the library.
  *
  *   bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH]
  *
@@ -36,6 +37,7 @@
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "by_hand.h"
 #include "rr.h"
 
 /* ================================================================ allocation counting
@@ -134,7 +136,8 @@ static struct {
  * workers = callers = the number of pairs. */
 typedef struct {
     const char *section; /* main, one_core, split_sends, scaling */
-    const char *kind;    /* floor, pool, opt_in (main: pool with the opt-in settings), naive (split_sends) */
+    const char *kind;    /* floor, pool, opt_in (main: pool with the opt-in settings), by_hand_locked and
+                            by_hand_pipelined (main: by_hand.c), naive (split_sends) */
     channel ch;
     size_t body;
     int workers, callers;
@@ -351,6 +354,28 @@ static void floor_run(floor_pair *p, int pairs, size_t body_len, result *out) {
 static const size_t bodies[] = {16, 4096, 65536, 1u << 20};
 #define NBODIES 4
 
+/* 4 workers x 16 threads written by hand (by_hand.c), pipes, 16 B: the reference of the
+ * pool's own shape. */
+static void section_by_hand(void) {
+    static const struct {
+        const char *kind;
+        by_hand_mode mode;
+    } modes[] = {{"by_hand_locked", BY_HAND_LOCKED}, {"by_hand_pipelined", BY_HAND_PIPELINED}};
+    floor_pair pairs[4];
+    floor_start(pairs, 4, CH_PIPES, NULL);
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        result r;
+        point *p = find_point("main", modes[k].kind, CH_PIPES, 16, 4, 16);
+        if (by_hand_measure(pairs, 4, 16, modes[k].mode, 16, opt.seconds, &r) < 0) {
+            fprintf(stderr, "bench: a by-hand measurement failed\n");
+            exit(1);
+        }
+        add_round(p, &r);
+        progress("by-hand", p, &r);
+    }
+    floor_stop(pairs, 4);
+}
+
 /* The big table: every channel and body, 1 worker x 1 caller against 1 floor pair and
  * 4 workers x 16 callers against 2 floor pairs. */
 static void section_main(void) {
@@ -367,6 +392,9 @@ static void section_main(void) {
             }
         }
         floor_stop(pairs, 2);
+        if (ch == CH_PIPES) {
+            section_by_hand();
+        }
 
         static const int shapes[2][2] = {{1, 1}, {4, 16}};
         for (int k = 0; k < 2; k++) {
@@ -746,6 +774,16 @@ static void print_tables(double run_seconds) {
         printf("%-6s %-7s | %11.0f %8.1f %8.1f | %9.2f%s\n", "pipes", name, p->med.tasks_per_s, p->med.p50_us,
                p->med.p99_us, ratio_of(p, f), shaky ? "*" : " ");
     }
+
+    point *pool16 = find_point("main", "pool", CH_PIPES, 16, 4, 16);
+    point *locked = find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16);
+    point *pipelined = find_point("main", "by_hand_pipelined", CH_PIPES, 16, 4, 16);
+    printf("\nThe same shape by hand, no library (bench/by_hand.c): 4 echo_workers, 16 threads, thread t on\n"
+           "worker t %% 4, pipes, 16 B\n");
+    printf("  a mutex per worker            %9.0f tasks/s  p50 %6.1f us  p99 %7.1f us  pool/this %.2f\n",
+           locked->med.tasks_per_s, locked->med.p50_us, locked->med.p99_us, ratio_of(pool16, locked));
+    printf("  tasks queued in worker pipes  %9.0f tasks/s  p50 %6.1f us  p99 %7.1f us  pool/this %.2f\n",
+           pipelined->med.tasks_per_s, pipelined->med.p50_us, pipelined->med.p99_us, ratio_of(pool16, pipelined));
     if (any_unstable) {
         printf("* the rounds of the floor or the pool differ by more than 2x in tasks/s: scheduler placement,\n"
                "  not code; trust the one-core figures below for 1 caller.\n");
@@ -889,9 +927,11 @@ static void write_json(const char *path, double run_seconds) {
     point *f2 = find_point("main", "floor", CH_PIPES, 16, 2, 2);
     fprintf(f,
             "},\n  \"ratios\": {\"one_core_1x1_pipes_16\": %.4f, \"pipes_16_4x16_vs_2_pairs\": %.4f, "
-            "\"pipes_16_4x16_opt_in_vs_2_pairs\": %.4f}\n}\n",
+            "\"pipes_16_4x16_opt_in_vs_2_pairs\": %.4f, \"pipes_16_4x16_vs_by_hand_locked\": %.4f}\n}\n",
             ratio_of(p1, f1), ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), f2),
-            ratio_of(find_point("main", "opt_in", CH_PIPES, 16, 4, 16), f2));
+            ratio_of(find_point("main", "opt_in", CH_PIPES, 16, 4, 16), f2),
+            ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16),
+                     find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16)));
     fclose(f);
 }
 
@@ -965,6 +1005,11 @@ int main(int argc, char **argv) {
     opt.cpus_awake = !opt.allow_idle && hold_cpus_awake() == 0;
     if (child_rss_workers > 0) {
         return child_rss(child_rss_workers);
+    }
+    if ((pool_scheduling.cpu_affinity || pool_scheduling.sched_batch) && exec_loop_tasks == 0) {
+        /* A full run measures the defaults and the opt-ins side by side on its own. */
+        fprintf(stderr, "bench: --pin-workers and --batch-workers go with --exec-loop\n");
+        return 2;
     }
     if (exec_loop_tasks > 0) {
         if (loop_workers < 1 || loop_callers < 1 || loop_callers > 256 || loop_body < 0 || loop_body > (1 << 20)) {

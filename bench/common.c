@@ -462,11 +462,19 @@ fail:
     return -1;
 }
 
+int floor_pair_send(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len) {
+    return send_message(p->fd_write, FLAG_CONTROL | FLAG_RAW, ctx, ctx_len, FLAG_RAW, body, body_len);
+}
+
 long floor_pair_roundtrip(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len,
                           const uint8_t **answer) {
-    if (send_message(p->fd_write, FLAG_CONTROL | FLAG_RAW, ctx, ctx_len, FLAG_RAW, body, body_len) < 0) {
+    if (floor_pair_send(p, ctx, ctx_len, body, body_len) < 0) {
         return -1;
     }
+    return floor_pair_receive(p, answer);
+}
+
+long floor_pair_receive(floor_pair *p, const uint8_t **answer) {
     message m;
     if (read_message(&p->r, &m, answer_is_single) < 0 || !(m.flags_a & FLAG_CONTROL) || (m.flags_a & FLAG_ERROR)) {
         return -1;

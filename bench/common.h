@@ -76,6 +76,10 @@ int floor_pair_start(floor_pair *p, const char *worker, const char *extra_arg, c
  * valid until the next call on p. */
 long floor_pair_roundtrip(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len,
                           const uint8_t **answer);
+/* The two halves of a round trip, for hosts that let tasks queue in the worker's pipe:
+ * send returns 0 or -1; receive reads the next answer, as floor_pair_roundtrip does. */
+int floor_pair_send(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len);
+long floor_pair_receive(floor_pair *p, const uint8_t **answer);
 /* Sends stop, waits for the worker to exit, closes everything. */
 void floor_pair_stop(floor_pair *p);
 

@@ -102,6 +102,19 @@ def opt_in_table(pts):
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
+def by_hand_table(pts):
+    """The by-hand rows of the 4 x 16 shape against the pool, or "" if the run has none."""
+    pool = pts.get("main", "pool", "pipes", 16, 4, 16)
+    rows = ["| host | tasks/s | p50 µs | p99 µs | pool/this |", "|---|--:|--:|--:|--:|"]
+    for kind, label in (("by_hand_locked", "a mutex per worker"),
+                        ("by_hand_pipelined", "tasks queued in the workers' pipes")):
+        h = pts.get("main", kind, "pipes", 16, 4, 16)
+        if h:
+            rows.append(f"| {label} | {num(h['tasks_per_s'])} | {us(h['p50_us'])} | {us(h['p99_us'])} "
+                        f"| {ratio(pool, h)} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def nice_ceiling(x):
     """A round number at or above x for the chart's axis (1, 1.5, 2, ... 8 x 10^k)."""
     if x <= 0:
@@ -191,6 +204,11 @@ def main():
         md.append(
             f"With the opt-in `worker_cpu_affinity` and `worker_sched_batch` (off by default; see the table "
             f"below), the second ratio is **{r['pipes_16_4x16_opt_in_vs_2_pairs']:.2f}** in the same run.\n")
+    if "pipes_16_4x16_vs_by_hand_locked" in r:
+        md.append(
+            f"Against a host of the same shape written by hand (16 threads sharing 4 workers, a mutex per "
+            f"worker, no library), the pool's 4 × 16 ratio is **{r['pipes_16_4x16_vs_by_hand_locked']:.2f}**: "
+            f"two floor pairs are two threads and two workers, a cheaper shape on {meta['cpus']} CPUs.\n")
     md.append(
         "A ratio is the pool's tasks/s divided by the floor's: 1.00 means the library adds nothing a "
         "hand-written program would not pay too.\n")
@@ -232,6 +250,16 @@ def main():
                   "`SCHED_BATCH` (`rr_config_set_worker_sched_batch`); against the same 2 floor pairs as the "
                   "table above, in the same rounds.\n")
         md.append(opt_in + "\n")
+    by_hand = by_hand_table(pts)
+    if by_hand:
+        md.append("## The pool's shape written by hand (pipes, 16 B, 4 workers × 16 threads)\n")
+        md.append("`bench/by_hand.c`, no library: the same echo_workers, 16 threads, thread *t* always on worker "
+                  "*t* mod 4. *A mutex per worker*: each round trip under its worker's mutex, the simplest "
+                  "correct host of this shape. *Tasks queued in the workers' pipes*: a thread writes its task "
+                  "at once, behind those already in the pipe, and reads its answer when its turn comes, so a "
+                  "worker never waits for a task; the pool does not do that (a task goes to a free worker, never "
+                  "behind a slow one). pool/this divides the pool's 4 × 16 figure above by the row's.\n")
+        md.append(by_hand + "\n")
     if marked:
         md.append("\\* The rounds of the floor or of the pool differ by more than 2× in tasks/s on that row: the "
                   "median there reflects where the scheduler put the processes more than the code.\n")
