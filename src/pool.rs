@@ -70,8 +70,9 @@ enum Phase {
 
 struct Workers {
     idle: Vec<Worker>,
-    /// Every worker that belongs to the pool: idle, busy, not yet retired.
-    members: HashMap<u32, Member>,
+    /// Every worker that belongs to the pool: idle, busy, not yet retired; by worker id
+    /// (a pid may come back while its dead worker is still listed).
+    members: HashMap<u64, Member>,
     busy: usize,
     /// Callers waiting for a worker (served about in arrival order; see `handoff`).
     waiters: WaitQueue,
@@ -250,7 +251,7 @@ impl Pool {
                 worker.stop(self.config.config.destroy_timeout, &self.events);
                 return;
             }
-            workers.members.insert(status.pid(), Member { status: status.clone(), process: process.clone(), _cpu: cpu });
+            workers.members.insert(status.id(), Member { status: status.clone(), process: process.clone(), _cpu: cpu });
             match workers.waiters.pop_oldest() {
                 Some(slot) => {
                     workers.busy += 1;
@@ -281,9 +282,9 @@ impl Pool {
         self.events.emit(EventKind::WorkerDead, Some(pid), Some(format!("worker {pid} {}", exit.description)));
         let mut workers = self.workers.lock();
         // A busy worker is retired by the caller that runs a task on it.
-        if let Some(i) = workers.idle.iter().position(|w| w.pid() == pid) {
+        if let Some(i) = workers.idle.iter().position(|w| w.id() == status.id()) {
             let dead = workers.idle.swap_remove(i);
-            workers.members.remove(&pid);
+            workers.members.remove(&status.id());
             Counters::bump(&self.counters.retired_died);
             status.set_state(WorkerState::Errored);
             // Under the lock: a stop that finds the pool empty has all retirements queued.
@@ -454,7 +455,7 @@ impl Pool {
             if !worker.process().has_exited() {
                 return Some(worker);
             }
-            workers.members.remove(&worker.pid());
+            workers.members.remove(&worker.id());
             if worker.status().mark_retiring() {
                 Counters::bump(&self.counters.retired_died);
             }
@@ -545,7 +546,7 @@ impl Pool {
     /// every retirement already queued for the supervisor.
     fn leave_busy(&self, worker: Worker) {
         let mut workers = self.workers.lock();
-        workers.members.remove(&worker.pid());
+        workers.members.remove(&worker.id());
         workers.busy -= 1;
         let _ = self.orders.send(Order::Retire(worker));
         drop(workers);
@@ -555,7 +556,7 @@ impl Pool {
 
     /// Retires idle workers that lived or idled too long, or use too much memory.
     fn check_idle_workers(&self) {
-        let mut idle_pids = Vec::new();
+        let mut idle_workers = Vec::new();
         {
             let mut workers = self.workers.lock();
             let mut i = 0;
@@ -563,27 +564,28 @@ impl Pool {
                 let worker = &workers.idle[i];
                 if let Some(reason) = worker.limits().while_idle(worker.started(), worker.idle_since()) {
                     let worker = workers.idle.swap_remove(i);
-                    workers.members.remove(&worker.pid());
+                    workers.members.remove(&worker.id());
                     self.note_retirement(&worker, reason);
                     let _ = self.orders.send(Order::Retire(worker));
                 } else {
-                    idle_pids.push(worker.pid());
+                    idle_workers.push((worker.id(), worker.pid()));
                     i += 1;
                 }
             }
         }
         if self.config.config.max_memory > 0 {
             // Read /proc outside the lock, then take those still idle.
-            let heavy: Vec<u32> = idle_pids
+            let heavy: Vec<u64> = idle_workers
                 .into_iter()
-                .filter(|&pid| sys::rss_bytes(pid).is_some_and(|rss| rss > self.config.config.max_memory))
+                .filter(|&(_, pid)| sys::rss_bytes(pid).is_some_and(|rss| rss > self.config.config.max_memory))
+                .map(|(id, _)| id)
                 .collect();
             if !heavy.is_empty() {
                 let mut workers = self.workers.lock();
-                for pid in heavy {
-                    if let Some(i) = workers.idle.iter().position(|w| w.pid() == pid) {
+                for id in heavy {
+                    if let Some(i) = workers.idle.iter().position(|w| w.id() == id) {
                         let worker = workers.idle.swap_remove(i);
-                        workers.members.remove(&pid);
+                        workers.members.remove(&id);
                         self.note_retirement(&worker, RetireReason::MaxMemory);
                         let _ = self.orders.send(Order::Retire(worker));
                     }

@@ -28,8 +28,15 @@ const TERM_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for a dead worker's last stderr bytes before building a message.
 const STDERR_SETTLE: Duration = Duration::from_millis(500);
 
+/// The next worker id: ids are never reused, unlike pids.
+static NEXT_WORKER_ID: AtomicU64 = AtomicU64::new(1);
+
 /// What others may read about a worker while someone else owns it.
 pub(crate) struct WorkerStatus {
+    /// Unique in this process for its lifetime. A worker's pid is not: once the process
+    /// is reaped, a new worker may get the same pid while the pool still lists the old
+    /// one (a busy worker stays listed until its caller retires it).
+    id: u64,
     pid: u32,
     created: SystemTime,
     state: AtomicI32,
@@ -39,6 +46,10 @@ pub(crate) struct WorkerStatus {
 }
 
 impl WorkerStatus {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.pid
     }
@@ -110,6 +121,7 @@ impl Worker {
     /// Wraps a started process whose relay answered the handshake.
     pub(crate) fn new(process: Arc<Process>, relay: Relay) -> Worker {
         let status = Arc::new(WorkerStatus {
+            id: NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed),
             pid: process.pid(),
             created: process.created(),
             state: AtomicI32::new(WorkerState::Ready as i32),
@@ -157,6 +169,11 @@ impl Worker {
     /// The CPU where it most likely ran last (-1: unknown).
     pub(crate) fn idle_on_cpu(&self) -> i32 {
         self.idle_on_cpu
+    }
+
+    /// Its id, unique for the life of the host (see [`WorkerStatus`]).
+    pub(crate) fn id(&self) -> u64 {
+        self.status.id
     }
 
     pub(crate) fn pid(&self) -> u32 {
