@@ -229,14 +229,18 @@ impl Pool {
 
     /// Starts one worker, on its own CPU with `worker_cpu_affinity`.
     fn spawn_one(&self) -> Result<Spawned> {
-        let Some(placement) = &self.placement else {
-            return Ok(Spawned { worker: self.factory.spawn(&self.spec, self.limits(), &self.events)?, cpu: None });
-        };
-        let cpu = placement.take().map_err(|e| {
+        let cpu = self.placement.as_ref().map(|placement| placement.take()).transpose().map_err(|e| {
             Error::new(ErrorKind::Spawn, format!("worker_cpu_affinity: cannot read the host's allowed CPUs: {e}"))
         })?;
-        let spec = CommandSpec { cpu: Some(cpu.cpu()), ..self.spec.clone() };
-        Ok(Spawned { worker: self.factory.spawn(&spec, self.limits(), &self.events)?, cpu: Some(cpu) })
+        let pinned;
+        let spec = match &cpu {
+            Some(slot) => {
+                pinned = CommandSpec { cpu: Some(slot.cpu()), ..self.spec.clone() };
+                &pinned
+            }
+            None => &self.spec,
+        };
+        Ok(Spawned { worker: self.factory.spawn(spec, self.limits(), &self.events)?, cpu })
     }
 
     /// Makes a started worker a member and idle; stops it if the pool is no longer running.

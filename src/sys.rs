@@ -380,7 +380,8 @@ pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 }
 
 /// Puts the calling process in the `SCHED_BATCH` class: a woken task no longer preempts
-/// the one that woke it. Any process may choose it for itself. Async-signal-safe.
+/// the one that woke it. No privilege is needed, unless the process is in `SCHED_IDLE`
+/// (then RLIMIT_NICE or CAP_SYS_NICE is). Async-signal-safe.
 pub(crate) fn use_batch_scheduling() -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: the kernel reads one sched_param from `param`.

@@ -88,17 +88,14 @@ pub(crate) fn exec_failure(spec: &CommandSpec, error: std::io::Error) -> Error {
     // Pinning and the scheduling class are applied just before exec, and their failure
     // (EINVAL, EPERM) reads like the command's own: name them then, and only then.
     let mut applying = Vec::new();
-    let scheduling_error = matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EPERM));
-    if let Some(cpu) = spec.cpu {
-        applying.push(format!("worker_cpu_affinity: CPU {cpu}"));
+    if matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) {
+        if let Some(cpu) = spec.cpu {
+            applying.push(format!("worker_cpu_affinity: CPU {cpu}"));
+        }
+        if spec.sched_batch {
+            applying.push("worker_sched_batch".to_string());
+        }
     }
-    if spec.sched_batch {
-        applying.push("worker_sched_batch".to_string());
-    }
-    let applying = if applying.is_empty() || !scheduling_error {
-        String::new()
-    } else {
-        format!(" (with {})", applying.join(", "))
-    };
+    let applying = if applying.is_empty() { String::new() } else { format!(" (with {})", applying.join(", ")) };
     Error::new(ErrorKind::Spawn, format!("cannot start worker command {:?}{applying}: {error}", spec.argv.join(" ")))
 }
