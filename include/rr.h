@@ -314,6 +314,12 @@ typedef struct rr_payload rr_payload;
  * workers and joins the library's threads. Payloads, errors and worker lists it
  * returned stay valid after it is freed.
  *
+ * fork(): a server belongs to the process that made it. In a child made by fork()
+ * (which shares the parent's pipes to the workers but has none of the library's
+ * threads), every call on it returns `RR_STATUS_STATE` and `rr_server_free` returns at
+ * once without stopping anything: the workers stay the parent's. Make a new server in
+ * the child if it needs one.
+ *
  * Methods: `rr_server_new`, `rr_server_start`, `rr_server_stop`, `rr_server_reconfigure`,
  * `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`,
  * `rr_server_stats`, `rr_server_free`.
@@ -677,8 +683,9 @@ void rr_error_free(struct rr_error *e);
  * is NULL, `userdata_free(userdata)` runs at once, before this function returns. On
  * failure, nothing is taken: the caller still owns `userdata`.
  *
- * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL. Must not be called
- * from an event callback of this server.
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
+ * in a child made by fork() (see `rr_server`). Must not be called from an event
+ * callback of this server.
  */
 RR_MUST_USE
 rr_status rr_server_listen(struct rr_server *s,
@@ -803,6 +810,10 @@ RR_MUST_USE rr_status rr_server_reset(struct rr_server *s, struct rr_error **err
  * `userdata_free`. Blocks until all of that is done; after it returns, no callback runs
  * and no thread of the server is left.
  *
+ * In a child made by fork() from the process that made `s`, it releases nothing and
+ * returns at once (the workers, threads and calls in flight are the parent's; the
+ * child's copy of the memory stays as it is).
+ *
  * Calling with NULL is fine. Must not be called twice, nor from an event callback of
  * this server. A call on `s` that *starts* after `rr_server_free` has begun is undefined
  * behaviour (make sure, with your own synchronization, that other threads have entered
@@ -836,7 +847,8 @@ void rr_server_free(struct rr_server *s);
  * pid and stderr); `RR_STATUS_TIMEOUT` when no worker was free within allocate_timeout;
  * `RR_STATUS_QUEUE_FULL` when max_queue callers were already waiting;
  * `RR_STATUS_EXEC_TTL` when the task ran past exec_ttl and its worker was killed;
- * `RR_STATUS_STATE` when the server is not started, or was stopped while waiting;
+ * `RR_STATUS_STATE` when the server is not started, or was stopped while waiting, or
+ * this process is a child made by fork() from the one that made `s`;
  * `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL, or a buffer is NULL with a
  * non-zero length.
  */

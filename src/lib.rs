@@ -16,6 +16,7 @@ mod factory;
 mod frame;
 mod handoff;
 mod limits;
+mod owner_process;
 mod placement;
 mod pool;
 mod process;

@@ -11,6 +11,7 @@ use crate::config::{Config, ValidConfig};
 use crate::error::{Error, Result};
 use crate::event::{EventBus, EventKind, Listener};
 use crate::factory::{self, Factory};
+use crate::owner_process::OwnerProcess;
 use crate::pool::{ExecError, FailureHook, Pool};
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
@@ -42,8 +43,16 @@ struct Inner {
 
 /// A server: a relay listener and a pool of workers. Thread-safe; share it with `Arc`.
 /// Dropping it stops it, and after the drop no listener call runs.
+///
+/// A server belongs to the process that made it. In a child made by `fork()`, which
+/// shares the parent's pipes to the workers but has none of its threads, every call
+/// that can fail fails with a state error (`config` and `dropped_stderr_lines` read the
+/// child's copy), `flush_events` returns at once, and dropping the server
+/// releases nothing there (the workers and threads stay the parent's). Make a new
+/// server in the child instead.
 pub struct Server {
     inner: Arc<Inner>,
+    owner: OwnerProcess,
 }
 
 impl Server {
@@ -59,12 +68,28 @@ impl Server {
                 background: Mutex::new(Vec::new()),
                 counters: Arc::default(),
             }),
+            owner: OwnerProcess::current(),
         })
+    }
+
+    /// Fails with a state error when the calling process is not the one that made the
+    /// server: a child made by `fork()` (see [`Server`]).
+    pub fn check_process(&self) -> Result<()> {
+        if self.owner.is_current() {
+            return Ok(());
+        }
+        Err(Error::state(format!(
+            "this server belongs to process {}, and this process ({}) is a copy of it made by fork(), \
+             which cannot use it: make a new server here",
+            self.owner.pid(),
+            std::process::id()
+        )))
     }
 
     /// Starts the relay listener (for sockets) and the pool; returns when every worker
     /// answered the handshake. If one fails, nothing is left running.
     pub fn start(&self) -> Result<()> {
+        self.check_process()?;
         let _lifecycle = self.inner.lifecycle.lock();
         if matches!(*self.inner.phase.read(), Phase::Running { .. }) {
             return Err(Error::state("the server is already started"));
@@ -93,6 +118,7 @@ impl Server {
     /// (stop command, then SIGTERM and SIGKILL after `destroy_timeout`), the listener
     /// is closed. Stopping a server that is not running is a state error.
     pub fn stop(&self) -> Result<()> {
+        self.check_process()?;
         let phase = {
             let _lifecycle = self.inner.lifecycle.lock();
             std::mem::replace(&mut *self.inner.phase.write(), Phase::Idle)
@@ -111,6 +137,7 @@ impl Server {
     /// Runs one task on a free worker and returns its answer. Blocks the calling
     /// thread; any number of threads may call it at once.
     pub fn exec(&self, context: &[u8], body: &[u8]) -> Result<Payload> {
+        self.check_process()?;
         loop {
             let pool = match &*self.inner.phase.read() {
                 Phase::Running { pool, .. } => pool.clone(),
@@ -130,6 +157,7 @@ impl Server {
     /// pool). The relay and relay timeout cannot change. On a server that is not
     /// running, only the configuration is replaced.
     pub fn reconfigure(&self, config: Config) -> Result<()> {
+        self.check_process()?;
         let config = config.validate()?;
         let _lifecycle = self.inner.lifecycle.lock();
         {
@@ -146,6 +174,7 @@ impl Server {
 
     /// Reconfigures with the current configuration: every worker is replaced.
     pub fn reset(&self) -> Result<()> {
+        self.check_process()?;
         let _lifecycle = self.inner.lifecycle.lock();
         let config = self.inner.config.lock().clone();
         self.inner.swap_pool(config)
@@ -153,6 +182,7 @@ impl Server {
 
     /// A snapshot of the current pool's workers.
     pub fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.check_process()?;
         match &*self.inner.phase.read() {
             Phase::Running { pool, .. } => Ok(pool.workers()),
             Phase::Idle => Err(Error::state("the server is not started")),
@@ -162,6 +192,7 @@ impl Server {
     /// The counters of this server's pools (they run on across reconfigures), with
     /// the current pool's waiting callers and workers.
     pub fn stats(&self) -> Result<PoolStats> {
+        self.check_process()?;
         match &*self.inner.phase.read() {
             Phase::Running { pool, .. } => Ok(pool.stats()),
             Phase::Idle => Err(Error::state("the server is not started")),
@@ -171,9 +202,11 @@ impl Server {
     /// Sets the event listener, or removes it with `None`. The old listener is dropped
     /// here, after its last call returned. A listener must not call `stop`, `listen` or
     /// drop the server.
-    pub fn listen(&self, listener: Option<Listener>) {
+    pub fn listen(&self, listener: Option<Listener>) -> Result<()> {
+        self.check_process()?;
         let old = self.inner.events.set_listener(listener);
         drop(old);
+        Ok(())
     }
 
     /// The current configuration.
@@ -181,8 +214,12 @@ impl Server {
         self.inner.config.lock().config.clone()
     }
 
-    /// Waits until every event emitted so far was delivered to the listener.
+    /// Waits until every event emitted so far was delivered to the listener (at once in
+    /// a child made by `fork()`, where nothing is delivered).
     pub fn flush_events(&self) {
+        if self.check_process().is_err() {
+            return;
+        }
         self.inner.events.flush();
     }
 
@@ -286,6 +323,13 @@ impl Inner {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if !self.owner.is_current() {
+            // A copy made by fork(): stopping would stop the parent's workers, and the
+            // threads to join, and whoever held a lock, are in the parent. The child's
+            // copy of the memory is left as it is (one more reference is never dropped).
+            std::mem::forget(Arc::clone(&self.inner));
+            return;
+        }
         let _ = self.stop();
         self.inner.join_background();
         drop(self.inner.events.shutdown());

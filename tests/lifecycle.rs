@@ -275,13 +275,17 @@ fn replacing_the_listener_drops_the_old_one_once() {
         let drops = Arc::new(AtomicUsize::new(0));
         let server = Server::new(common::config("pipes", "echo", 1)).unwrap();
         let first = Counted(drops.clone());
-        server.listen(Some(Box::new(move |_| {
-            let _ = &first;
-        })));
+        server
+            .listen(Some(Box::new(move |_| {
+                let _ = &first;
+            })))
+            .unwrap();
         let second = Counted(drops.clone());
-        server.listen(Some(Box::new(move |_| {
-            let _ = &second;
-        })));
+        server
+            .listen(Some(Box::new(move |_| {
+                let _ = &second;
+            })))
+            .unwrap();
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         server.start().unwrap();
         drop(server);
@@ -296,19 +300,21 @@ fn a_listener_may_run_tasks_and_flush_without_deadlock() {
         let answers = Arc::new(parking_lot::Mutex::new(Vec::new()));
         {
             let (weak, answers) = (Arc::downgrade(&server), answers.clone());
-            server.listen(Some(Box::new(move |event: &roadrunner::Event| {
-                if event.kind == EventKind::WorkerStderr {
-                    if let Some(server) = weak.upgrade() {
-                        server.flush_events();
-                        let answer = server.exec(b"", b"from the listener").map(|a| a.body().to_vec());
-                        answers.lock().push(answer);
+            server
+                .listen(Some(Box::new(move |event: &roadrunner::Event| {
+                    if event.kind == EventKind::WorkerStderr {
+                        if let Some(server) = weak.upgrade() {
+                            server.flush_events();
+                            let answer = server.exec(b"", b"from the listener").map(|a| a.body().to_vec());
+                            answers.lock().push(answer);
+                        }
                     }
-                }
-            })));
+                })))
+                .unwrap();
         }
         server.exec(b"!stderr:ping", b"").unwrap();
         assert!(common::wait_until(10, || !answers.lock().is_empty()));
         assert_eq!(answers.lock()[0].as_deref().unwrap(), b"from the listener");
-        server.listen(None);
+        server.listen(None).unwrap();
     });
 }

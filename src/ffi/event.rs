@@ -154,8 +154,9 @@ fn c_listener(callback: unsafe extern "C" fn(*mut c_void, *const rr_event), user
 /// is NULL, `userdata_free(userdata)` runs at once, before this function returns. On
 /// failure, nothing is taken: the caller still owns `userdata`.
 ///
-/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL. Must not be called
-/// from an event callback of this server.
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
+/// in a child made by fork() (see `rr_server`). Must not be called from an event
+/// callback of this server.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn rr_server_listen(
@@ -171,14 +172,16 @@ pub unsafe extern "C" fn rr_server_listen(
             server::with_server(s, |server| {
                 // Taken only now that `s` is known to be good: on failure the caller keeps it.
                 let userdata = UserData { pointer: userdata, free: userdata_free };
+                // `with_server` checked that this process owns the server, the one way
+                // `listen` fails, so the listener (and `userdata`) is not dropped on error.
                 match cb {
                     Some(callback) => server.listen(Some(c_listener(callback, userdata))),
                     None => {
-                        server.listen(None);
+                        server.listen(None)?;
                         drop(userdata);
+                        Ok(())
                     }
                 }
-                Ok(())
             })
         }
     })

@@ -28,6 +28,12 @@ use crate::{Error, Result, Server};
 /// workers and joins the library's threads. Payloads, errors and worker lists it
 /// returned stay valid after it is freed.
 ///
+/// fork(): a server belongs to the process that made it. In a child made by fork()
+/// (which shares the parent's pipes to the workers but has none of the library's
+/// threads), every call on it returns `RR_STATUS_STATE` and `rr_server_free` returns at
+/// once without stopping anything: the workers stay the parent's. Make a new server in
+/// the child if it needs one.
+///
 /// Methods: `rr_server_new`, `rr_server_start`, `rr_server_stop`, `rr_server_reconfigure`,
 /// `rr_server_reset`, `rr_exec`, `rr_server_listen`, `rr_server_workers`,
 /// `rr_server_stats`, `rr_server_free`.
@@ -53,6 +59,7 @@ impl Castable for rr_server {
 pub(crate) unsafe fn with_server<T>(s: *const rr_server, call: impl FnOnce(&Server) -> Result<T>) -> Result<T> {
     // SAFETY: guaranteed by the caller.
     let handle = unsafe { handle::as_ref(s) }.ok_or_else(|| null_argument("s"))?;
+    handle.server.check_process()?;
     let _in_flight =
         handle.calls.enter().ok_or_else(|| Error::state("the server is being freed (rr_server_free was called)"))?;
     call(&handle.server)
@@ -164,6 +171,10 @@ pub unsafe extern "C" fn rr_server_reset(s: *mut rr_server, err_out: *mut *mut r
 /// `userdata_free`. Blocks until all of that is done; after it returns, no callback runs
 /// and no thread of the server is left.
 ///
+/// In a child made by fork() from the process that made `s`, it releases nothing and
+/// returns at once (the workers, threads and calls in flight are the parent's; the
+/// child's copy of the memory stays as it is).
+///
 /// Calling with NULL is fine. Must not be called twice, nor from an event callback of
 /// this server. A call on `s` that *starts* after `rr_server_free` has begun is undefined
 /// behaviour (make sure, with your own synchronization, that other threads have entered
@@ -173,6 +184,11 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
     ffi_boundary!({
         // A shared borrow, not `&mut`: other threads may still be inside calls on `s`.
         let handle = ref_or_return!(s as *const rr_server);
+        if handle.server.check_process().is_err() {
+            // A copy made by fork(): the calls in flight and the workers are the parent's.
+            // Nothing is released here (see `Server`); the handle's memory stays as is.
+            return;
+        }
         handle.calls.close();
         // Stopping first wakes callers waiting for a worker, so the wait below is only as
         // long as the running tasks. A server that is not running refuses; that is fine.
@@ -210,7 +226,8 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
 /// pid and stderr); `RR_STATUS_TIMEOUT` when no worker was free within allocate_timeout;
 /// `RR_STATUS_QUEUE_FULL` when max_queue callers were already waiting;
 /// `RR_STATUS_EXEC_TTL` when the task ran past exec_ttl and its worker was killed;
-/// `RR_STATUS_STATE` when the server is not started, or was stopped while waiting;
+/// `RR_STATUS_STATE` when the server is not started, or was stopped while waiting, or
+/// this process is a child made by fork() from the one that made `s`;
 /// `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL, or a buffer is NULL with a
 /// non-zero length.
 #[no_mangle]

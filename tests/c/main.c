@@ -126,6 +126,8 @@ static const struct {
     TEST(test_worker_side_protocol),
     TEST(test_worker_side_env_relay),
     TEST(test_c_worker),
+    /* test_fork.c */
+    TEST(test_fork_child_leaves_the_server_alone),
 };
 
 static bool selected(const char *name, int argc, char **argv, int first)

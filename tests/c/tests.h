@@ -44,4 +44,7 @@ void test_worker_side_protocol(void);
 void test_worker_side_env_relay(void);
 void test_c_worker(void);
 
+/* test_fork.c: a host that forks */
+void test_fork_child_leaves_the_server_alone(void);
+
 #endif

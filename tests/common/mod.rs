@@ -119,7 +119,7 @@ impl Events {
     pub fn listen(server: &Server) -> Events {
         let events = Events::default();
         let sink = events.0.clone();
-        server.listen(Some(Box::new(move |event: &Event| sink.lock().push(event.clone()))));
+        server.listen(Some(Box::new(move |event: &Event| sink.lock().push(event.clone())))).unwrap();
         events
     }
 
