@@ -4,9 +4,11 @@
 //! `PR_SET_PDEATHSIG` when the *thread* that forked the child ends, and callers'
 //! threads come and go. Each child then gets a watcher thread (`rr-watch-<pid>`) that
 //! reads its stderr and polls a pidfd, so an exit is noticed at once, whatever the
-//! child was doing. The watcher is the only code that reaps, and it reaps under the
-//! same lock that [`Process::signal`] takes: a pid is never signalled after it was
-//! reaped (when it could already belong to another process).
+//! child was doing. The watcher is the only code of ours that reaps, and it reaps under
+//! the same lock that [`Process::signal`] takes: a pid is never signalled after it was
+//! reaped (when it could already belong to another process). Signals go through the
+//! pidfd, which names the child itself, so that holds even when the host took the
+//! child's exit status first (it ignores SIGCHLD, or reaps every child it has).
 //!
 //! This module knows nothing of frames, tasks or pools.
 
@@ -16,7 +18,7 @@ use crate::sys;
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -66,6 +68,8 @@ type ExitHook = Box<dyn FnOnce(&ExitInfo) + Send>;
 /// A started child process. Shared by its owner and its watcher thread.
 pub(crate) struct Process {
     pid: u32,
+    /// A handle on this very process (none on kernels before 5.3: then the pid is used).
+    pidfd: Option<OwnedFd>,
     created: SystemTime,
     life: Mutex<Life>,
     exited: Condvar,
@@ -176,6 +180,7 @@ impl Process {
         // `child` is dropped without waiting: the watcher reaps.
         let process = Arc::new(Process {
             pid: child.id(),
+            pidfd: sys::pidfd_open(child.id()).ok(),
             created: SystemTime::now(),
             life: Mutex::new(Life::Running),
             exited: Condvar::new(),
@@ -239,7 +244,10 @@ impl Process {
     pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
         let life = self.life.lock();
         match *life {
-            Life::Running => sys::kill(self.pid, signal).is_ok(),
+            Life::Running => match &self.pidfd {
+                Some(pidfd) => sys::pidfd_send_signal(pidfd, signal).is_ok(),
+                None => sys::kill(self.pid, signal).is_ok(),
+            },
             Life::Exited(_) => false,
         }
     }
@@ -332,9 +340,7 @@ impl Process {
 fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
     sys::block_sigpipe_in_this_thread();
     let pid = process.pid;
-    // SAFETY: pidfd_open has no memory arguments; a failure returns -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as i32) });
+    let pidfd = process.pidfd.as_ref();
     let mut chunk = [0u8; 4096];
     let mut stderr_open = true;
     loop {
@@ -342,7 +348,7 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
         if stderr_open {
             fds.push(libc::pollfd { fd: stderr.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
-        if let Some(pidfd) = &pidfd {
+        if let Some(pidfd) = pidfd {
             fds.push(libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
         }
         if fds.is_empty() {
@@ -370,7 +376,10 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
         let mut life = process.life.lock();
         let description = match sys::reap(pid) {
             Ok(status) => sys::describe_wait_status(status),
-            Err(e) => format!("ended (its exit status was taken by someone else: {e})"),
+            // ECHILD: the host ignores SIGCHLD (the kernel reaped the child) or reaped it.
+            Err(e) => format!(
+                "ended (its exit status was taken by the host, which ignores SIGCHLD or reaps its children: {e})"
+            ),
         };
         let info = ExitInfo { description };
         *life = Life::Exited(info.clone());

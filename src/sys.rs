@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 thread_local! {
@@ -264,6 +264,24 @@ pub(crate) fn peer_pid(fd: RawFd) -> io::Result<u32> {
 pub(crate) fn kill(pid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: plain syscall.
     check(unsafe { libc::kill(pid as libc::pid_t, signal) } as isize).map(|_| ())
+}
+
+/// A pidfd for `pid` (Linux 5.3 and later): a handle on that one process, which stays
+/// valid (and never names another process) after it exited and was reaped.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; returns a new descriptor or -1.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as isize)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd`; fails with ESRCH once it was reaped.
+pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a live descriptor; a NULL siginfo asks for the same signal info as kill().
+    let result = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    check(result as isize).map(|_| ())
 }
 
 /// Blocks until `pid` has exited, without reaping it (`WNOWAIT`), so the pid stays
