@@ -141,7 +141,8 @@ impl Process {
         let host_pid = std::process::id() as libc::pid_t;
         let (cpu, sched_batch) = (spec.cpu, spec.sched_batch);
         // SAFETY: the closure only makes async-signal-safe calls (prctl, getppid, _exit,
-        // sched_setaffinity, sched_setscheduler) and allocates nothing.
+        // sigprocmask, signal, close_range, sched_setaffinity, sched_setscheduler) and
+        // allocates nothing.
         unsafe {
             command.pre_exec(move || {
                 // Die with the host; if the host is already gone, don't start at all.
@@ -151,6 +152,10 @@ impl Process {
                 if libc::getppid() != host_pid {
                     libc::_exit(127);
                 }
+                // A worker starts as a new program expects, with nothing of the host's
+                // signal state or descriptors (see both functions).
+                sys::reset_signals_for_exec()?;
+                sys::close_inherited_descriptors_on_exec();
                 // Before exec, so the worker's own children inherit both.
                 if let Some(cpu) = cpu {
                     sys::pin_to_cpu(cpu)?;

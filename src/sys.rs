@@ -408,3 +408,39 @@ pub(crate) fn use_batch_scheduling() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Gives the calling process (a child between fork and exec) the signal state a new
+/// program expects, whatever the host did to its own: no signal blocked (the host's
+/// threads block SIGPIPE, see [`block_sigpipe_in_this_thread`], and a mask survives
+/// exec), and SIGPIPE, SIGXFSZ and SIGCHLD back to their default action. Language
+/// runtimes ignore the first two for themselves (Python, Rust), and an ignored signal
+/// stays ignored across exec; an ignored SIGCHLD would keep the worker from waiting for
+/// its own children. Other ignored signals are left alone: a host run under `nohup`
+/// means its children to ignore SIGHUP too. Async-signal-safe.
+pub(crate) fn reset_signals_for_exec() -> io::Result<()> {
+    // SAFETY: sigset_t is plain data, filled by sigemptyset; the calls take no locks.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for signal in [libc::SIGPIPE, libc::SIGXFSZ, libc::SIGCHLD] {
+            if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes every descriptor from 3 up close on exec, so that a worker gets its standard
+/// streams and nothing of the host's: a C host's sockets and files are often opened
+/// without `O_CLOEXEC` (a listening socket inherited by workers keeps its port busy
+/// after the host is gone). Marked rather than closed: the runtime's own descriptor
+/// that reports a failed exec must stay open until the exec. Kernels before 5.11 lack
+/// the call; the descriptors are then left as they are. Async-signal-safe.
+pub(crate) fn close_inherited_descriptors_on_exec() {
+    // SAFETY: no memory arguments.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}

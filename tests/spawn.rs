@@ -136,6 +136,62 @@ fn environment_and_directory_reach_the_worker(kind: Relay) {
 
 on_every_relay!(environment_and_directory_reach_the_worker);
 
+/// The bits of `field` (a signal mask in hex) in a /proc/PID/status text.
+fn signal_mask(status: &str, field: &str) -> u64 {
+    let line = status.lines().find(|line| line.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
+    u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
+}
+
+/// What the host did to itself does not reach a worker: a descriptor opened without
+/// O_CLOEXEC, SIGPIPE blocked (in every thread that writes to workers, the one that
+/// forks them included), SIGPIPE and SIGXFSZ ignored (Rust's runtime ignores the first,
+/// Python's both).
+fn a_worker_starts_with_no_host_descriptors_and_default_signals(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("host-only");
+    std::fs::write(&marker, b"host").unwrap();
+    let path = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path. No O_CLOEXEC, on purpose; closed below.
+    let inherited = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(inherited >= 3, "open failed");
+    // SAFETY: changes a disposition, restored below; no handler code is involved.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // The shell records what it was started with (from subshells, so that their
+    // redirections do not show), then becomes the test worker, under the same pid.
+    let command = format!(
+        "sh -c '(cat /proc/$$/status) > status; (ls /proc/$$/fd) > fds; exec \"$0\" echo' '{}'",
+        common::worker_path()
+    );
+    let server = common::started_with(&relay, "echo", 1, |c| {
+        c.command = command;
+        c.dir = Some(dir.path().to_path_buf());
+    });
+    assert_eq!(server.exec(b"", b"up").unwrap().body(), b"up");
+    drop(server);
+    // SAFETY: ours, closed once; the disposition back to the default.
+    unsafe {
+        libc::close(inherited);
+        libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+    }
+
+    let mut fds: Vec<u32> = std::fs::read_to_string(dir.path().join("fds"))
+        .unwrap()
+        .split_whitespace()
+        .map(|fd| fd.parse().unwrap())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2], "the worker inherited the host's descriptor {inherited}, or others");
+    let status = std::fs::read_to_string(dir.path().join("status")).unwrap();
+    assert_eq!(signal_mask(&status, "SigBlk:"), 0, "signals blocked in the worker");
+    let ignored = signal_mask(&status, "SigIgn:");
+    for signal in [libc::SIGPIPE, libc::SIGXFSZ] {
+        assert_eq!(ignored & (1 << (signal - 1)), 0, "signal {signal} ignored in the worker: SigIgn {ignored:#x}");
+    }
+}
+
+on_every_relay!(a_worker_starts_with_no_host_descriptors_and_default_signals);
+
 #[test]
 fn a_connection_claiming_an_unknown_pid_is_closed() {
     common::isolated(|| {
