@@ -12,6 +12,7 @@ pub mod server;
 pub mod state;
 pub mod worker_side;
 
+mod doorbell;
 mod factory;
 mod frame;
 mod handoff;
@@ -25,6 +26,7 @@ pub mod stats;
 mod stderr;
 mod sys;
 mod worker;
+mod worker_cpu;
 
 pub mod ffi;
 

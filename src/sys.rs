@@ -444,3 +444,63 @@ pub(crate) fn close_inherited_descriptors_on_exec() {
     // SAFETY: no memory arguments.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
+
+/// A new epoll instance (close-on-exec).
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; returns a new descriptor or -1.
+    let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as isize)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Watches `fd` in `epoll` for `events`, reported with `data`: re-arms it if it is
+/// watched already, adds it if not.
+pub(crate) fn epoll_watch(epoll: &OwnedFd, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: data };
+    // SAFETY: `event` is a live epoll_event, only read by the kernel.
+    let modified = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut event) };
+    if modified == 0 {
+        return Ok(());
+    }
+    if io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT) {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) } as isize).map(|_| ())
+}
+
+/// Waits up to `timeout_ms` (-1: no limit) for one event of `epoll`; its data, or `None`
+/// on timeout or interruption.
+pub(crate) fn epoll_wait_one(epoll: &OwnedFd, timeout_ms: i32) -> io::Result<Option<u64>> {
+    let mut event = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: room for exactly the one event asked for.
+    match check(unsafe { libc::epoll_wait(epoll.as_raw_fd(), &mut event, 1, timeout_ms) } as isize) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(event.u64)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new eventfd, counter at zero (non-blocking, close-on-exec).
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; returns a new descriptor or -1.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) } as isize)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Adds one to an eventfd's counter, making it readable. Cannot fail short of the
+/// counter's overflow (2^64 - 2 unread adds), which would leave it readable anyway.
+pub(crate) fn eventfd_add(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes the 8 bytes of `one`.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// Resets an eventfd's counter to zero (nothing to take is fine).
+pub(crate) fn eventfd_take(fd: &OwnedFd) {
+    let mut count: u64 = 0;
+    // SAFETY: reads at most 8 bytes into `count`; the descriptor is non-blocking.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+}

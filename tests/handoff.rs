@@ -123,8 +123,12 @@ fn a_waiting_task_is_bound_by_exec_ttl(kind: Relay) {
     let hanging = exec_in_background(&server, "!hang", b"");
     wait_for_waiting(&server, 1);
     assert_eq!(first.join().unwrap().expect("the first task").1, b"first");
+    let handed_at = std::time::Instant::now();
     let error = join_in_time(hanging, "the task past exec_ttl").unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ExecTtl, "{error}");
+    // Bound by exec_ttl (400 ms), not by allocate_timeout (20 s): ample slack either way.
+    let took = handed_at.elapsed();
+    assert!(took < Duration::from_secs(10), "the waiting task failed after {took:?}, not at exec_ttl");
     assert_eq!(server.exec(b"after", b"ok").unwrap().body(), b"ok");
 }
 

@@ -140,3 +140,52 @@ fn both_settings_together_on_a_reconfigured_pool() {
         server.stop().unwrap();
     });
 }
+
+/// Binds the calling thread to `cpu` alone.
+fn pin_this_thread(cpu: usize) {
+    // SAFETY: cpu_set_t is plain bits; CPU_SET is given a CPU below its capacity.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "pin to {cpu}");
+    }
+}
+
+/// A freed worker goes to the caller waiting on the worker's own CPU, even when an
+/// older caller waits elsewhere and the caller that frees it runs elsewhere too: the
+/// wake-ups around a worker then stay on its CPU (see src/handoff.rs).
+#[test]
+fn a_freed_worker_goes_to_a_caller_waiting_on_its_cpu() {
+    let host = allowed_cpus(std::process::id());
+    if host.len() < 2 {
+        eprintln!("skipped: the host may use one CPU only ({host:?})");
+        return;
+    }
+    common::isolated(|| {
+        let server = std::sync::Arc::new(common::started_with("pipes", "echo", 1, |c| c.worker_cpu_affinity = true));
+        let worker_cpu = allowed_cpus(pids(&server)[0])[0];
+        let elsewhere = *host.iter().find(|&&cpu| cpu != worker_cpu).unwrap();
+        let run_on = |cpu: usize, context: &'static str| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                pin_this_thread(cpu);
+                server.exec(context.as_bytes(), b"").expect("task");
+                std::time::Instant::now()
+            })
+        };
+        let waiting = |count: u64| assert!(common::wait_until(10, || server.stats().unwrap().waiting == count));
+        // The worker's current task is given by a caller on the other CPU, which frees it.
+        let busy = run_on(elsewhere, "!sleep:300");
+        assert!(common::wait_until(10, || server.workers().unwrap()[0].state == roadrunner::WorkerState::Working));
+        let older = run_on(elsewhere, "!sleep:200");
+        waiting(1);
+        let on_its_cpu = run_on(worker_cpu, "!sleep:200");
+        waiting(2);
+        busy.join().unwrap();
+        let (older_done, on_its_cpu_done) = (older.join().unwrap(), on_its_cpu.join().unwrap());
+        assert!(
+            on_its_cpu_done < older_done,
+            "the caller waiting on CPU {worker_cpu} (the worker's) was served after the older one on CPU {elsewhere}"
+        );
+    });
+}
