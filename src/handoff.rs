@@ -5,39 +5,30 @@
 //! the queue and puts the worker in it. The woken caller needs no lock of the pool and
 //! cannot lose the worker to a caller that arrived later, and each hand-off wakes
 //! exactly one thread. Each thread has one slot for its whole life, so waiting
-//! allocates nothing (the slot's doorbell holds two descriptors, from the thread's first
-//! wait to its end).
+//! allocates nothing.
 //!
-//! Which waiter: the longest-waiting one that last ran on the CPU the worker runs on
-//! (see `worker_cpu`). The caller that frees the worker next is then on that CPU too, so
-//! the wake-ups around one worker (the caller's write waking the worker, the worker's
-//! answer waking the caller) stay on one CPU instead of crossing over with every task
-//! (waking a thread on another CPU costs an interrupt there, and in a virtual machine
-//! more than the round trip to the worker). A waiter is passed over at most
+//! Which waiter: the longest-waiting one that last ran on the CPU of the thread that
+//! frees the worker, so that the wake-up, and the pipe traffic that follows, stay on
+//! one CPU (waking a thread on another CPU costs an interrupt there, and in a virtual
+//! machine more than the round trip to the worker). A waiter is passed over at most
 //! `MAX_PASSED_OVER` times, then served whatever CPU it is on.
 //!
 //! A small task waits in the slot along with its caller: the caller that frees a worker
-//! sends that task to the worker itself (only what the worker's buffer takes at once:
-//! that caller never waits for the worker to read; the waiter sends the rest, if any).
-//! The worker is then at work at once, and when all of the task went, the waiter is
-//! not woken by the freeing caller but by the worker's answer (its `Doorbell` watches
-//! the worker's relay): one wake-up of the waiting thread per task, when there is
-//! something for it to do, as for a caller that found the worker idle. (Not with
-//! `exec_ttl`: the waiter is woken at once to keep the time, as it was before.)
+//! sends that task to the worker itself before it wakes the waiter (only what the
+//! worker's buffer takes at once: that caller never waits for the worker to read; the
+//! waiter sends the rest, if any). The worker is then
+//! at work while the waiter is being woken, and the waiter, once awake, usually finds
+//! the answer already there: one wake-up of the waiting thread per task instead of two
+//! (one for the worker, one for the answer).
 //!
 //! Measured on a 2-vCPU VM, 4 workers and 16 callers (`bench/bench --exec-loop`,
 //! medians): strict arrival order ~93k tasks/s, CPU-local order ~116k, CPU-local order
 //! with the task sent ahead ~150k (4 workers and 4 callers, with no waiting: ~220k).
-//! Choosing the waiter by the worker's CPU rather than the freeing caller's, with the
-//! waiter woken by the answer: +10-15 % (wake-ups on another CPU from ~38 % of those
-//! of workers to under 5 %).
 
-use crate::doorbell::Doorbell;
 use crate::relay::Sent;
 use crate::worker::{TaskFailure, Worker};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -100,9 +91,9 @@ impl WaitQueue {
         self.waiting.pop_front().map(|waiter| waiter.slot)
     }
 
-    /// The waiter to hand a worker that runs on `cpu`: the oldest one that waits on
-    /// that CPU (among the `NEAREST_SEARCH_DEPTH` oldest), unless the oldest of all was
-    /// passed over often enough (or nobody there waits on this CPU).
+    /// The waiter to hand a worker freed by a thread on `cpu`: the oldest one that
+    /// waits on that CPU (among the `NEAREST_SEARCH_DEPTH` oldest), unless the oldest of
+    /// all was passed over often enough (or nobody there waits on this CPU).
     pub(crate) fn pop_nearest(&mut self, cpu: i32) -> Option<Arc<Slot>> {
         let oldest = self.waiting.front()?;
         let chosen = if oldest.passed_over >= MAX_PASSED_OVER {
@@ -172,18 +163,10 @@ struct Inbox {
     task: Option<LentTask>,
 }
 
-/// How a waiting thread is woken.
-enum Wake {
-    /// The usual way: it can also wait for a worker's answer (see `Slot::deliver_on_answer`).
-    Doorbell(Doorbell),
-    /// When no descriptor could be had for a doorbell.
-    Condvar(Condvar),
-}
-
 /// Where one thread receives what is handed to it.
 pub(crate) struct Slot {
     inbox: Mutex<Inbox>,
-    wake: Wake,
+    ready: Condvar,
 }
 
 thread_local! {
@@ -192,11 +175,7 @@ thread_local! {
 
 impl Slot {
     fn new() -> Slot {
-        let wake = match Doorbell::new() {
-            Ok(doorbell) => Wake::Doorbell(doorbell),
-            Err(_) => Wake::Condvar(Condvar::new()),
-        };
-        Slot { inbox: Mutex::new(Inbox { delivery: Delivery::Pending, task: None }), wake }
+        Slot { inbox: Mutex::new(Inbox { delivery: Delivery::Pending, task: None }), ready: Condvar::new() }
     }
 
     /// The calling thread's slot, empty, offering `task` (if any) to be sent by
@@ -220,26 +199,7 @@ impl Slot {
     /// Puts `delivery` in the slot and wakes its thread.
     pub(crate) fn deliver(&self, delivery: Delivery) {
         self.inbox.lock().delivery = delivery;
-        match &self.wake {
-            Wake::Doorbell(doorbell) => doorbell.ring(),
-            Wake::Condvar(ready) => {
-                ready.notify_one();
-            }
-        }
-    }
-
-    /// Puts `delivery` (a worker with the task sent) in the slot and wakes its thread
-    /// only once `answer_fd` is readable: the worker has answered (or died), and the
-    /// thread has something to do. Stored before the descriptor is named, so the thread
-    /// cannot wake to an empty slot and sleep through the answer.
-    pub(crate) fn deliver_on_answer(&self, delivery: Delivery, answer_fd: RawFd) {
-        self.inbox.lock().delivery = delivery;
-        match &self.wake {
-            Wake::Doorbell(doorbell) => doorbell.ring_when_readable(answer_fd),
-            Wake::Condvar(ready) => {
-                ready.notify_one();
-            }
-        }
+        self.ready.notify_one();
     }
 
     /// Waits until something is delivered, or `deadline` (then `Pending`). Takes what
@@ -247,27 +207,18 @@ impl Slot {
     /// is `Pending`.
     pub(crate) fn receive(&self, deadline: Option<Instant>) -> Delivery {
         let mut inbox = self.inbox.lock();
-        loop {
-            if !matches!(inbox.delivery, Delivery::Pending) {
-                inbox.task = None;
-                return std::mem::replace(&mut inbox.delivery, Delivery::Pending);
-            }
-            match (&self.wake, deadline) {
-                (Wake::Doorbell(doorbell), _) => {
-                    let in_time = MutexGuard::unlocked(&mut inbox, || doorbell.sleep(deadline));
-                    if !in_time && matches!(inbox.delivery, Delivery::Pending) {
+        while matches!(inbox.delivery, Delivery::Pending) {
+            match deadline {
+                Some(deadline) => {
+                    if self.ready.wait_until(&mut inbox, deadline).timed_out() {
                         return Delivery::Pending;
                     }
                 }
-                (Wake::Condvar(ready), Some(deadline)) => {
-                    if ready.wait_until(&mut inbox, deadline).timed_out() && matches!(inbox.delivery, Delivery::Pending)
-                    {
-                        return Delivery::Pending;
-                    }
-                }
-                (Wake::Condvar(ready), None) => ready.wait(&mut inbox),
+                None => self.ready.wait(&mut inbox),
             }
         }
+        inbox.task = None;
+        std::mem::replace(&mut inbox.delivery, Delivery::Pending)
     }
 
     /// Takes back the lent task after leaving the queue without a delivery.
@@ -347,70 +298,11 @@ mod tests {
         assert_eq!(queue.len(), 0);
     }
 
-    /// A slot of each kind: with a doorbell, and with the condition variable used when
-    /// no descriptor is left for one.
-    fn both_kinds() -> [Slot; 2] {
-        let fallback = Slot {
-            inbox: Mutex::new(Inbox { delivery: Delivery::Pending, task: None }),
-            wake: Wake::Condvar(Condvar::new()),
-        };
-        let doorbell = Slot::new();
-        assert!(matches!(doorbell.wake, Wake::Doorbell(_)));
-        [doorbell, fallback]
-    }
-
-    /// Whether thread `tid` of this process sleeps (state S in /proc).
-    fn sleeping(tid: i32) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
-    }
-
-    #[test]
-    fn a_sleeping_receiver_is_woken_by_the_answer_with_a_doorbell_and_at_once_without() {
-        for slot in both_kinds() {
-            let has_doorbell = matches!(slot.wake, Wake::Doorbell(_));
-            let slot = Arc::new(slot);
-            let (answer, worker_end) = std::io::pipe().unwrap();
-            let (tid_sender, tid) = std::sync::mpsc::channel();
-            let (done_sender, done) = std::sync::mpsc::channel();
-            let receiver = {
-                let slot = slot.clone();
-                std::thread::spawn(move || {
-                    // SAFETY: no arguments.
-                    tid_sender.send(unsafe { libc::gettid() }).unwrap();
-                    let got = matches!(slot.receive(None), Delivery::Recheck);
-                    done_sender.send(got).unwrap();
-                })
-            };
-            let tid = tid.recv().unwrap();
-            let give_up = Instant::now() + std::time::Duration::from_secs(20);
-            while !sleeping(tid) {
-                assert!(Instant::now() < give_up, "the receiver never slept");
-                std::thread::yield_now();
-            }
-            slot.deliver_on_answer(Delivery::Recheck, std::os::fd::AsRawFd::as_raw_fd(&answer));
-            let early = done.recv_timeout(std::time::Duration::from_millis(100));
-            if has_doorbell {
-                assert!(early.is_err(), "woken before the answer");
-                std::io::Write::write_all(&mut &worker_end, b"answer").unwrap();
-                assert!(done.recv_timeout(std::time::Duration::from_secs(20)).unwrap(), "not woken by the answer");
-            } else {
-                assert!(early.unwrap(), "the fallback must wake the receiver at once");
-            }
-            receiver.join().unwrap();
-        }
-    }
-
     #[test]
     fn a_lent_task_is_readable_until_delivery_and_gone_after() {
-        for slot in both_kinds() {
-            lent_task_until_delivery(Arc::new(slot));
-        }
-    }
-
-    fn lent_task_until_delivery(slot: Arc<Slot>) {
         let context = b"ctx".to_vec();
         let body = b"body".to_vec();
+        let slot = Arc::new(Slot::new());
         slot.inbox.lock().task = Some(LentTask::new(&context, &body));
         let task = slot.lent_task().expect("lent");
         // SAFETY: the slot has not been delivered to; the vectors outlive this.
@@ -427,13 +319,8 @@ mod tests {
 
     #[test]
     fn a_receive_that_times_out_keeps_the_task_lent_until_withdrawn() {
-        for slot in both_kinds() {
-            timed_out_receive_keeps_the_task(slot);
-        }
-    }
-
-    fn timed_out_receive_keeps_the_task(slot: Slot) {
         let (context, body) = (b"c".to_vec(), b"b".to_vec());
+        let slot = Arc::new(Slot::new());
         slot.inbox.lock().task = Some(LentTask::new(&context, &body));
         let soon = Instant::now() + std::time::Duration::from_millis(1);
         assert!(matches!(slot.receive(Some(soon)), Delivery::Pending));

@@ -12,7 +12,6 @@ pub mod server;
 pub mod state;
 pub mod worker_side;
 
-mod doorbell;
 mod factory;
 mod frame;
 mod handoff;
@@ -26,7 +25,6 @@ pub mod stats;
 mod stderr;
 mod sys;
 mod worker;
-mod worker_cpu;
 
 pub mod ffi;
 

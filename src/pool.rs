@@ -505,35 +505,18 @@ impl Pool {
             self.leave_busy(worker);
             return;
         }
-        let waiter = match workers.waiters.len() {
-            0 => None,
-            // On the worker's CPU, so that the wake-ups around it stay there (`handoff`).
-            _ => workers.waiters.pop_nearest(worker.running_cpu()),
-        };
-        match waiter {
+        match workers.waiters.pop_nearest(sys::current_cpu()) {
             // The worker stays busy: it goes straight to a waiting caller (see
             // `handoff`), with that caller's task already sent if it lent it.
             Some(slot) => {
                 worker.status().set_state(WorkerState::Working);
                 drop(workers);
-                let task_deadline = self.task_deadline();
                 let sent = slot.lent_task().map(|task| {
                     // SAFETY: the slot is off the queue and not yet delivered to.
                     let (context, body) = unsafe { task.parts() };
-                    worker.start_sending_task(context, body, task_deadline)
+                    worker.start_sending_task(context, body, self.task_deadline())
                 });
-                // With all of its task sent, the waiter has nothing to do before the
-                // answer: it is woken by the answer itself (see `handoff`). Not with
-                // exec_ttl: then it must be awake to enforce it.
-                let answer_fd = match (&sent, task_deadline) {
-                    (Some(Ok(Sent::Whole)), None) => worker.answer_fd(),
-                    _ => None,
-                };
-                let handed = Delivery::Worker(Handed { worker, sent });
-                match answer_fd {
-                    Some(fd) => slot.deliver_on_answer(handed, fd),
-                    None => slot.deliver(handed),
-                }
+                slot.deliver(Delivery::Worker(Handed { worker, sent }));
             }
             None => {
                 workers.busy -= 1;

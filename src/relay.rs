@@ -158,11 +158,6 @@ impl Relay {
         self.read_fd.as_raw_fd()
     }
 
-    /// Whether bytes read from the peer wait in the buffer.
-    pub(crate) fn has_buffered(&self) -> bool {
-        self.end > self.start
-    }
-
     /// The descriptor writes go to.
     pub(crate) fn write_fd(&self) -> std::os::fd::RawFd {
         self.write_fd.as_ref().unwrap_or(&self.read_fd).as_raw_fd()

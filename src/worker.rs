@@ -14,7 +14,6 @@ use crate::process::Process;
 use crate::relay::{Relay, RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
 use crate::sys;
-use crate::worker_cpu::WorkerCpu;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -116,8 +115,6 @@ pub(crate) struct Worker {
     idle_on_cpu: i32,
     /// Set once the worker was stopped and its end reported.
     finished: bool,
-    /// Where the process runs, for the hand-off (see `worker_cpu`).
-    cpu: WorkerCpu,
 }
 
 impl Worker {
@@ -132,7 +129,6 @@ impl Worker {
             retiring: AtomicBool::new(false),
         });
         let now = Instant::now();
-        let cpu = WorkerCpu::new(process.pid());
         Worker {
             process,
             relay,
@@ -142,7 +138,6 @@ impl Worker {
             idle_since: now,
             idle_on_cpu: -1,
             finished: false,
-            cpu,
         }
     }
 
@@ -171,20 +166,9 @@ impl Worker {
         self.idle_on_cpu = sys::current_cpu();
     }
 
-    /// The descriptor that becomes readable when the worker answers, unless part of an
-    /// answer is already buffered (then readiness says nothing).
-    pub(crate) fn answer_fd(&self) -> Option<std::os::fd::RawFd> {
-        (!self.relay.has_buffered()).then(|| self.relay.read_fd())
-    }
-
     /// The CPU where it most likely ran last (-1: unknown).
     pub(crate) fn idle_on_cpu(&self) -> i32 {
         self.idle_on_cpu
-    }
-
-    /// The CPU its process was last seen on (-1: unknown), looked up now and then.
-    pub(crate) fn running_cpu(&mut self) -> i32 {
-        self.cpu.get()
     }
 
     /// Its id, unique for the life of the host (see [`WorkerStatus`]).

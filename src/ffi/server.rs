@@ -210,11 +210,9 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
 /// allocate_timeout for a free worker, then for the worker's answer (up to exec_ttl when
 /// set). Any number of threads may call it at once; callers waiting for a worker are
 /// served about in the order they came (a freed worker goes to the longest-waiting
-/// caller on the CPU the worker runs on, and no caller is passed over more than 4
-/// times). The caller that frees a worker writes the next waiting caller's task to it,
-/// when that task is at most 16 KiB, and that caller is woken by the worker's answer. A
-/// thread that had to wait keeps two descriptors (an epoll instance and an eventfd)
-/// until it ends, for being woken that way. Callers write to workers' pipes, so
+/// caller on the same CPU, and no caller is passed over more than 4 times). The caller
+/// that frees a worker writes the next waiting caller's task to it, when that task is
+/// at most 16 KiB, before waking that caller. Callers write to workers' pipes, so
 /// SIGPIPE is blocked in each calling thread (once, on its first call; the process's
 /// disposition is not changed): a worker that died makes the write fail instead of
 /// killing the host.
