@@ -5,8 +5,8 @@
 //! twice at once and never runs on a caller's hot path. Stderr lines are dropped, and
 //! counted, when the listener falls far behind; lifecycle events are never dropped.
 
+use crate::sync::Mutex;
 use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -26,8 +26,8 @@
 //! with the task sent ahead ~150k (4 workers and 4 callers, with no waiting: ~220k).
 
 use crate::relay::Sent;
+use crate::sync::{Condvar, Mutex};
 use crate::worker::{TaskFailure, Worker};
-use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;

@@ -23,6 +23,7 @@ mod process;
 mod relay;
 pub mod stats;
 mod stderr;
+mod sync;
 mod sys;
 mod worker;
 

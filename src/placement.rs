@@ -6,8 +6,8 @@
 //! at every placement: a host moved to other CPUs (taskset, a cgroup cpuset) places its
 //! later workers there. Nothing here touches a process: it only counts.
 
+use crate::sync::Mutex;
 use crate::sys;
-use parking_lot::Mutex;
 use std::io;
 use std::sync::Arc;
 

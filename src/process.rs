@@ -14,9 +14,9 @@
 
 use crate::event::{EventBus, EventKind};
 use crate::stderr::StderrCapture;
+use crate::sync::{Condvar, Mutex};
 use crate::sys;
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;

@@ -15,8 +15,8 @@ use crate::owner_process::OwnerProcess;
 use crate::pool::{ExecError, FailureHook, Pool};
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
+use crate::sync::{Mutex, RwLock};
 use crate::Payload;
-use parking_lot::{Mutex, RwLock};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 

@@ -301,7 +301,7 @@ fn replacing_the_listener_drops_the_old_one_once() {
 fn a_listener_may_run_tasks_and_flush_without_deadlock() {
     common::isolated(|| {
         let server = Arc::new(started("pipes", "echo", 2));
-        let answers = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let answers = Arc::new(std::sync::Mutex::new(Vec::new()));
         {
             let (weak, answers) = (Arc::downgrade(&server), answers.clone());
             server
@@ -310,15 +310,15 @@ fn a_listener_may_run_tasks_and_flush_without_deadlock() {
                         if let Some(server) = weak.upgrade() {
                             server.flush_events();
                             let answer = server.exec(b"", b"from the listener").map(|a| a.body().to_vec());
-                            answers.lock().push(answer);
+                            answers.lock().unwrap().push(answer);
                         }
                     }
                 })))
                 .unwrap();
         }
         server.exec(b"!stderr:ping", b"").unwrap();
-        assert!(common::wait_until(10, || !answers.lock().is_empty()));
-        assert_eq!(answers.lock()[0].as_deref().unwrap(), b"from the listener");
+        assert!(common::wait_until(10, || !answers.lock().unwrap().is_empty()));
+        assert_eq!(answers.lock().unwrap()[0].as_deref().unwrap(), b"from the listener");
         server.listen(None).unwrap();
     });
 }

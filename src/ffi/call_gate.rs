@@ -10,7 +10,7 @@
 //! The hot path (enter and leave) is two atomic operations each; the mutex and condition
 //! variable are only touched while the gate is closing.
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The in-flight counter of one server handle.

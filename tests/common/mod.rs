@@ -2,9 +2,9 @@
 //! waiting for conditions, and the check that no child process is left.
 #![allow(dead_code)]
 
-use parking_lot::{Mutex, MutexGuard};
 use roadrunner::{Config, Event, EventKind, Server};
 use std::sync::Arc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The test worker program built with the crate.
@@ -22,7 +22,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Runs `test` alone in this process (tests check the process's children, so they
 /// cannot overlap), then asserts that it left no child process behind.
 pub fn isolated(test: impl FnOnce()) {
-    let _guard: MutexGuard<'_, ()> = SERIAL.lock();
+    // A test that failed under the lock poisoned it; the next one may still run.
+    let _guard: MutexGuard<'_, ()> = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     assert_no_children();
     test();
     assert_no_children();
@@ -119,25 +120,25 @@ impl Events {
     pub fn listen(server: &Server) -> Events {
         let events = Events::default();
         let sink = events.0.clone();
-        server.listen(Some(Box::new(move |event: &Event| sink.lock().push(event.clone())))).unwrap();
+        server.listen(Some(Box::new(move |event: &Event| sink.lock().unwrap().push(event.clone())))).unwrap();
         events
     }
 
     /// Everything collected so far.
     pub fn all(&self) -> Vec<Event> {
-        self.0.lock().clone()
+        self.0.lock().unwrap().clone()
     }
 
     /// The events of `kind` collected so far.
     pub fn of(&self, kind: EventKind) -> Vec<Event> {
-        self.0.lock().iter().filter(|e| e.kind == kind).cloned().collect()
+        self.0.lock().unwrap().iter().filter(|e| e.kind == kind).cloned().collect()
     }
 
     /// Waits for an event matching `predicate`.
     pub fn wait_for(&self, what: &str, predicate: impl Fn(&Event) -> bool) -> Event {
         let mut found = None;
         let seen = wait_until(20, || {
-            found = self.0.lock().iter().find(|e| predicate(e)).cloned();
+            found = self.0.lock().unwrap().iter().find(|e| predicate(e)).cloned();
             found.is_some()
         });
         assert!(seen, "no event {what} in {:?}", self.all());
