@@ -64,6 +64,13 @@ impl OwnerProcess {
         }
     }
 
+    /// As [`is_current`](OwnerProcess::is_current), and the pid too (a system call):
+    /// for the calls that stop or start things, which must not be fooled by a child made
+    /// without running fork handlers (`_Fork`, a raw `clone`).
+    pub(crate) fn is_current_surely(&self) -> bool {
+        self.is_current() && std::process::id() == self.pid
+    }
+
     /// The owner's pid.
     pub(crate) fn pid(&self) -> u32 {
         self.pid

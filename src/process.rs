@@ -65,11 +65,31 @@ enum Life {
 
 type ExitHook = Box<dyn FnOnce(&ExitInfo) + Send>;
 
+/// How the library names a child when it signals and reaps it.
+enum ChildHandle {
+    /// A pidfd: the child itself, even after the host took its exit status.
+    Pidfd(OwnedFd),
+    /// Reaped by the host (which ignores SIGCHLD or reaps every child) before a pidfd
+    /// could be had: its pid may already be another process's.
+    Gone,
+    /// No pidfds on this kernel (before 5.3): the pid.
+    Pid,
+}
+
+impl ChildHandle {
+    fn of(pid: u32) -> ChildHandle {
+        match sys::pidfd_open(pid) {
+            Ok(pidfd) => ChildHandle::Pidfd(pidfd),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => ChildHandle::Gone,
+            Err(_) => ChildHandle::Pid,
+        }
+    }
+}
+
 /// A started child process. Shared by its owner and its watcher thread.
 pub(crate) struct Process {
     pid: u32,
-    /// A handle on this very process (none on kernels before 5.3: then the pid is used).
-    pidfd: Option<OwnedFd>,
+    handle: ChildHandle,
     created: SystemTime,
     life: Mutex<Life>,
     exited: Condvar,
@@ -109,8 +129,22 @@ fn spawner() -> io::Result<Sender<SpawnJob>> {
             job();
         }
     })?;
-    *spawner = Some((me, sender.clone()));
+    // In a child made by fork() the old sender is the parent's, and dropping it would
+    // take a lock of the channel that a thread of the parent may have held at the fork.
+    std::mem::forget(spawner.replace((me, sender.clone())));
     Ok(sender)
+}
+
+/// Starts `command`. Never panics: std's `spawn` does when a failed exec's child cannot
+/// be reaped, which happens when the host ignores SIGCHLD (or reaped the child first),
+/// and a panic here would end the `rr-spawn` thread for every server of the process.
+fn start(command: &mut Command) -> io::Result<std::process::Child> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command.spawn())).unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "the program could not be started (its exec failed, and why is unknown: the host took \
+             the failed child's exit status, as it does when it ignores SIGCHLD)",
+        ))
+    })
 }
 
 impl Process {
@@ -170,7 +204,7 @@ impl Process {
         let (reply, result) = crossbeam_channel::bounded(1);
         spawner()?
             .send(Box::new(move || {
-                let _ = reply.send(command.spawn());
+                let _ = reply.send(start(&mut command));
             }))
             .map_err(|_| io::Error::other("the rr-spawn thread is gone"))?;
         let mut child = result.recv().map_err(|_| io::Error::other("the rr-spawn thread is gone"))??;
@@ -185,7 +219,7 @@ impl Process {
         // `child` is dropped without waiting: the watcher reaps.
         let process = Arc::new(Process {
             pid: child.id(),
-            pidfd: sys::pidfd_open(child.id()).ok(),
+            handle: ChildHandle::of(child.id()),
             created: SystemTime::now(),
             life: Mutex::new(Life::Running),
             exited: Condvar::new(),
@@ -198,13 +232,12 @@ impl Process {
         let watched = process.clone();
         let stderr_fd = OwnedFd::from(stderr_read);
         let watcher = std::thread::Builder::new().name(format!("rr-watch-{}", process.pid)).spawn(move || {
-            let pid = watched.pid;
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(&watched, stderr_fd, &events))).is_err() {
                 // Never leave a child unreaped because of a bug here; reap under the
                 // lock that signals take, as the watcher does.
                 let status = {
                     let _life = watched.life.lock();
-                    sys::reap(pid).map(sys::describe_wait_status).unwrap_or_default()
+                    watched.reap()
                 };
                 watched.mark_exited(ExitInfo { description: status });
                 watched.mark_drained();
@@ -214,8 +247,8 @@ impl Process {
             Ok(handle) => *process.watcher.lock() = Some(handle),
             Err(e) => {
                 // No watcher, no reaper: kill and reap here, then fail the spawn.
-                let _ = sys::kill(process.pid, libc::SIGKILL);
-                let _ = sys::reap(process.pid);
+                process.signal(libc::SIGKILL);
+                let _ = process.reap();
                 return Err(e);
             }
         }
@@ -249,9 +282,10 @@ impl Process {
     pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
         let life = self.life.lock();
         match *life {
-            Life::Running => match &self.pidfd {
-                Some(pidfd) => sys::pidfd_send_signal(pidfd, signal).is_ok(),
-                None => sys::kill(self.pid, signal).is_ok(),
+            Life::Running => match &self.handle {
+                ChildHandle::Pidfd(pidfd) => sys::pidfd_send_signal(pidfd, signal).is_ok(),
+                ChildHandle::Gone => false,
+                ChildHandle::Pid => sys::kill(self.pid, signal).is_ok(),
             },
             Life::Exited(_) => false,
         }
@@ -317,6 +351,23 @@ impl Process {
         }
     }
 
+    /// Reaps the child once it has exited (blocks until then) and describes how it
+    /// ended. Only the watcher calls it, under the `life` lock (see the module docs).
+    fn reap(&self) -> String {
+        let status = match &self.handle {
+            ChildHandle::Pidfd(pidfd) => sys::reap_pidfd(pidfd),
+            ChildHandle::Gone => Err(io::Error::from_raw_os_error(libc::ECHILD)),
+            ChildHandle::Pid => sys::reap(self.pid),
+        };
+        match status {
+            Ok(status) => sys::describe_wait_status(status),
+            // ECHILD: the host ignores SIGCHLD (the kernel reaped the child) or reaped it.
+            Err(e) => format!(
+                "ended (its exit status was taken by the host, which ignores SIGCHLD or reaps its children: {e})"
+            ),
+        }
+    }
+
     fn mark_exited(&self, info: ExitInfo) {
         let mut life = self.life.lock();
         *life = Life::Exited(info.clone());
@@ -345,7 +396,12 @@ impl Process {
 fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
     sys::block_sigpipe_in_this_thread();
     let pid = process.pid;
-    let pidfd = process.pidfd.as_ref();
+    let pidfd = match &process.handle {
+        ChildHandle::Pidfd(pidfd) => Some(pidfd),
+        ChildHandle::Gone | ChildHandle::Pid => None,
+    };
+    // Already reaped by the host: nothing to wait for (and its pid may be another's).
+    let gone = matches!(process.handle, ChildHandle::Gone);
     let mut chunk = [0u8; 4096];
     let mut stderr_open = true;
     loop {
@@ -355,6 +411,9 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
         }
         if let Some(pidfd) = pidfd {
             fds.push(libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        }
+        if gone {
+            break;
         }
         if fds.is_empty() {
             // No pidfd (old kernel) and stderr closed: block until the exit.
@@ -379,14 +438,7 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
     // The child is a zombie now: its pid stays reserved until we reap it below.
     let status = {
         let mut life = process.life.lock();
-        let description = match sys::reap(pid) {
-            Ok(status) => sys::describe_wait_status(status),
-            // ECHILD: the host ignores SIGCHLD (the kernel reaped the child) or reaped it.
-            Err(e) => format!(
-                "ended (its exit status was taken by the host, which ignores SIGCHLD or reaps its children: {e})"
-            ),
-        };
-        let info = ExitInfo { description };
+        let info = ExitInfo { description: process.reap() };
         *life = Life::Exited(info.clone());
         process.exited.notify_all();
         info

@@ -73,23 +73,38 @@ impl Server {
     }
 
     /// Fails with a state error when the calling process is not the one that made the
-    /// server: a child made by `fork()` (see [`Server`]).
+    /// server: a child made by `fork()` (see [`Server`]). One atomic load: it relies on
+    /// the fork handlers having run, which `fork()` does.
     pub fn check_process(&self) -> Result<()> {
         if self.owner.is_current() {
             return Ok(());
         }
-        Err(Error::state(format!(
+        Err(self.not_the_owner())
+    }
+
+    /// As [`check_process`](Server::check_process), and compares the pid too (a system
+    /// call), so that a child made without fork handlers (`_Fork`, a raw `clone`) is not
+    /// taken for the owner either. For the calls that start or stop things.
+    pub fn check_process_surely(&self) -> Result<()> {
+        if self.owner.is_current_surely() {
+            return Ok(());
+        }
+        Err(self.not_the_owner())
+    }
+
+    fn not_the_owner(&self) -> Error {
+        Error::state(format!(
             "this server belongs to process {}, and this process ({}) is a copy of it made by fork(), \
              which cannot use it: make a new server here",
             self.owner.pid(),
             std::process::id()
-        )))
+        ))
     }
 
     /// Starts the relay listener (for sockets) and the pool; returns when every worker
     /// answered the handshake. If one fails, nothing is left running.
     pub fn start(&self) -> Result<()> {
-        self.check_process()?;
+        self.check_process_surely()?;
         let _lifecycle = self.inner.lifecycle.lock();
         if matches!(*self.inner.phase.read(), Phase::Running { .. }) {
             return Err(Error::state("the server is already started"));
@@ -118,7 +133,7 @@ impl Server {
     /// (stop command, then SIGTERM and SIGKILL after `destroy_timeout`), the listener
     /// is closed. Stopping a server that is not running is a state error.
     pub fn stop(&self) -> Result<()> {
-        self.check_process()?;
+        self.check_process_surely()?;
         let phase = {
             let _lifecycle = self.inner.lifecycle.lock();
             std::mem::replace(&mut *self.inner.phase.write(), Phase::Idle)
@@ -157,7 +172,7 @@ impl Server {
     /// pool). The relay and relay timeout cannot change. On a server that is not
     /// running, only the configuration is replaced.
     pub fn reconfigure(&self, config: Config) -> Result<()> {
-        self.check_process()?;
+        self.check_process_surely()?;
         let config = config.validate()?;
         let _lifecycle = self.inner.lifecycle.lock();
         {
@@ -174,7 +189,7 @@ impl Server {
 
     /// Reconfigures with the current configuration: every worker is replaced.
     pub fn reset(&self) -> Result<()> {
-        self.check_process()?;
+        self.check_process_surely()?;
         let _lifecycle = self.inner.lifecycle.lock();
         let config = self.inner.config.lock().clone();
         self.inner.swap_pool(config)
@@ -209,7 +224,8 @@ impl Server {
         Ok(())
     }
 
-    /// The current configuration.
+    /// The current configuration. (In a child made by `fork()`, the child's copy; it
+    /// waits for a lock, which another thread may have held at the moment of the fork.)
     pub fn config(&self) -> Config {
         self.inner.config.lock().config.clone()
     }
@@ -323,7 +339,7 @@ impl Inner {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if !self.owner.is_current() {
+        if !self.owner.is_current_surely() {
             // A copy made by fork(): stopping would stop the parent's workers, and the
             // threads to join, and whoever held a lock, are in the parent. The child's
             // copy of the memory is left as it is (one more reference is never dropped).

@@ -275,6 +275,33 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Reaps the child behind `pidfd` (Linux 5.4 and later); returns its status in the form
+/// `waitpid` gives. Unlike reaping by pid, it cannot wait for another child that got
+/// the pid after the host took this one's status (that fails with ECHILD instead).
+pub(crate) fn reap_pidfd(pidfd: &OwnedFd) -> io::Result<libc::c_int> {
+    // Not in the libc crate yet: `waitid`'s id type for a pidfd (include/linux/wait.h).
+    const P_PIDFD: libc::idtype_t = 3;
+    loop {
+        // SAFETY: siginfo_t is plain data written by waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a live descriptor and a live siginfo_t.
+        let result = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
+        match check(result as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(_) => {
+                // SAFETY: waitid filled in a child's siginfo.
+                let status = unsafe { info.si_status() };
+                return Ok(match info.si_code {
+                    libc::CLD_EXITED => (status & 0xff) << 8,
+                    libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+                    _ => status & 0x7f,
+                });
+            }
+        }
+    }
+}
+
 /// Sends `signal` to the process behind `pidfd`; fails with ESRCH once it was reaped.
 pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: a live descriptor; a NULL siginfo asks for the same signal info as kill().
@@ -416,7 +443,9 @@ pub(crate) fn use_batch_scheduling() -> io::Result<()> {
 /// runtimes ignore the first two for themselves (Python, Rust), and an ignored signal
 /// stays ignored across exec; an ignored SIGCHLD would keep the worker from waiting for
 /// its own children. Other ignored signals are left alone: a host run under `nohup`
-/// means its children to ignore SIGHUP too. Async-signal-safe.
+/// means its children to ignore SIGHUP too. (std's `Command` clears the mask and
+/// restores SIGPIPE itself today; done here too, so as not to depend on it.)
+/// Async-signal-safe.
 pub(crate) fn reset_signals_for_exec() -> io::Result<()> {
     // SAFETY: sigset_t is plain data, filled by sigemptyset; the calls take no locks.
     unsafe {

@@ -142,21 +142,48 @@ fn signal_mask(status: &str, field: &str) -> u64 {
     u64::from_str_radix(line[field.len()..].trim(), 16).unwrap()
 }
 
+/// What a host may have done to itself, undone when dropped: a descriptor opened
+/// without O_CLOEXEC, SIGXFSZ and SIGCHLD ignored.
+struct CarelessHost {
+    inherited: i32,
+}
+
+impl CarelessHost {
+    fn new(marker: &std::path::Path) -> CarelessHost {
+        let path = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path. No O_CLOEXEC, on purpose; closed on drop.
+        let inherited = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+        assert!(inherited >= 3, "open failed");
+        // SAFETY: dispositions only, restored on drop; no handler code is involved.
+        unsafe {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+        }
+        CarelessHost { inherited }
+    }
+}
+
+impl Drop for CarelessHost {
+    fn drop(&mut self) {
+        // SAFETY: ours, closed once; the dispositions back to the default.
+        unsafe {
+            libc::close(self.inherited);
+            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        }
+    }
+}
+
 /// What the host did to itself does not reach a worker: a descriptor opened without
 /// O_CLOEXEC, SIGPIPE blocked (in every thread that writes to workers, the one that
-/// forks them included), SIGPIPE and SIGXFSZ ignored (Rust's runtime ignores the first,
-/// Python's both).
+/// forks them included), SIGPIPE ignored (Rust's runtime does it; Python's too, and
+/// SIGXFSZ), SIGCHLD ignored (a worker could not wait for its own children).
 fn a_worker_starts_with_no_host_descriptors_and_default_signals(kind: Relay) {
     let (relay, _dir) = relay(kind);
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("host-only");
     std::fs::write(&marker, b"host").unwrap();
-    let path = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
-    // SAFETY: a NUL-terminated path. No O_CLOEXEC, on purpose; closed below.
-    let inherited = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
-    assert!(inherited >= 3, "open failed");
-    // SAFETY: changes a disposition, restored below; no handler code is involved.
-    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let host = CarelessHost::new(&marker);
     // The shell records what it was started with (from subshells, so that their
     // redirections do not show), then becomes the test worker, under the same pid.
     let command = format!(
@@ -169,11 +196,15 @@ fn a_worker_starts_with_no_host_descriptors_and_default_signals(kind: Relay) {
     });
     assert_eq!(server.exec(b"", b"up").unwrap().body(), b"up");
     drop(server);
-    // SAFETY: ours, closed once; the disposition back to the default.
-    unsafe {
-        libc::close(inherited);
-        libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
-    }
+    // A shell puts SIGCHLD back to its default itself (it needs it): ask a worker started
+    // directly. (It is a Rust program: its runtime ignores SIGPIPE, so only SIGCHLD here.)
+    let direct = common::started(&relay, "echo", 1);
+    let own = direct.exec(b"!read:/proc/self/status", b"").unwrap();
+    let own_ignored = signal_mask(&String::from_utf8_lossy(own.body()), "SigIgn:");
+    assert_eq!(own_ignored & (1 << (libc::SIGCHLD - 1)), 0, "SIGCHLD ignored in the worker: {own_ignored:#x}");
+    drop(direct);
+    let inherited = host.inherited;
+    drop(host);
 
     let mut fds: Vec<u32> = std::fs::read_to_string(dir.path().join("fds"))
         .unwrap()

@@ -103,6 +103,7 @@ fn obey(
             eprintln!("{arg}");
             side.respond(echo_context.as_bytes(), body)
         }
+        "read" => side.respond(b"read", &std::fs::read(arg).unwrap_or_default()),
         "hang" => sleep_forever(),
         "deaf" => {
             // Answers, then never reads its relay again (but stays alive).

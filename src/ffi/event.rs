@@ -170,10 +170,11 @@ pub unsafe extern "C" fn rr_server_listen(
         // SAFETY: the header requires NULL or a live server.
         unsafe {
             server::with_server(s, |server| {
+                // The one way `listen` fails, checked before `userdata` is taken: once it
+                // is in a listener, a failure would free it, and the caller keeps it then.
+                server.check_process()?;
                 // Taken only now that `s` is known to be good: on failure the caller keeps it.
                 let userdata = UserData { pointer: userdata, free: userdata_free };
-                // `with_server` checked that this process owns the server, the one way
-                // `listen` fails, so the listener (and `userdata`) is not dropped on error.
                 match cb {
                     Some(callback) => server.listen(Some(c_listener(callback, userdata))),
                     None => {

@@ -184,7 +184,7 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
     ffi_boundary!({
         // A shared borrow, not `&mut`: other threads may still be inside calls on `s`.
         let handle = ref_or_return!(s as *const rr_server);
-        if handle.server.check_process().is_err() {
+        if handle.server.check_process_surely().is_err() {
             // A copy made by fork(): the calls in flight and the workers are the parent's.
             // Nothing is released here (see `Server`); the handle's memory stays as is.
             return;

@@ -2,6 +2,8 @@
 a server: the child must leave the parent's server alone and may make its own."""
 
 import os
+import select
+import signal
 import unittest
 
 import rr
@@ -23,6 +25,11 @@ def run_in_child(check):
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
+        # A child that hangs is killed after 30 s rather than holding up the suite.
+        if not select.select([pipe], [], [], 30)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "the child hung (killed after 30 s)"
         report = pipe.read().decode()
     _, status = os.waitpid(pid, 0)
     if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
