@@ -6,9 +6,9 @@
 //! reads its stderr and polls a pidfd, so an exit is noticed at once, whatever the
 //! child was doing. The watcher is the only code of ours that reaps, and it reaps under
 //! the same lock that [`Process::signal`] takes: a pid is never signalled after it was
-//! reaped (when it could already belong to another process). Signals go through the
-//! pidfd, which names the child itself, so that holds even when the host took the
-//! child's exit status first (it ignores SIGCHLD, or reaps every child it has).
+//! reaped (when it could already belong to another process). Signals and the reaping
+//! go through the pidfd, which names the child itself, so that holds even when the host
+//! took the child's exit status first (it ignores SIGCHLD, or reaps every child it has).
 //!
 //! This module knows nothing of frames, tasks or pools.
 
@@ -352,7 +352,8 @@ impl Process {
     }
 
     /// Reaps the child once it has exited (blocks until then) and describes how it
-    /// ended. Only the watcher calls it, under the `life` lock (see the module docs).
+    /// ended. Called by its watcher (or by a spawn that could not start one), under the
+    /// `life` lock (see the module docs).
     fn reap(&self) -> String {
         let status = match &self.handle {
             ChildHandle::Pidfd(pidfd) => sys::reap_pidfd(pidfd),
@@ -404,35 +405,34 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
     let gone = matches!(process.handle, ChildHandle::Gone);
     let mut chunk = [0u8; 4096];
     let mut stderr_open = true;
-    loop {
-        let mut fds = Vec::with_capacity(2);
-        if stderr_open {
-            fds.push(libc::pollfd { fd: stderr.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
-        if let Some(pidfd) = pidfd {
-            fds.push(libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
-        if gone {
-            break;
-        }
-        if fds.is_empty() {
-            // No pidfd (old kernel) and stderr closed: block until the exit.
-            let _ = sys::wait_exited_keep_zombie(pid);
-            break;
-        }
-        if sys::poll(&mut fds, -1).is_err() {
-            let _ = sys::wait_exited_keep_zombie(pid);
-            break;
-        }
-        let exited = pidfd.is_some() && fds.last().is_some_and(|fd| fd.revents != 0);
-        if stderr_open && fds[0].revents != 0 {
-            match sys::read(stderr.as_raw_fd(), &mut chunk) {
-                Ok(0) | Err(_) => stderr_open = false,
-                Ok(n) => process.record_stderr(&chunk[..n], events),
+    if !gone {
+        loop {
+            let mut fds = Vec::with_capacity(2);
+            if stderr_open {
+                fds.push(libc::pollfd { fd: stderr.as_raw_fd(), events: libc::POLLIN, revents: 0 });
             }
-        }
-        if exited {
-            break;
+            if let Some(pidfd) = pidfd {
+                fds.push(libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+            if fds.is_empty() {
+                // No pidfd (old kernel) and stderr closed: block until the exit.
+                let _ = sys::wait_exited_keep_zombie(pid);
+                break;
+            }
+            if sys::poll(&mut fds, -1).is_err() {
+                let _ = sys::wait_exited_keep_zombie(pid);
+                break;
+            }
+            let exited = pidfd.is_some() && fds.last().is_some_and(|fd| fd.revents != 0);
+            if stderr_open && fds[0].revents != 0 {
+                match sys::read(stderr.as_raw_fd(), &mut chunk) {
+                    Ok(0) | Err(_) => stderr_open = false,
+                    Ok(n) => process.record_stderr(&chunk[..n], events),
+                }
+            }
+            if exited {
+                break;
+            }
         }
     }
     // The child is a zombie now: its pid stays reserved until we reap it below.
