@@ -16,15 +16,16 @@
 //! made with to the current one: one atomic load.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Once;
 
 /// How many times a `fork()` made this process out of its parent (each child starts
 /// with its parent's count, plus one).
 static FORKS: AtomicU64 = AtomicU64::new(0);
-/// Whether the handler that counts forks is registered; if it could not be, the pid is
-/// compared instead.
+/// Whether the handler that counts forks is registered; until it is (or if it could
+/// not be), the pid is compared instead.
 static COUNTING: AtomicBool = AtomicBool::new(false);
-static REGISTER: Once = Once::new();
+/// Whether a thread took on registering it. Not a `Once`: a thread that forks while
+/// another is inside a `Once` leaves it running for good in the child.
+static REGISTERING: AtomicBool = AtomicBool::new(false);
 
 /// Runs in the child of every `fork()` of this process. Only an atomic add: the child
 /// of a multithreaded process may only do async-signal-safe things at this point.
@@ -33,12 +34,13 @@ extern "C" fn count_fork_in_child() {
 }
 
 fn start_counting_forks() {
-    REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only touches an atomic. glibc links the
-        // registration to this library, so the handler goes away if it is unloaded.
-        let registered = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) } == 0;
-        COUNTING.store(registered, Ordering::Release);
-    });
+    if REGISTERING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: registers a handler that only touches an atomic. glibc links the
+    // registration to this library, so the handler goes away if it is unloaded.
+    let registered = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) } == 0;
+    COUNTING.store(registered, Ordering::Release);
 }
 
 /// The process that made something, as seen from the process that looks at it later.

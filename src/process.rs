@@ -22,6 +22,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -109,30 +110,45 @@ pub(crate) struct ChildPipes {
 
 type SpawnJob = Box<dyn FnOnce() + Send>;
 
-/// The one thread that forks children (see the module docs for why), with the pid of
-/// the process it belongs to: a host that forks gets a new one in the child, where the
-/// parent's thread does not exist.
-static SPAWNER: Mutex<Option<(u32, Sender<SpawnJob>)>> = Mutex::new(None);
+/// The one thread that forks children (see the module docs for why): the channel to it,
+/// and the pid of the process it belongs to (a host that forks gets a new one in the
+/// child, where the parent's thread does not exist).
+struct Spawner {
+    pid: u32,
+    jobs: Sender<SpawnJob>,
+}
+
+/// This process's spawner, published once and never freed: any thread may hold a
+/// pointer to it at any time. Reached without a lock, so a host's fork can never leave
+/// one held for a child that makes a server of its own (the parent's spawner is left
+/// as it is there, a few bytes).
+static SPAWNER: AtomicPtr<Spawner> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The channel to this process's `rr-spawn` thread, started on first use.
 fn spawner() -> io::Result<Sender<SpawnJob>> {
-    let mut spawner = SPAWNER.lock();
     let me = std::process::id();
-    if let Some((pid, sender)) = &*spawner {
-        if *pid == me {
-            return Ok(sender.clone());
+    loop {
+        let current = SPAWNER.load(Ordering::Acquire);
+        // SAFETY: a published spawner is never freed.
+        if let Some(spawner) = unsafe { current.as_ref() } {
+            if spawner.pid == me {
+                return Ok(spawner.jobs.clone());
+            }
         }
+        let (jobs, receiver) = crossbeam_channel::unbounded::<SpawnJob>();
+        std::thread::Builder::new().name("rr-spawn".into()).spawn(move || {
+            for job in receiver {
+                job();
+            }
+        })?;
+        let ours = Box::into_raw(Box::new(Spawner { pid: me, jobs: jobs.clone() }));
+        if SPAWNER.compare_exchange(current, ours, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return Ok(jobs);
+        }
+        // Another thread published one first: ours ends with its channel; use that one.
+        // SAFETY: `ours` was never published, so nobody else has it.
+        drop(unsafe { Box::from_raw(ours) });
     }
-    let (sender, receiver) = crossbeam_channel::unbounded::<SpawnJob>();
-    std::thread::Builder::new().name("rr-spawn".into()).spawn(move || {
-        for job in receiver {
-            job();
-        }
-    })?;
-    // In a child made by fork() the old sender is the parent's, and dropping it would
-    // take a lock of the channel that a thread of the parent may have held at the fork.
-    std::mem::forget(spawner.replace((me, sender.clone())));
-    Ok(sender)
 }
 
 /// Starts `command`. Never panics: std's `spawn` does when a failed exec's child cannot
