@@ -170,9 +170,8 @@ pub unsafe extern "C" fn rr_server_listen(
         // SAFETY: the header requires NULL or a live server.
         unsafe {
             server::with_server(s, |server| {
-                // The one way `listen` fails, checked before `userdata` is taken: once it
-                // is in a listener, a failure would free it, and the caller keeps it then.
-                server.check_process()?;
+                // `with_server` made the one check `listen` fails on (the process) before
+                // `userdata` is taken: once in a listener, a failure would free it.
                 // Taken only now that `s` is known to be good: on failure the caller keeps it.
                 let userdata = UserData { pointer: userdata, free: userdata_free };
                 match cb {
