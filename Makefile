@@ -2,7 +2,8 @@
 #
 #   make            build the library, the test worker and the C/C++ programs in build/
 #   make test       run every test (Rust, header, C, C++, hosts over pipes/tcp/unix,
-#                   Python, Go, PHP, install, ASan, valgrind)
+#                   Python, Go, PHP, install, ASan, valgrind), after installing what they
+#                   need from Debian (make test-deps)
 #   make help       list the targets
 #
 # Variables: CC, CXX, CARGO, CFLAGS/CXXFLAGS/LDFLAGS (added to ours), PREFIX, DESTDIR,
@@ -69,8 +70,8 @@ TEST_STEPS := test-rust check-header test-c test-cpp test-demo test-python test-
 
 # make bench, make bench-report (benchmarks are never part of make test).
 include bench/bench.mk
-.PHONY: all lib examples header check-header cbindgen demo test test-rust test-c test-cpp test-demo \
-        test-python test-go test-php test-install soak asan valgrind install uninstall clean help
+.PHONY: all lib examples header check-header cbindgen demo test test-deps test-rust test-c test-cpp \
+        test-demo test-python test-go test-php test-install soak asan valgrind install uninstall clean help
 .DELETE_ON_ERROR:
 
 all: lib examples  ## build the library, rr-test-worker and the C/C++ programs (default)
@@ -124,7 +125,11 @@ check-header: cbindgen  ## fail when include/rr.h differs from what src/ffi gene
 demo: all  ## run build/host with 4 C workers (build/worker) over pipes: answers, events, tasks/s
 	$(BUILD)/host -n 4 -r pipes -- $(BUILD)/worker
 
-test: all  ## run every test (the steps in TEST_STEPS, all of them, then report)
+# test-deps runs first and alone: on a machine without php or go, `make test` stops (or
+# installs them) before minutes of building; `all` is built by a sub-make after it, since
+# a prerequisite `all` could start alongside test-deps under -j.
+test: test-deps  ## run every test (the steps in TEST_STEPS, all of them, then report)
+	@$(MAKE) --no-print-directory all
 	@failed=""; for step in $(TEST_STEPS); do \
 		echo "=== make $$step"; \
 		$(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
