@@ -137,8 +137,18 @@ test: test-deps  ## run every test (the steps in TEST_STEPS, all of them, then r
 	if [ -n "$$failed" ]; then echo "=== FAILED:$$failed"; exit 1; fi; \
 	echo "=== all tests passed"
 
-test-rust:  ## cargo test --release
+# The programs the tests run, as this make invocation would run them (cgo uses $CC only
+# when make exports it: given on the command line or in the environment, else gcc).
+test-deps:  ## install what the tests need from Debian, or say what to run
+	@PHP='$(PHP)' GO='$(GO)' PYTHON='$(PYTHON)' VALGRIND='$(VALGRIND)' PKG_CONFIG='$(PKG_CONFIG)' \
+		CC='$(CC)' CXX='$(CXX)' CARGO='$(CARGO)' \
+		RR_DEPS_CGO_CC='$(if $(filter default,$(origin CC)),gcc,$(CC))' .ci/test-deps
+
+# The panic tests need the fault points of the `fault-injection` feature: a build of
+# their own, in a target directory of its own, so that target/release stays a release.
+test-rust:  ## cargo test --release, then the injected-panic tests (tests/panics.rs)
 	$(LIMIT) $(CARGO) test --release
+	$(LIMIT) $(CARGO) test --release --features fault-injection --target-dir target/fault-injection --test panics
 
 test-c: $(BUILD)/c-tests $(BUILD)/worker  ## the C tests of the whole C interface
 	$(C_TEST_ENV) $(LIMIT) $(BUILD)/c-tests

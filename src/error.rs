@@ -6,7 +6,19 @@
 //! job error the raw bytes the worker sent. This module never formats process details
 //! itself; the code that saw the failure writes the message.
 
+use std::any::Any;
 use std::fmt;
+
+/// The message a caught panic carried, for the error that reports it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
+    }
+}
 
 /// The family of a failure. The numbers are the C interface's status codes and never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

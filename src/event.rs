@@ -171,7 +171,6 @@ impl EventBus {
 }
 
 fn deliver(shared: Arc<Shared>, receiver: Receiver<Message>) {
-    crate::sys::block_sigpipe_in_this_thread();
     for message in receiver {
         match message {
             Message::Event(event) => {

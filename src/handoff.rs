@@ -87,14 +87,14 @@ impl WaitQueue {
     }
 
     /// The oldest waiter.
-    pub(crate) fn pop_oldest(&mut self) -> Option<Arc<Slot>> {
-        self.waiting.pop_front().map(|waiter| waiter.slot)
+    pub(crate) fn pop_oldest(&mut self) -> Option<Claimed> {
+        self.waiting.pop_front().map(|waiter| Claimed(Some(waiter.slot)))
     }
 
     /// The waiter to hand a worker freed by a thread on `cpu`: the oldest one that
     /// waits on that CPU (among the `NEAREST_SEARCH_DEPTH` oldest), unless the oldest of
     /// all was passed over often enough (or nobody there waits on this CPU).
-    pub(crate) fn pop_nearest(&mut self, cpu: i32) -> Option<Arc<Slot>> {
+    pub(crate) fn pop_nearest(&mut self, cpu: i32) -> Option<Claimed> {
         let oldest = self.waiting.front()?;
         let chosen = if oldest.passed_over >= MAX_PASSED_OVER {
             0
@@ -105,7 +105,7 @@ impl WaitQueue {
         for waiter in self.waiting.iter_mut().take(chosen) {
             waiter.passed_over += 1;
         }
-        self.waiting.remove(chosen).map(|waiter| waiter.slot)
+        self.waiting.remove(chosen).map(|waiter| Claimed(Some(waiter.slot)))
     }
 
     /// Takes `slot` out of the queue; false if it was no longer there (something was
@@ -116,8 +116,36 @@ impl WaitQueue {
     }
 
     /// Empties the queue, oldest first.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Arc<Slot>> + '_ {
-        self.waiting.drain(..).map(|waiter| waiter.slot)
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Claimed> + '_ {
+        self.waiting.drain(..).map(|waiter| Claimed(Some(waiter.slot)))
+    }
+}
+
+/// A waiter taken off the queue, to be delivered to. A waiter off the queue waits for
+/// its delivery without a deadline (see `LentTask`), so one is always made: if the
+/// claim is dropped without [`Claimed::deliver`] (a panic on the way), the waiter is
+/// told to look at the pool again.
+pub(crate) struct Claimed(Option<Arc<Slot>>);
+
+impl Claimed {
+    /// The task the waiter offered, if any (see [`Slot::lent_task`]).
+    pub(crate) fn lent_task(&self) -> Option<LentTask> {
+        self.0.as_ref().and_then(|slot| slot.lent_task())
+    }
+
+    /// Puts `delivery` in the waiter's slot and wakes it.
+    pub(crate) fn deliver(mut self, delivery: Delivery) {
+        if let Some(slot) = self.0.take() {
+            slot.deliver(delivery);
+        }
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.deliver(Delivery::Recheck);
+        }
     }
 }
 
@@ -192,12 +220,12 @@ impl Slot {
 
     /// The task the waiting caller offered, if any. Only for the one that took the slot
     /// off the queue, before it delivers.
-    pub(crate) fn lent_task(&self) -> Option<LentTask> {
+    fn lent_task(&self) -> Option<LentTask> {
         self.inbox.lock().task
     }
 
     /// Puts `delivery` in the slot and wakes its thread.
-    pub(crate) fn deliver(&self, delivery: Delivery) {
+    fn deliver(&self, delivery: Delivery) {
         self.inbox.lock().delivery = delivery;
         self.ready.notify_one();
     }
@@ -240,9 +268,13 @@ mod tests {
         (queue, slots)
     }
 
-    fn position(slots: &[Arc<Slot>], popped: Option<Arc<Slot>>) -> usize {
+    /// Which of `slots` was claimed; the claim is then delivered, so that dropping it
+    /// does not deliver a recheck.
+    fn position(slots: &[Arc<Slot>], popped: Option<Claimed>) -> usize {
         let popped = popped.expect("a waiter");
-        slots.iter().position(|slot| Arc::ptr_eq(slot, &popped)).expect("one of ours")
+        let slot = popped.0.clone().expect("a claimed slot");
+        popped.deliver(Delivery::Pending);
+        slots.iter().position(|mine| Arc::ptr_eq(mine, &slot)).expect("one of ours")
     }
 
     #[test]
@@ -271,11 +303,11 @@ mod tests {
         for round in 0..MAX_PASSED_OVER {
             queue.push(Arc::new(Slot::new()), 1);
             let served = queue.pop_nearest(1).expect("a waiter");
-            assert!(!Arc::ptr_eq(&served, &oldest), "served too early, in round {round}");
+            assert!(!Arc::ptr_eq(served.0.as_ref().unwrap(), &oldest), "served too early, in round {round}");
         }
         queue.push(Arc::new(Slot::new()), 1);
         let served = queue.pop_nearest(1).expect("a waiter");
-        assert!(Arc::ptr_eq(&served, &oldest), "passed over more than {MAX_PASSED_OVER} times");
+        assert!(Arc::ptr_eq(served.0.as_ref().unwrap(), &oldest), "passed over more than {MAX_PASSED_OVER} times");
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub mod state;
 pub mod worker_side;
 
 mod factory;
+/// Fault points for the tests (see the `fault-injection` feature).
+#[doc(hidden)]
+pub mod fault;
 mod frame;
 mod handoff;
 mod limits;

@@ -57,10 +57,16 @@ pub(crate) enum ChildIo {
 pub(crate) struct ExitInfo {
     /// In words: "exited with status 3", "was killed by signal 9 (SIGKILL)".
     pub description: String,
+    /// Whether its owner asked it to end (a signal, or [`Process::request_end`]) before
+    /// it did: if not, it ended on its own.
+    pub requested: bool,
 }
 
 enum Life {
-    Running,
+    Running {
+        /// Its owner asked it to end.
+        end_requested: bool,
+    },
     Exited(ExitInfo),
 }
 
@@ -68,8 +74,9 @@ type ExitHook = Box<dyn FnOnce(&ExitInfo) + Send>;
 
 /// How the library names a child when it signals and reaps it.
 enum ChildHandle {
-    /// A pidfd: the child itself, even after the host took its exit status.
-    Pidfd(OwnedFd),
+    /// A pidfd: the child itself, even after the host took its exit status. Shared
+    /// with the relay, whose waits end when it becomes readable (the child exited).
+    Pidfd(Arc<OwnedFd>),
     /// Reaped by the host (which ignores SIGCHLD or reaps every child) before a pidfd
     /// could be had: its pid may already be another process's.
     Gone,
@@ -80,7 +87,7 @@ enum ChildHandle {
 impl ChildHandle {
     fn of(pid: u32) -> ChildHandle {
         match sys::pidfd_open(pid) {
-            Ok(pidfd) => ChildHandle::Pidfd(pidfd),
+            Ok(pidfd) => ChildHandle::Pidfd(Arc::new(pidfd)),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => ChildHandle::Gone,
             Err(_) => ChildHandle::Pid,
         }
@@ -106,6 +113,9 @@ pub(crate) struct Process {
 pub(crate) struct ChildPipes {
     pub stdout: OwnedFd,
     pub stdin: OwnedFd,
+    /// A copy of the read end of the child's stdin, for the relay to keep (see `relay`:
+    /// a pipe that always has a reader never raises SIGPIPE).
+    pub stdin_reader: OwnedFd,
 }
 
 type SpawnJob = Box<dyn FnOnce() + Send>;
@@ -179,9 +189,14 @@ impl Process {
         if let Some(dir) = &spec.dir {
             command.current_dir(dir);
         }
+        // The child's stdin is made here rather than by `Command`, to keep a copy of
+        // its read end (see `ChildPipes::stdin_reader`).
+        let mut stdin_pipe = None;
         match stdio {
             ChildIo::Pipes => {
-                command.stdin(Stdio::piped()).stdout(Stdio::piped());
+                let (reader, writer) = io::pipe()?;
+                command.stdin(Stdio::from(reader.try_clone()?)).stdout(Stdio::piped());
+                stdin_pipe = Some((reader, writer));
             }
             ChildIo::Null => {
                 command.stdin(Stdio::null()).stdout(Stdio::from(stderr_write.try_clone()?));
@@ -225,19 +240,17 @@ impl Process {
             .map_err(|_| io::Error::other("the rr-spawn thread is gone"))?;
         let mut child = result.recv().map_err(|_| io::Error::other("the rr-spawn thread is gone"))??;
 
-        let pipes = match stdio {
-            ChildIo::Pipes => Some(ChildPipes {
-                stdout: OwnedFd::from(child.stdout.take().expect("piped stdout")),
-                stdin: OwnedFd::from(child.stdin.take().expect("piped stdin")),
-            }),
-            ChildIo::Null => None,
-        };
+        let pipes = stdin_pipe.map(|(reader, writer)| ChildPipes {
+            stdout: OwnedFd::from(child.stdout.take().expect("piped stdout")),
+            stdin: OwnedFd::from(writer),
+            stdin_reader: OwnedFd::from(reader),
+        });
         // `child` is dropped without waiting: the watcher reaps.
         let process = Arc::new(Process {
             pid: child.id(),
             handle: ChildHandle::of(child.id()),
             created: SystemTime::now(),
-            life: Mutex::new(Life::Running),
+            life: Mutex::new(Life::Running { end_requested: false }),
             exited: Condvar::new(),
             drained: Mutex::new(false),
             drained_cond: Condvar::new(),
@@ -248,15 +261,23 @@ impl Process {
         let watched = process.clone();
         let stderr_fd = OwnedFd::from(stderr_read);
         let watcher = std::thread::Builder::new().name(format!("rr-watch-{}", process.pid)).spawn(move || {
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| watch(&watched, stderr_fd, &events))).is_err() {
-                // Never leave a child unreaped because of a bug here; reap under the
-                // lock that signals take, as the watcher does.
-                let status = {
-                    let _life = watched.life.lock();
-                    watched.reap()
-                };
-                watched.mark_exited(ExitInfo { description: status });
+            let watching = || {
+                crate::fault::point(crate::fault::FaultPoint::Watcher);
+                watch(&watched, stderr_fd, &events)
+            };
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(watching)).is_err() {
+                // Never leave a child unreaped, or its owner untold, because of a bug
+                // here. Wait for the exit without holding `life` (a kill needs it),
+                // then reap under it, as the watcher does.
+                if !watched.has_exited() {
+                    watched.wait_exited_unreaped();
+                    watched.reap_and_record();
+                }
                 watched.mark_drained();
+                let hook = watched.on_exit.lock().take();
+                if let (Some(hook), Some(info)) = (hook, watched.exit_info()) {
+                    hook(&info);
+                }
             }
         });
         match watcher {
@@ -264,7 +285,8 @@ impl Process {
             Err(e) => {
                 // No watcher, no reaper: kill and reap here, then fail the spawn.
                 process.signal(libc::SIGKILL);
-                let _ = process.reap();
+                process.wait_exited_unreaped();
+                process.reap_and_record();
                 return Err(e);
             }
         }
@@ -281,6 +303,15 @@ impl Process {
         self.created
     }
 
+    /// A descriptor that becomes readable when the child exits (its pidfd), where the
+    /// kernel gives one.
+    pub(crate) fn end_fd(&self) -> Option<Arc<OwnedFd>> {
+        match &self.handle {
+            ChildHandle::Pidfd(pidfd) => Some(pidfd.clone()),
+            ChildHandle::Gone | ChildHandle::Pid => None,
+        }
+    }
+
     /// Whether it has exited (and was reaped).
     pub(crate) fn has_exited(&self) -> bool {
         matches!(*self.life.lock(), Life::Exited(_))
@@ -290,19 +321,37 @@ impl Process {
     pub(crate) fn exit_info(&self) -> Option<ExitInfo> {
         match &*self.life.lock() {
             Life::Exited(info) => Some(info.clone()),
-            Life::Running => None,
+            Life::Running { .. } => None,
         }
     }
 
-    /// Sends `signal` unless the child was already reaped; true if it was sent.
+    /// Notes that its owner asks it to end (by a message of its own: the stop command),
+    /// so that its exit is not taken for a death of its own. False if it had already
+    /// exited: then it did end on its own.
+    pub(crate) fn request_end(&self) -> bool {
+        match &mut *self.life.lock() {
+            Life::Running { end_requested } => {
+                *end_requested = true;
+                true
+            }
+            Life::Exited(_) => false,
+        }
+    }
+
+    /// Sends `signal` unless the child was already reaped; true if it was sent. A signal
+    /// sent is a request to end (see [`Process::request_end`]).
     pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
-        let life = self.life.lock();
-        match *life {
-            Life::Running => match &self.handle {
-                ChildHandle::Pidfd(pidfd) => sys::pidfd_send_signal(pidfd, signal).is_ok(),
-                ChildHandle::Gone => false,
-                ChildHandle::Pid => sys::kill(self.pid, signal).is_ok(),
-            },
+        let mut life = self.life.lock();
+        match &mut *life {
+            Life::Running { end_requested } => {
+                let sent = match &self.handle {
+                    ChildHandle::Pidfd(pidfd) => sys::pidfd_send_signal(pidfd, signal).is_ok(),
+                    ChildHandle::Gone => false,
+                    ChildHandle::Pid => sys::kill(self.pid, signal).is_ok(),
+                };
+                *end_requested |= sent;
+                sent
+            }
             Life::Exited(_) => false,
         }
     }
@@ -311,7 +360,7 @@ impl Process {
     pub(crate) fn wait_exit(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut life = self.life.lock();
-        while matches!(*life, Life::Running) {
+        while matches!(*life, Life::Running { .. }) {
             if self.exited.wait_until(&mut life, deadline).timed_out() {
                 return matches!(*life, Life::Exited(_));
             }
@@ -367,33 +416,38 @@ impl Process {
         }
     }
 
-    /// Reaps the child once it has exited (blocks until then) and describes how it
-    /// ended. Called by its watcher (or by a spawn that could not start one), under the
-    /// `life` lock (see the module docs).
-    fn reap(&self) -> String {
+    /// Blocks until the child has exited, without reaping it (its pid stays reserved),
+    /// and without holding `life`.
+    fn wait_exited_unreaped(&self) {
+        let _ = match &self.handle {
+            ChildHandle::Pidfd(pidfd) => sys::wait_exited_pidfd_keep_zombie(pidfd),
+            ChildHandle::Gone => Ok(()),
+            ChildHandle::Pid => sys::wait_exited_keep_zombie(self.pid),
+        };
+    }
+
+    /// Reaps the child, which has exited, and records how it ended; returns that. Under
+    /// the `life` lock, so that a signal is never sent to a reaped pid (see the module
+    /// docs); the wait does not block, the exit having happened.
+    fn reap_and_record(&self) -> ExitInfo {
+        let mut life = self.life.lock();
+        let requested = matches!(*life, Life::Running { end_requested: true });
         let status = match &self.handle {
             ChildHandle::Pidfd(pidfd) => sys::reap_pidfd(pidfd),
             ChildHandle::Gone => Err(io::Error::from_raw_os_error(libc::ECHILD)),
             ChildHandle::Pid => sys::reap(self.pid),
         };
-        match status {
+        let description = match status {
             Ok(status) => sys::describe_wait_status(status),
             // ECHILD: the host ignores SIGCHLD (the kernel reaped the child) or reaped it.
             Err(e) => format!(
                 "ended (its exit status was taken by the host, which ignores SIGCHLD or reaps its children: {e})"
             ),
-        }
-    }
-
-    fn mark_exited(&self, info: ExitInfo) {
-        let mut life = self.life.lock();
+        };
+        let info = ExitInfo { description, requested };
         *life = Life::Exited(info.clone());
         self.exited.notify_all();
-        drop(life);
-        let hook = self.on_exit.lock().take();
-        if let Some(hook) = hook {
-            hook(&info);
-        }
+        info
     }
 
     fn mark_drained(&self) {
@@ -411,7 +465,6 @@ impl Process {
 
 /// The watcher's body: read stderr while waiting for the exit, then reap.
 fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
-    sys::block_sigpipe_in_this_thread();
     let pid = process.pid;
     let pidfd = match &process.handle {
         ChildHandle::Pidfd(pidfd) => Some(pidfd),
@@ -451,14 +504,8 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
             }
         }
     }
-    // The child is a zombie now: its pid stays reserved until we reap it below.
-    let status = {
-        let mut life = process.life.lock();
-        let info = ExitInfo { description: process.reap() };
-        *life = Life::Exited(info.clone());
-        process.exited.notify_all();
-        info
-    };
+    // The child is a zombie now: its pid stays reserved until we reap it here.
+    let status = process.reap_and_record();
     // Take what the child wrote before it died. A grandchild may hold stderr open, so
     // read only what is there now.
     if stderr_open && sys::set_nonblocking(stderr.as_raw_fd(), true).is_ok() {

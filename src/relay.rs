@@ -8,13 +8,27 @@
 //! never trusted for allocation: the destination is at most max(1 MiB, what arrived)
 //! ahead of the bytes that arrived (bodies up to 1 MiB get their buffer at once). The relay
 //! knows nothing of processes or tasks.
+//!
+//! Two things make a relay to a child process safe to wait on and to write to:
+//! - *The peer's end*: a child of the worker may hold the relay open after the worker
+//!   died, so end-of-file may never come. A relay can be given a descriptor that
+//!   becomes readable when the peer has ended (the worker's pidfd); every wait, for
+//!   bytes or for room, ends on it as well.
+//! - *SIGPIPE*: a write to a pipe nobody reads raises SIGPIPE, whose default action ends
+//!   the whole process, and pipes have no `MSG_NOSIGNAL`. The host's end of a worker's
+//!   pipes keeps its own copy of the read end of the pipe it writes to, so that pipe
+//!   always has a reader and a write never raises the signal: a worker that died is
+//!   seen by its exit (the peer's end, above) instead. Sockets are written with
+//!   `MSG_NOSIGNAL`. A pipe relay without such a reader (the worker side's stdout; the
+//!   host's, where the kernel has no pidfds) blocks SIGPIPE for the time of a write.
 
 use crate::frame::{self, Prefix, PREFIX_LEN};
 use crate::sys;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Size of the read buffer of each relay.
 const READ_BUFFER_LEN: usize = 64 * 1024;
@@ -27,6 +41,11 @@ const DIRECT_READ_MIN: usize = 16 * 1024;
 /// only from the kernel into its place); a lying declared size costs at most this much
 /// before its bytes arrive.
 const ALLOCATION_AHEAD: usize = 1024 * 1024;
+/// How long, after a TCP peer ended, the bytes it sent before it ended may still be on
+/// their way through the host's network stack (on one machine: microseconds).
+const TCP_IN_FLIGHT_GRACE: Duration = Duration::from_millis(50);
+/// Bytes of unexpected output quoted in an error message.
+const QUOTED_BYTES: usize = 64;
 
 /// The channel under a relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +67,9 @@ pub(crate) enum RelayError {
     Truncated { wanted: u64, got: u64 },
     /// The bytes read are not a frame prefix (typically stray output on stdout).
     NotAFrame(Vec<u8>),
+    /// The peer sent these bytes when no message was due (after its answer: it answered
+    /// more than once, or printed to the relay).
+    Unexpected(Vec<u8>),
     /// The peer declared a frame above the limit.
     TooLarge { size: u64, limit: u64 },
     /// Nothing arrived before the deadline.
@@ -68,6 +90,15 @@ impl fmt::Display for RelayError {
             RelayError::NotAFrame(bytes) => {
                 let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(PREFIX_LEN)]);
                 write!(f, "invalid frame prefix {shown:?}: the peer wrote something that is not a frame (a worker printing to its stdout corrupts the pipe relay)")
+            }
+            RelayError::Unexpected(bytes) => {
+                write!(
+                    f,
+                    "the peer wrote {} bytes after its answer, when nothing was due (it answered more than once, or \
+                     printed to its relay); they begin with \"{}\"",
+                    bytes.len(),
+                    bytes[..bytes.len().min(QUOTED_BYTES)].escape_ascii()
+                )
             }
             RelayError::TooLarge { size, limit } => {
                 write!(
@@ -114,6 +145,10 @@ pub(crate) struct Relay {
     read_fd: OwnedFd,
     /// `None` for sockets, which read and write on the same descriptor.
     write_fd: Option<OwnedFd>,
+    /// Our own reader of the pipe we write to (see the module docs: no SIGPIPE).
+    write_pipe_reader: Option<OwnedFd>,
+    /// Readable once the peer has ended for good (see the module docs).
+    peer_end: Option<Arc<OwnedFd>>,
     transport: Transport,
     buffer: Box<[u8]>,
     start: usize,
@@ -144,6 +179,8 @@ impl Relay {
         Relay {
             read_fd,
             write_fd,
+            write_pipe_reader: None,
+            peer_end: None,
             transport,
             buffer: vec![0u8; READ_BUFFER_LEN].into_boxed_slice(),
             start: 0,
@@ -151,6 +188,23 @@ impl Relay {
             max_frame,
             deadline: None,
         }
+    }
+
+    /// Keeps `reader`, the read end of the pipe this relay writes to, open: then writing
+    /// never raises SIGPIPE, whatever became of the peer (see the module docs).
+    pub(crate) fn keep_write_pipe_reader(&mut self, reader: OwnedFd) {
+        debug_assert!(self.transport == Transport::Pipes);
+        self.write_pipe_reader = Some(reader);
+    }
+
+    /// Makes every wait end, as if the peer closed the relay, once `peer_end` is
+    /// readable: a descriptor that becomes so when the peer has ended (a pidfd).
+    pub(crate) fn watch_peer_end(&mut self, peer_end: Option<Arc<OwnedFd>>) {
+        self.peer_end = peer_end;
+    }
+
+    fn peer_end_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.peer_end.as_ref().map(|fd| fd.as_raw_fd())
     }
 
     /// The descriptor reads come from.
@@ -212,13 +266,11 @@ impl Relay {
         already: usize,
         wait_for_room: bool,
     ) -> Result<Sent, RelayError> {
-        if self.transport == Transport::Pipes {
-            // Whatever thread sends (a caller, a spawn, a stop), a dead reader must
-            // give EPIPE here, not a SIGPIPE that kills the host. A thread-local check
-            // after the first time.
-            sys::block_sigpipe_in_this_thread();
-        }
-        let when_full = if wait_for_room { sys::WhenFull::Wait(self.deadline) } else { sys::WhenFull::Stop };
+        let when_full = if wait_for_room {
+            sys::WhenFull::Wait { deadline: self.deadline, gone: self.peer_end_fd() }
+        } else {
+            sys::WhenFull::Stop
+        };
         let (first, rest) = frames.split_first().expect("at least one frame");
         let first_prefix = frame::encode(first.0, first.1.len() as u64);
         let write_fd = self.write_fd();
@@ -233,7 +285,10 @@ impl Relay {
             _ => panic!("a message has at most two frames"),
         };
         let total: usize = parts.iter().map(|part| part.len()).sum();
-        match sys::write_vectored(write_fd, is_socket, parts, already, when_full) {
+        let write = || sys::write_vectored(write_fd, is_socket, parts, already, when_full);
+        let may_raise_sigpipe = self.transport == Transport::Pipes && self.write_pipe_reader.is_none();
+        let written = if may_raise_sigpipe { sys::without_sigpipe(write) } else { write() };
+        match written {
             Ok(written) if written == total => Ok(Sent::Whole),
             Ok(written) => Ok(Sent::Partly(written)),
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(RelayError::Timeout),
@@ -244,6 +299,33 @@ impl Relay {
     /// Sends a control frame carrying `json` (handshake, stop).
     pub(crate) fn send_control(&mut self, json: &str) -> Result<(), RelayError> {
         self.send(&[(frame::CONTROL, json.as_bytes())])
+    }
+
+    /// Fails if the peer sent anything since the last message was read: bytes still in
+    /// the buffer, or waiting on the channel (one `poll` that does not wait). Called
+    /// before a request is sent, so that a peer that answered one twice can never have
+    /// that second answer taken for the answer to the next. `Closed` if the peer closed
+    /// the channel meanwhile.
+    pub(crate) fn expect_quiet(&mut self) -> Result<(), RelayError> {
+        if self.start == self.end {
+            if !sys::is_readable_now(self.read_fd())? {
+                return Ok(());
+            }
+            self.start = 0;
+            self.end = 0;
+            if self.fill()? == 0 {
+                return Err(RelayError::Closed);
+            }
+        }
+        Err(RelayError::Unexpected(self.take_buffered()))
+    }
+
+    /// Takes the bytes read but not yet part of a message: after a whole message, the
+    /// peer sent more than it should have (see [`Relay::expect_quiet`]).
+    pub(crate) fn take_buffered(&mut self) -> Vec<u8> {
+        let bytes = self.buffer[self.start..self.end].to_vec();
+        self.start = self.end;
+        bytes
     }
 
     /// Reads the next frame, appending its payload to `out`; returns its prefix.
@@ -358,9 +440,20 @@ impl Relay {
             // stall it ~40 ms. Quick ACK mode does not stick, so re-arm it per read.
             let _ = sys::set_socket_option(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
         }
-        if let Some(deadline) = self.deadline {
-            if !sys::wait_readable(fd, deadline)? {
-                return Err(RelayError::Timeout);
+        if self.deadline.is_some() || self.peer_end.is_some() {
+            match sys::wait_for(fd, libc::POLLIN, self.peer_end_fd(), self.deadline)? {
+                sys::Ready::Yes => {}
+                sys::Ready::TimedOut => return Err(RelayError::Timeout),
+                sys::Ready::Gone => {
+                    let in_flight = self.transport == Transport::Tcp
+                        && sys::wait_for(fd, libc::POLLIN, None, Some(Instant::now() + TCP_IN_FLIGHT_GRACE))?
+                            == sys::Ready::Yes;
+                    if !in_flight {
+                        // The peer ended and nothing it sent is left: its end of the
+                        // stream, whoever else still holds the channel open.
+                        return Ok(0);
+                    }
+                }
             }
         }
         // SAFETY: forwarded from our caller's contract.

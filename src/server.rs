@@ -275,10 +275,7 @@ impl Inner {
         };
         if let Phase::Running { pool: old, .. } = old {
             old.retire_pool();
-            let retiring = std::thread::Builder::new().name("rr-retire".into()).spawn(move || {
-                crate::sys::block_sigpipe_in_this_thread();
-                old.stop()
-            });
+            let retiring = std::thread::Builder::new().name("rr-retire".into()).spawn(move || old.stop());
             if let Ok(handle) = retiring {
                 let mut background = self.background.lock();
                 // Keep only the threads still running: a long life of resets must not
@@ -297,7 +294,6 @@ impl Inner {
         let error = error.clone();
         let weak = server.clone();
         let rebuild = std::thread::Builder::new().name("rr-rebuild".into()).spawn(move || {
-            crate::sys::block_sigpipe_in_this_thread();
             let Some(inner) = weak.upgrade() else { return };
             let _lifecycle = inner.lifecycle.lock();
             let still_current = match &*inner.phase.read() {

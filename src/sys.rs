@@ -1,45 +1,36 @@
 //! Thin wrappers of the Linux calls that std does not offer, each returning
 //! `io::Result`. No policy lives here: callers decide what a failure means.
 
-use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-thread_local! {
-    static SIGPIPE_BLOCKED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Blocks SIGPIPE in the calling thread (once per thread), so that a write to a pipe
-/// whose worker died returns EPIPE instead of killing the host process. Sockets use
-/// `MSG_NOSIGNAL` instead; pipes have no such flag, and changing the process-wide
-/// disposition would change the host's behaviour far beyond our threads.
-pub(crate) fn block_sigpipe_in_this_thread() {
-    SIGPIPE_BLOCKED.with(|blocked| {
-        if blocked.get() {
-            return;
-        }
-        // SAFETY: sigset_t is plain data initialised by sigemptyset before use.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGPIPE);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        }
-        blocked.set(true);
-    });
-}
-
-/// After a write failed with EPIPE in a thread that blocks SIGPIPE, takes the pending
-/// SIGPIPE off the thread so it is never delivered later (e.g. when the host unblocks it).
-pub(crate) fn discard_pending_sigpipe() {
-    // SAFETY: plain data; a zero timeout makes sigtimedwait return at once.
+/// Runs `write` (a write to a pipe) with SIGPIPE blocked in the calling thread, and
+/// gives the thread its signal mask back before returning: a write to a pipe whose
+/// reader is gone then fails with EPIPE instead of killing the process. A SIGPIPE that
+/// the write raised is taken off the thread, so it is never delivered later. Where the
+/// caller had SIGPIPE blocked already, nothing is changed or taken: a pending SIGPIPE
+/// may then be the caller's own. Two `rt_sigprocmask` calls per write: for the worker
+/// side's pipes only (the host side never raises SIGPIPE, see `relay`).
+pub(crate) fn without_sigpipe<T>(write: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; the calls
+    // only change the calling thread's mask.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        while libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+        let mut pipe_only: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe_only);
+        libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut before);
+        let was_blocked = libc::sigismember(&before, libc::SIGPIPE) == 1;
+        let result = write();
+        if !was_blocked {
+            if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+                let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                while libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        }
+        result
     }
 }
 
@@ -75,8 +66,9 @@ pub(crate) unsafe fn read_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result
 /// on a socket, which is always written with MSG_DONTWAIT).
 #[derive(Clone, Copy)]
 pub(crate) enum WhenFull {
-    /// Wait for room until the deadline (if any), then fail with `TimedOut`.
-    Wait(Option<Instant>),
+    /// Wait for room until `deadline` (if any), then fail with `TimedOut`; fail with
+    /// EPIPE once `gone` (if any) is readable: the peer will never read.
+    Wait { deadline: Option<Instant>, gone: Option<RawFd> },
     /// Stop and report how far the write got.
     Stop,
 }
@@ -127,19 +119,15 @@ pub(crate) fn write_vectored(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => match when_full {
                     WhenFull::Stop => return Ok(total),
-                    WhenFull::Wait(deadline) => {
-                        if !wait_writable(fd, deadline)? {
-                            return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not read in time"));
+                    WhenFull::Wait { deadline, gone } => match wait_for(fd, libc::POLLOUT, gone, deadline)? {
+                        Ready::Yes => continue,
+                        Ready::Gone => return Err(io::Error::from_raw_os_error(libc::EPIPE)),
+                        Ready::TimedOut => {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not read in time"))
                         }
-                        continue;
-                    }
+                    },
                 },
-                Err(e) => {
-                    if e.raw_os_error() == Some(libc::EPIPE) && !is_socket {
-                        discard_pending_sigpipe();
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
                 Ok(n) => break n,
             }
         };
@@ -158,45 +146,62 @@ pub(crate) fn write_vectored(
     Ok(total)
 }
 
-/// Waits until `fd` is readable or `deadline` passes; `Ok(false)` on timeout.
-pub(crate) fn wait_readable(fd: RawFd, deadline: Instant) -> io::Result<bool> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_millis().min(i32::MAX as u128) as i32
-            + i32::from(!left.is_zero() && left < Duration::from_millis(1));
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd.
-        match check(unsafe { libc::poll(&mut pfd, 1, ms) } as isize) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-            Ok(0) if Instant::now() >= deadline => return Ok(false),
-            Ok(0) => continue,
-            Ok(_) => return Ok(true),
-        }
-    }
+/// How a wait for a descriptor ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// The descriptor is ready (or has an error or hang-up that the next call reports).
+    Yes,
+    /// It is not, and the `gone` descriptor became readable: the peer has ended.
+    Gone,
+    /// Neither, and the deadline passed.
+    TimedOut,
 }
 
-/// Waits until `fd` can be written to, or `deadline` passes (`Ok(false)`).
-fn wait_writable(fd: RawFd, deadline: Option<Instant>) -> io::Result<bool> {
+/// Waits until `fd` is ready for `events` (POLLIN or POLLOUT), `gone` (if any) is
+/// readable, or `deadline` (if any) passes. `fd` wins over `gone` when both are ready,
+/// so that what a peer sent before it ended is still read.
+pub(crate) fn wait_for(
+    fd: RawFd,
+    events: libc::c_short,
+    gone: Option<RawFd>,
+    deadline: Option<Instant>,
+) -> io::Result<Ready> {
+    let mut fds = [
+        libc::pollfd { fd, events, revents: 0 },
+        // A negative fd is ignored by poll(2).
+        libc::pollfd { fd: gone.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
+    ];
     loop {
         let ms = match deadline {
             None => -1,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(false);
-                }
-                left.as_millis().clamp(1, i32::MAX as u128) as i32
+                // Round up, so that a wait never ends just before its deadline.
+                left.as_millis().min(i32::MAX as u128) as i32 + i32::from(left.subsec_nanos() % 1_000_000 != 0)
             }
         };
-        let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
-        // SAFETY: one valid pollfd.
-        match check(unsafe { libc::poll(&mut pfd, 1, ms) } as isize) {
+        // SAFETY: two valid pollfds.
+        match check(unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) } as isize) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+            Ok(0) if deadline.is_some_and(|deadline| Instant::now() >= deadline) => return Ok(Ready::TimedOut),
             Ok(0) => continue,
-            // Writable, or an error/hang-up that the next write will report.
-            Ok(_) => return Ok(true),
+            Ok(_) if fds[0].revents != 0 => return Ok(Ready::Yes),
+            Ok(_) => return Ok(Ready::Gone),
+        }
+    }
+}
+
+/// Whether `fd` is readable right now (data, end of file or an error): one `poll` that
+/// does not wait.
+pub(crate) fn is_readable_now(fd: RawFd) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: one valid pollfd.
+        match check(unsafe { libc::poll(&mut pfd, 1, 0) } as isize) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(ready) => return Ok(ready > 0),
         }
     }
 }
@@ -279,13 +284,23 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// `waitpid` gives. Unlike reaping by pid, it cannot wait for another child that got
 /// the pid after the host took this one's status (that fails with ECHILD instead).
 pub(crate) fn reap_pidfd(pidfd: &OwnedFd) -> io::Result<libc::c_int> {
+    waitid_pidfd(pidfd, libc::WEXITED)
+}
+
+/// Blocks until the child behind `pidfd` has exited, without reaping it (`WNOWAIT`):
+/// it stays a zombie, its pid reserved, until [`reap_pidfd`].
+pub(crate) fn wait_exited_pidfd_keep_zombie(pidfd: &OwnedFd) -> io::Result<()> {
+    waitid_pidfd(pidfd, libc::WEXITED | libc::WNOWAIT).map(|_| ())
+}
+
+fn waitid_pidfd(pidfd: &OwnedFd, options: libc::c_int) -> io::Result<libc::c_int> {
     // Not in the libc crate yet: `waitid`'s id type for a pidfd (include/linux/wait.h).
     const P_PIDFD: libc::idtype_t = 3;
     loop {
         // SAFETY: siginfo_t is plain data written by waitid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: a live descriptor and a live siginfo_t.
-        let result = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
+        let result = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options) };
         match check(result as isize) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -437,9 +452,8 @@ pub(crate) fn use_batch_scheduling() -> io::Result<()> {
 }
 
 /// Gives the calling process (a child between fork and exec) the signal state a new
-/// program expects, whatever the host did to its own: no signal blocked (the host's
-/// threads block SIGPIPE, see [`block_sigpipe_in_this_thread`], and a mask survives
-/// exec), and SIGPIPE, SIGXFSZ and SIGCHLD back to their default action. Language
+/// program expects, whatever the host did to its own: no signal blocked (a mask
+/// survives exec), and SIGPIPE, SIGXFSZ and SIGCHLD back to their default action. Language
 /// runtimes ignore the first two for themselves (Python, Rust), and an ignored signal
 /// stays ignored across exec; an ignored SIGCHLD would keep the worker from waiting for
 /// its own children. Other ignored signals are left alone: a host run under `nohup`

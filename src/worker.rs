@@ -5,6 +5,10 @@
 //! meanwhile (state, executions) lives in a shared [`WorkerStatus`]. This module runs
 //! the task and handshake conversations and the stop sequence; it does not decide when
 //! a worker is retired or replaced (that is the pool's job).
+//!
+//! Every wait on a worker's relay also ends when its process exits (see `relay`): a
+//! child of the worker that holds the relay open cannot keep a task waiting for an
+//! answer that will never come.
 
 use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind};
@@ -15,7 +19,7 @@ use crate::relay::{Relay, RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
 use crate::sys;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,8 +45,6 @@ pub(crate) struct WorkerStatus {
     created: SystemTime,
     state: AtomicI32,
     num_execs: AtomicU64,
-    /// Set when the pool decided to stop this worker: its exit is then expected.
-    retiring: AtomicBool,
 }
 
 impl WorkerStatus {
@@ -64,11 +66,6 @@ impl WorkerStatus {
 
     pub(crate) fn num_execs(&self) -> u64 {
         self.num_execs.load(Ordering::Relaxed)
-    }
-
-    /// Marks the worker as being stopped on purpose; false if it already was.
-    pub(crate) fn mark_retiring(&self) -> bool {
-        !self.retiring.swap(true, Ordering::AcqRel)
     }
 
     /// A snapshot for users.
@@ -113,20 +110,23 @@ pub(crate) struct Worker {
     /// The CPU of the thread that last gave the worker back: the worker most likely ran
     /// there too, woken by that thread's writes.
     idle_on_cpu: i32,
+    /// What it wrote after its last answer, when that came with the answer (it
+    /// answered more than once): it is broken, and must not run another task.
+    extra_output: Option<Vec<u8>>,
     /// Set once the worker was stopped and its end reported.
     finished: bool,
 }
 
 impl Worker {
     /// Wraps a started process whose relay answered the handshake.
-    pub(crate) fn new(process: Arc<Process>, relay: Relay) -> Worker {
+    pub(crate) fn new(process: Arc<Process>, mut relay: Relay) -> Worker {
+        relay.watch_peer_end(process.end_fd());
         let status = Arc::new(WorkerStatus {
             id: NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed),
             pid: process.pid(),
             created: process.created(),
             state: AtomicI32::new(WorkerState::Ready as i32),
             num_execs: AtomicU64::new(0),
-            retiring: AtomicBool::new(false),
         });
         let now = Instant::now();
         Worker {
@@ -137,6 +137,7 @@ impl Worker {
             started: now,
             idle_since: now,
             idle_on_cpu: -1,
+            extra_output: None,
             finished: false,
         }
     }
@@ -208,6 +209,7 @@ impl Worker {
         body: &[u8],
         deadline: Option<Instant>,
     ) -> Result<(), TaskFailure> {
+        self.expect_quiet()?;
         self.relay.set_deadline(deadline);
         self.send_rest_of_task(context, body, 0)
     }
@@ -221,6 +223,7 @@ impl Worker {
         body: &[u8],
         deadline: Option<Instant>,
     ) -> Result<Sent, TaskFailure> {
+        self.expect_quiet()?;
         self.relay.set_deadline(deadline);
         let sent = self.relay.send_from(&[(CONTROL | RAW, context), (RAW, body)], 0, false);
         sent.map_err(|error| self.send_failure(error))
@@ -230,6 +233,18 @@ impl Worker {
     pub(crate) fn send_rest_of_task(&mut self, context: &[u8], body: &[u8], already: usize) -> Result<(), TaskFailure> {
         let sent = self.relay.send_from(&[(CONTROL | RAW, context), (RAW, body)], already, true);
         sent.map(|_| ()).map_err(|error| self.send_failure(error))
+    }
+
+    /// Before a task: the worker must have written nothing since its last answer, or
+    /// what it wrote could be taken for this task's answer. If it did, it is broken,
+    /// and the task, not sent, may run on another worker.
+    fn expect_quiet(&mut self) -> Result<(), TaskFailure> {
+        self.relay.expect_quiet().map_err(|error| TaskFailure { error, delivered: false })
+    }
+
+    /// What the worker wrote after its last answer along with it (see `extra_output`).
+    pub(crate) fn take_extra_output(&mut self) -> Option<RelayError> {
+        self.extra_output.take().map(RelayError::Unexpected)
     }
 
     fn send_failure(&mut self, error: RelayError) -> TaskFailure {
@@ -249,6 +264,14 @@ impl Worker {
         self.relay.set_deadline(None);
         if matches!(outcome, Ok(Outcome::Answer(_)) | Ok(Outcome::JobError(_))) {
             self.status.num_execs.fetch_add(1, Ordering::Relaxed);
+        }
+        if outcome.is_ok() {
+            // The answer is whole; anything read beyond it is a second answer (or
+            // stray output). The task keeps the answer written first.
+            let extra = self.relay.take_buffered();
+            if !extra.is_empty() {
+                self.extra_output = Some(extra);
+            }
         }
         outcome
     }
@@ -279,22 +302,16 @@ impl Worker {
     /// a moment to do so and be described by its own exit rather than by our kill.
     pub(crate) fn failure(&self, what: impl fmt::Display, kind: ErrorKind, closed: bool) -> Error {
         self.status.set_state(WorkerState::Errored);
-        if closed {
-            self.process.wait_exit(STDERR_SETTLE);
-        }
-        if !self.process.has_exited() {
-            // We are about to kill it: its exit is not a death of its own.
-            self.status.mark_retiring();
-        }
-        describe_failure(&self.process, what, kind, false)
+        describe_failure(&self.process, what, kind, closed)
     }
 
     /// Stops the worker: the stop command, then SIGTERM, then SIGKILL; waits for the
     /// exit and emits the matching events. `destroy_timeout` bounds the graceful part.
+    /// Its exit hook (the pool's) stays: should it have died on its own before the
+    /// stop began, that is reported as its death.
     pub(crate) fn stop(mut self, destroy_timeout: Duration, events: &EventBus) {
-        self.status.mark_retiring();
+        self.process.request_end();
         self.status.set_state(WorkerState::Stopping);
-        self.process.clear_on_exit();
         let pid = self.pid();
         // One deadline for the whole graceful part: a worker that does not read its
         // relay must not hold the stop up either.
@@ -348,8 +365,6 @@ impl Drop for Worker {
     /// on) is killed and reaped here rather than left running.
     fn drop(&mut self) {
         if !self.finished {
-            self.status.mark_retiring();
-            self.process.clear_on_exit();
             self.process.signal(libc::SIGKILL);
             self.process.wait_exit(Duration::from_secs(3600));
             self.process.join_watcher();

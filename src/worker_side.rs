@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{CONTROL, EMPTY, ERROR, RAW};
 use crate::payload::Payload;
 use crate::relay::{Relay, RelayError, Transport};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The worker's end of a relay to the server.
 pub struct WorkerSide {
@@ -28,8 +28,9 @@ impl WorkerSide {
     /// Connects to the server. `relay` is `"pipes"` (stdin and stdout),
     /// `"tcp://host:port"` or `"unix://path"`; `None` reads `RR_RELAY`, else pipes.
     ///
-    /// Over pipes, the relay takes the process's stdin and stdout, and stdout (fd 1)
-    /// is then pointed at stderr, so that a stray print cannot corrupt the frames.
+    /// Over pipes, the relay takes the process's stdin and stdout; then stdin (fd 0)
+    /// reads /dev/null and stdout (fd 1) writes to stderr, so that neither a stray
+    /// print nor a read of stdin (by the worker or a child it starts) touches the frames.
     pub fn connect(relay: Option<&str>) -> Result<WorkerSide> {
         let relay = match relay {
             Some(relay) => relay.to_string(),
@@ -53,8 +54,12 @@ impl WorkerSide {
                 };
                 let input = duplicate(0)?;
                 let output = duplicate(1)?;
-                // SAFETY: dup2 on descriptors 2 and 1 of this process.
-                if unsafe { libc::dup2(2, 1) } < 0 {
+                // The standard streams no longer lead to the relay: a stray print goes
+                // to stderr, and a read of stdin (by the worker's own children too,
+                // which inherit fd 0) finds nothing instead of taking tasks' bytes.
+                let null = std::fs::File::open("/dev/null").map_err(cannot)?;
+                // SAFETY: dup2 onto descriptors 0 and 1 of this process, from live ones.
+                if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 || unsafe { libc::dup2(2, 1) } < 0 {
                     return Err(cannot(std::io::Error::last_os_error()));
                 }
                 Relay::pipes(input, output, DEFAULT_MAX_FRAME_BYTES)
@@ -130,6 +135,19 @@ impl WorkerSide {
     #[doc(hidden)]
     pub fn output_fd(&self) -> std::os::fd::RawFd {
         self.relay.write_fd()
+    }
+
+    /// The descriptor tasks are read from. Only for tests that look at what waits there.
+    #[doc(hidden)]
+    pub fn input_fd(&self) -> std::os::fd::RawFd {
+        self.relay.read_fd()
+    }
+
+    /// Takes the current task as answered, with nothing sent. Only for tests that write
+    /// an answer to [`WorkerSide::output_fd`] themselves.
+    #[doc(hidden)]
+    pub fn answered_elsewhere(&mut self) {
+        self.answer_due = false;
     }
 
     fn answer(&mut self, frames: &[(u8, &[u8])]) -> Result<()> {

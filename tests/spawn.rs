@@ -175,8 +175,8 @@ impl Drop for CarelessHost {
 }
 
 /// What the host did to itself does not reach a worker: a descriptor opened without
-/// O_CLOEXEC, SIGPIPE blocked (in every thread that writes to workers, the one that
-/// forks them included), SIGPIPE ignored (Rust's runtime does it; Python's too, and
+/// O_CLOEXEC, signals blocked (none are here, unless the thread that first started a
+/// worker had some), SIGPIPE ignored (Rust's runtime does it; Python's too, and
 /// SIGXFSZ), SIGCHLD ignored (a worker could not wait for its own children).
 fn a_worker_starts_with_no_host_descriptors_and_default_signals(kind: Relay) {
     let (relay, _dir) = relay(kind);
@@ -222,6 +222,25 @@ fn a_worker_starts_with_no_host_descriptors_and_default_signals(kind: Relay) {
 }
 
 on_every_relay!(a_worker_starts_with_no_host_descriptors_and_default_signals);
+
+/// A worker written with the library's worker side, over pipes, no longer has the relay
+/// on its standard streams once connected: stdin reads /dev/null (a child it starts,
+/// which inherits fd 0, cannot take the bytes of tasks) and stdout writes to stderr.
+#[test]
+fn a_worker_side_over_pipes_leaves_no_standard_stream_on_the_relay() {
+    common::isolated(|| {
+        let server = common::started("pipes", "echo", 1);
+        let answer = server.exec(b"!fds", b"").unwrap();
+        let fds = String::from_utf8_lossy(answer.body()).to_string();
+        let target =
+            |fd: &str| fds.split_whitespace().find_map(|entry| entry.strip_prefix(fd)).unwrap_or("").to_string();
+        assert_eq!(target("0="), "/dev/null", "{fds}");
+        assert_eq!(target("1="), target("2="), "stdout must go where stderr goes: {fds}");
+        assert!(target("2=").starts_with("pipe:"), "{fds}");
+        // The stream still works after the check.
+        assert_eq!(server.exec(b"", b"still fine").unwrap().body(), b"still fine");
+    });
+}
 
 #[test]
 fn a_connection_claiming_an_unknown_pid_is_closed() {

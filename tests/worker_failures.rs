@@ -146,12 +146,7 @@ fn task_for_a_just_killed_worker_is_rerouted(kind: Relay) {
         let victim = pids(&server)[0];
         // SAFETY: a live child of ours, not yet reaped (the pool reaps it).
         unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-        let dead = || {
-            std::fs::read_to_string(format!("/proc/{victim}/stat"))
-                .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
-                .unwrap_or(true)
-        };
-        assert!(common::wait_until(10, dead));
+        assert!(common::wait_until(10, || is_dead(victim)));
         let body = format!("round {round}");
         let answer = server.exec(b"", body.as_bytes()).unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(answer.body(), body.as_bytes());
@@ -206,3 +201,129 @@ fn stop_is_not_held_up_by_a_write_to_a_worker_that_stopped_reading() {
         assert_eq!(blocked.join().unwrap().unwrap_err().kind(), ErrorKind::State);
     });
 }
+
+/// Whether `pid` has ended: a zombie, or gone.
+fn is_dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A worker that started a child of its own, which holds the worker's relay open (as a
+/// shell command a PHP worker starts holds its stdout), and then died mid-task: the
+/// task ends at once, not when the child lets go, with a worker error naming the
+/// worker's exit and its stderr; the worker is replaced, a stop does not wait for the
+/// child, and nothing of the dead worker's relay stays open.
+fn a_child_holding_the_relay_does_not_keep_a_dead_workers_task_waiting(kind: Relay) {
+    let fds_before = open_fds();
+    let (relay, dir) = relay(kind);
+    let server = started(&relay, "echo", 1);
+    let first = pids(&server)[0];
+    let started_at = std::time::Instant::now();
+    // The child lives 60 s: before the fix, the task waited for it that long.
+    let error = server.exec(b"!orphan:60", b"").unwrap_err();
+    let took = started_at.elapsed();
+    let orphan: i32 = error
+        .message()
+        .split("orphan ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the worker's stderr names its child: {error}"));
+    // SAFETY: the child the worker forked (not ours: no reaping needed), still alive.
+    unsafe { libc::kill(orphan, libc::SIGKILL) };
+    assert!(took < Duration::from_secs(20), "the task waited {took:?} for the worker's child");
+    assert_eq!(error.kind(), ErrorKind::WorkerError, "{error}");
+    assert!(error.message().contains(&format!("worker {first}")), "{error}");
+    assert!(error.message().contains("exited with status 5"), "{error}");
+    assert!(common::wait_until(10, || {
+        let now = pids(&server);
+        now.len() == 1 && now[0] != first
+    }));
+    assert_eq!(server.exec(b"", b"after").unwrap().body(), b"after");
+    let stopping = std::time::Instant::now();
+    drop(server);
+    assert!(stopping.elapsed() < Duration::from_secs(20), "the stop took {:?}", stopping.elapsed());
+    drop(dir);
+    assert_eq!(open_fds(), fds_before, "a descriptor of the dead worker's relay (or another) stayed open");
+}
+
+/// A worker that writes two answers to one task: the task gets the first; whatever the
+/// worker wrote after it, whether it came with the answer or later, reaches no other
+/// task: the worker is replaced as broken, with an event that quotes what it wrote.
+fn a_second_answer_never_reaches_another_task(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started(&relay, "echo", 1);
+    let events = Events::listen(&server);
+    // Both answers in one write: seen with the answer, the worker is retired at once.
+    let first = pids(&server)[0];
+    assert_eq!(server.exec(b"!twice", b"one").unwrap().body(), b"one");
+    let broken = events.wait_for("worker error", |e| e.kind == EventKind::WorkerError && e.pid == Some(first));
+    assert!(broken.message.as_deref().unwrap_or("").contains("after its answer"), "{broken:?}");
+    for i in 0..5 {
+        let body = format!("task {i}");
+        let answer = server.exec(b"", body.as_bytes()).unwrap();
+        assert_eq!((answer.context(), answer.body()), (&b""[..], body.as_bytes()), "a stale answer was given");
+    }
+    // The second answer written after the first was read: it waits on the relay, and
+    // is found before the next task is sent there.
+    assert!(common::wait_until(10, || pids(&server).len() == 1 && pids(&server)[0] != first));
+    let second = pids(&server)[0];
+    assert_eq!(server.exec(b"!twice-later:50", b"two").unwrap().body(), b"two");
+    events.wait_for("the second answer", |e| {
+        e.kind == EventKind::WorkerStderr
+            && e.pid == Some(second)
+            && e.message.as_deref() == Some("second answer written")
+    });
+    let answer = server.exec(b"", b"three").unwrap();
+    assert_eq!((answer.context(), answer.body()), (&b""[..], &b"three"[..]), "the stale answer was given");
+    let broken = events.wait_for("worker error", |e| e.kind == EventKind::WorkerError && e.pid == Some(second));
+    assert!(broken.message.as_deref().unwrap_or("").contains("stale"), "{broken:?}");
+    assert_ne!(exec_pid(&server), second);
+}
+
+/// Every worker that ends without the pool asking it to gets exactly one WorkerDead
+/// event, wherever the pool finds it gone: its watcher, a task that takes it from the
+/// idle list, or the return of the task it answered last.
+fn every_worker_that_dies_gets_exactly_one_dead_event(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started(&relay, "echo", 1);
+    let events = Events::listen(&server);
+    let mut dead = Vec::new();
+    for round in 0..30 {
+        assert!(common::wait_until(10, || pids(&server).len() == 1));
+        let victim = pids(&server)[0];
+        if round % 2 == 0 {
+            // SAFETY: a live child of ours (listed as a member).
+            unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+            // Dead, so that the task below cannot reach it (a worker killed while a
+            // task is on its way may have read it: that task would fail, as it must).
+            assert!(common::wait_until(10, || is_dead(victim)));
+        } else {
+            server.exec(b"!exit", b"").unwrap();
+        }
+        dead.push(victim);
+        // At once: the task may find the dead worker before its watcher reports it.
+        let body = format!("round {round}");
+        assert_eq!(server.exec(b"", body.as_bytes()).unwrap().body(), body.as_bytes());
+    }
+    for pid in &dead {
+        events.wait_for("worker dead", |e| e.kind == EventKind::WorkerDead && e.pid == Some(*pid));
+    }
+    server.stop().unwrap();
+    server.flush_events();
+    for pid in dead {
+        let count = events.of(EventKind::WorkerDead).iter().filter(|e| e.pid == Some(pid)).count();
+        assert_eq!(count, 1, "worker {pid} got {count} WorkerDead events");
+    }
+}
+
+on_every_relay!(
+    a_child_holding_the_relay_does_not_keep_a_dead_workers_task_waiting,
+    a_second_answer_never_reaches_another_task,
+    every_worker_that_dies_gets_exactly_one_dead_event
+);

@@ -36,16 +36,31 @@ fn main() {
     // Over pipes, fd 1 now goes to stderr; the commands that corrupt the stream on
     // purpose write to the relay's own descriptor.
     let relay_out = side.output_fd();
+    let relay_in = side.input_fd();
+    let task_log = std::env::var_os("RR_TEST_TASK_LOG").map(|path| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap_or_else(|e| die(&format!("task log: {e}")))
+    });
     let mut kept: Vec<Vec<u8>> = Vec::new();
     let mut tasks = 0u64;
     while let Some(task) = side.receive().unwrap_or_else(|e| die(&format!("receive failed: {e}"))) {
         tasks += 1;
         let context = task.context();
         let body = task.body();
+        let asks_to_stop = mode == "stop-always" || (mode == "stop-after-one" && tasks > 1) || context == b"!stop";
+        if let (Some(mut log), false) = (task_log.as_ref(), asks_to_stop) {
+            // One write per line, appended: lines of several workers never mix.
+            let mut line = body.to_vec();
+            line.push(b'\n');
+            log.write_all(&line).unwrap_or_else(|e| die(&format!("task log: {e}")));
+        }
         let result = if mode == "stop-always" || (mode == "stop-after-one" && tasks > 1) {
             side.request_stop()
         } else if let Some(command) = context.strip_prefix(b"!") {
-            obey(&mut side, &String::from_utf8_lossy(command), body, relay_out, &mut kept)
+            obey(&mut side, &String::from_utf8_lossy(command), body, (relay_in, relay_out), &mut kept)
         } else {
             side.respond(context, body)
         };
@@ -63,7 +78,7 @@ fn obey(
     side: &mut WorkerSide,
     command: &str,
     body: &[u8],
-    relay_out: i32,
+    (relay_in, relay_out): (i32, i32),
     kept: &mut Vec<Vec<u8>>,
 ) -> roadrunner::Result<()> {
     let (name, arg) = command.split_once(':').unwrap_or((command, ""));
@@ -118,13 +133,63 @@ fn obey(
             side.respond(echo_context.as_bytes(), body)
         }
         "pipe-size" => {
-            // SAFETY: fcntl on our own stdin (the relay's pipe, over pipes).
-            let size = unsafe { libc::fcntl(0, libc::F_SETPIPE_SZ, arg.parse::<i32>().unwrap_or(4096)) };
+            // SAFETY: fcntl on our own descriptor of the relay's input (a pipe, over pipes).
+            let size = unsafe { libc::fcntl(relay_in, libc::F_SETPIPE_SZ, arg.parse::<i32>().unwrap_or(4096)) };
             side.respond(b"pipe-size", size.to_string().as_bytes())
         }
         "exit" => {
             side.respond(echo_context.as_bytes(), body)?;
             std::process::exit(0);
+        }
+        "orphan" => {
+            // A child that holds every descriptor of this worker (its relay too, as a
+            // shell command started by the worker would hold its stdout) and outlives
+            // it by ARG seconds; then the worker dies without answering.
+            // SAFETY: this program has one thread; the child only sleeps and exits.
+            let child = unsafe { libc::fork() };
+            if child == 0 {
+                std::thread::sleep(Duration::from_secs(arg.parse().unwrap_or(3600)));
+                // SAFETY: ends the child at once, running nothing of the parent's.
+                unsafe { libc::_exit(0) };
+            }
+            eprintln!("orphan {child}");
+            std::process::exit(5);
+        }
+        "twice" => {
+            // Two whole answers in one write: the host reads them together.
+            let answer = raw_answer(echo_context.as_bytes(), body);
+            raw_write(relay_out, &[answer.clone(), answer].concat());
+            side.answered_elsewhere();
+            Ok(())
+        }
+        "twice-later" => {
+            // An answer, then ARG ms later a second one, reported on stderr once written.
+            side.respond(echo_context.as_bytes(), body)?;
+            std::thread::sleep(Duration::from_millis(arg.parse().unwrap_or(0)));
+            raw_write(relay_out, &raw_answer(b"stale", b"a second answer"));
+            eprintln!("second answer written");
+            Ok(())
+        }
+        "die-when-full" => {
+            // Answers, then reads nothing more, and exits once ARG bytes of the next
+            // task wait on its relay: the host is then in the middle of writing it.
+            side.respond(echo_context.as_bytes(), body)?;
+            let want: libc::c_int = arg.parse().unwrap_or(60_000);
+            loop {
+                let mut waiting: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one c_int.
+                unsafe { libc::ioctl(relay_in, libc::FIONREAD, &mut waiting) };
+                if waiting >= want {
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        "fds" => {
+            let target = |fd: i32| {
+                std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default()
+            };
+            side.respond(b"fds", format!("0={} 1={} 2={}", target(0), target(1), target(2)).as_bytes())
         }
         _ => side.error(format!("unknown command {command:?}").as_bytes()),
     }
@@ -133,6 +198,12 @@ fn obey(
 fn raw_write(fd: i32, bytes: &[u8]) {
     // SAFETY: writes from a live slice.
     unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// An answer (context frame and body frame) as bytes, to write behind the worker
+/// side's back.
+fn raw_answer(context: &[u8], body: &[u8]) -> Vec<u8> {
+    [&frame_prefix(16 | 4, context.len() as u64)[..], context, &frame_prefix(4, body.len() as u64), body].concat()
 }
 
 fn frame_prefix(flags: u8, size: u64) -> [u8; 17] {

@@ -24,6 +24,14 @@ impl Factory for PipeFactory {
                 .inspect_err(|_| process.join_watcher());
         }
         let mut relay = Relay::pipes(pipes.stdout, pipes.stdin, limits.max_frame);
+        // With a reader of our own, a write to a worker that died waits for room (or
+        // for the end of the task) instead of failing: only the pidfd can end that wait.
+        // Without one (kernels before 5.3), the pipe is left to fail with EPIPE, and the
+        // relay blocks SIGPIPE for the time of each write instead.
+        if let Some(end) = process.end_fd() {
+            relay.keep_write_pipe_reader(pipes.stdin_reader);
+            relay.watch_peer_end(Some(end));
+        }
         match handshake(&mut relay, Instant::now() + limits.relay_timeout) {
             Ok(pid) if pid == process.pid() => {
                 relay.set_max_frame(limits.max_frame);

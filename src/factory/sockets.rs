@@ -164,7 +164,6 @@ impl Handshakes {
 }
 
 fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Arc<Waiting>, relay_timeout: Duration) {
-    sys::block_sigpipe_in_this_thread();
     let handshakes = Arc::new(Handshakes::default());
     let mut next_id = 0u64;
     loop {
@@ -221,7 +220,6 @@ fn handshake_one(
     id: u64,
     relay_timeout: Duration,
 ) {
-    sys::block_sigpipe_in_this_thread();
     /// Unregisters the socket before the relay (and its fd) is dropped, even when
     /// unwinding: close_all must never shut down a descriptor number that was reused.
     struct Registered<'a>(&'a Handshakes, u64);

@@ -14,7 +14,6 @@
 //! panic message itself has already been printed to stderr by the panic hook.
 
 use crate::{Error, ErrorKind};
-use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// What an export returns when its body panicked (and, for accessors, when its handle
@@ -69,19 +68,12 @@ pub(crate) fn catch_as_error(body: impl FnOnce() -> Result<(), Error>) -> Result
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
         Err(Error::new(
             ErrorKind::Internal,
-            format!("a bug in libroadrunner: a panic was caught at the C boundary: {}", panic_message(&*payload)),
+            format!(
+                "a bug in libroadrunner: a panic was caught at the C boundary: {}",
+                crate::error::panic_message(&*payload)
+            ),
         ))
     })
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        text
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text
-    } else {
-        "(no message)"
-    }
 }
 
 /// The body of an export that returns a value rather than a status: runs `$body` (which

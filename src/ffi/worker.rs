@@ -35,9 +35,11 @@ impl Castable for rr_worker {
 /// until connected (socket relays); the handshake is answered inside
 /// `rr_worker_receive`.
 ///
-/// With pipes, the relay takes the process's stdin and stdout, and stdout (fd 1) is then
-/// pointed at stderr: a stray `printf` goes to the server's stderr capture instead of
-/// corrupting the frames.
+/// With pipes, the relay takes the process's stdin and stdout; then stdin (fd 0) reads
+/// /dev/null and stdout (fd 1) is pointed at stderr: a stray `printf` goes to the
+/// server's stderr capture instead of corrupting the frames, and a read of stdin (by the
+/// worker, or a child it starts, which inherits fd 0) finds end-of-file instead of taking
+/// the bytes of tasks.
 ///
 /// On success `*out` receives a new worker that the caller owns and releases with
 /// `rr_worker_free`.

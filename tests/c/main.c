@@ -126,6 +126,10 @@ static const struct {
     TEST(test_worker_side_protocol),
     TEST(test_worker_side_env_relay),
     TEST(test_c_worker),
+    /* test_signals.c */
+    TEST(test_host_calls_leave_the_signal_mask_alone),
+    TEST(test_a_write_to_a_dying_worker_raises_no_sigpipe),
+    TEST(test_worker_side_write_to_a_gone_host_is_an_error),
     /* test_fork.c */
     TEST(test_fork_child_leaves_the_server_alone),
 };

@@ -44,6 +44,11 @@ void test_worker_side_protocol(void);
 void test_worker_side_env_relay(void);
 void test_c_worker(void);
 
+/* test_signals.c: SIGPIPE and the signal masks of the host's threads */
+void test_host_calls_leave_the_signal_mask_alone(void);
+void test_a_write_to_a_dying_worker_raises_no_sigpipe(void);
+void test_worker_side_write_to_a_gone_host_is_an_error(void);
+
 /* test_fork.c: a host that forks */
 void test_fork_child_leaves_the_server_alone(void);
 

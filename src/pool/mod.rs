@@ -1,0 +1,275 @@
+//! The static pool: a fixed number of workers, each running one task at a time.
+//!
+//! Callers run tasks on their own thread: `exec` takes an idle worker (waiting up to
+//! `allocate_timeout`), talks to it directly, and gives it back. A supervisor thread
+//! (`rr-pool`) keeps the pool at `num_workers`: it replaces workers that were retired
+//! (failure, `max_jobs`, a stop request) or died on their own, which each worker's
+//! watcher reports the moment it happens. When replacements keep failing and no worker
+//! is left, the pool fails and tells its owner. Stopping waits for running tasks.
+//!
+//! One job per file: `take` (taking a worker for a task and giving it back), `retire`
+//! (the one way a worker leaves the pool), `replace` (starting workers, keeping the pool
+//! full), `supervisor` (the thread that stops retired workers and refills), `stop`.
+
+mod replace;
+mod retire;
+mod stop;
+mod supervisor;
+mod take;
+
+use crate::config::ValidConfig;
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{EventBus, EventKind};
+use crate::factory::Factory;
+use crate::fault::{self, FaultPoint};
+use crate::handoff::{LentTask, WaitQueue};
+use crate::limits::RetireReason;
+use crate::placement::{CpuPlacement, CpuSlot};
+use crate::process::{CommandSpec, Process};
+use crate::relay::{RelayError, Sent};
+use crate::state::WorkerInfo;
+use crate::stats::{Counters, PoolStats};
+use crate::sync::{Condvar, Mutex};
+use crate::worker::{Outcome, TaskFailure, Worker, WorkerStatus};
+use crate::Payload;
+use crossbeam_channel::Sender;
+use retire::Leaving;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+use supervisor::Order;
+
+/// How many times one `exec` moves its task to another worker (because the worker
+/// asked to be replaced, or was gone before the task reached it) before it gives up: a
+/// worker that always asks must not make `exec` spawn processes without end.
+pub(crate) const MAX_REROUTES_PER_TASK: usize = 3;
+/// Tasks up to this size (context and body) are sent to a freed worker by the caller
+/// that frees it, for the waiting caller (see `handoff`). Small enough to fit in the
+/// usual pipe or socket buffer (64 KiB or more) at once; what does not fit is left to
+/// the waiting caller, so sending never makes the freeing caller wait for the worker.
+const SEND_AHEAD_MAX_BYTES: usize = 16 * 1024;
+
+/// Why `exec` did not run on this pool, beyond the task's own errors.
+pub(crate) enum ExecError {
+    /// The pool was retired by a reconfigure: run the task on the current pool.
+    Retired,
+    /// The task failed.
+    Failed(Error),
+}
+
+impl From<Error> for ExecError {
+    fn from(e: Error) -> ExecError {
+        ExecError::Failed(e)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Replaced by a newer pool: new and waiting callers go there.
+    Retired,
+    /// Stopped by the server: callers get a state error.
+    Stopped,
+    /// No worker could be kept alive.
+    Failed(Error),
+}
+
+struct Workers {
+    idle: Vec<Worker>,
+    /// Every worker that belongs to the pool: idle, busy, not yet retired; by worker id
+    /// (a pid may come back while its dead worker is still listed).
+    members: HashMap<u64, Member>,
+    /// Workers taken for a task (see `take::Lease`).
+    busy: usize,
+    /// Callers waiting for a worker (served about in arrival order; see `handoff`).
+    waiters: WaitQueue,
+    /// Replacements being started by the supervisor.
+    starting: usize,
+    phase: Phase,
+}
+
+/// What the pool keeps of a worker that may be busy on a caller's thread.
+struct Member {
+    status: Arc<WorkerStatus>,
+    process: Arc<Process>,
+    /// Its CPU (with `worker_cpu_affinity`), freed for a replacement when it leaves.
+    _cpu: Option<CpuSlot>,
+}
+
+/// A reaction of the pool's owner to a pool failure.
+pub(crate) type FailureHook = Box<dyn Fn(&Arc<Pool>, &Error) + Send + Sync>;
+
+/// A static pool of workers.
+pub(crate) struct Pool {
+    config: ValidConfig,
+    spec: CommandSpec,
+    /// Where workers are pinned, with `worker_cpu_affinity`.
+    placement: Option<Arc<CpuPlacement>>,
+    factory: Arc<dyn Factory>,
+    events: EventBus,
+    workers: Mutex<Workers>,
+    /// Signalled when a busy worker is given back or retired (stop waits for them).
+    changed: Condvar,
+    orders: Sender<Order>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    on_failure: FailureHook,
+    counters: Arc<Counters>,
+}
+
+impl Pool {
+    /// Starts `num_workers` workers at once; if any fails, stops the others and fails.
+    pub(crate) fn start(
+        config: ValidConfig,
+        factory: Arc<dyn Factory>,
+        events: EventBus,
+        counters: Arc<Counters>,
+        on_failure: FailureHook,
+    ) -> Result<Arc<Pool>> {
+        let spec = CommandSpec {
+            argv: config.argv.clone(),
+            env: config.config.env.clone(),
+            dir: config.config.dir.clone(),
+            relay: factory.worker_relay(),
+            cpu: None,
+            sched_batch: config.config.worker_sched_batch,
+        };
+        let placement = config.config.worker_cpu_affinity.then(|| Arc::new(CpuPlacement::default()));
+        let (orders, inbox) = crossbeam_channel::unbounded();
+        let pool = Arc::new(Pool {
+            spec,
+            placement,
+            factory,
+            events,
+            workers: Mutex::new(Workers {
+                idle: Vec::new(),
+                members: HashMap::new(),
+                busy: 0,
+                waiters: WaitQueue::default(),
+                starting: 0,
+                phase: Phase::Running,
+            }),
+            changed: Condvar::new(),
+            orders,
+            supervisor: Mutex::new(None),
+            on_failure,
+            counters,
+            config,
+        });
+        pool.start_workers()?;
+        let supervisor = supervisor::start(&pool, inbox)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the pool supervisor thread: {e}")))?;
+        *pool.supervisor.lock() = Some(supervisor);
+        pool.events.emit(EventKind::PoolConstruct, None, None);
+        Ok(pool)
+    }
+
+    /// Runs one task: context and body in, the worker's answer out.
+    pub(crate) fn exec(&self, context: &[u8], body: &[u8]) -> std::result::Result<Payload, ExecError> {
+        let deadline = Instant::now() + self.config.config.allocate_timeout;
+        let exec_ttl = self.config.config.exec_ttl;
+        let lent = (context.len() + body.len() <= SEND_AHEAD_MAX_BYTES).then(|| LentTask::new(context, body));
+        let mut undelivered = None;
+        for _ in 0..=MAX_REROUTES_PER_TASK {
+            let (mut lease, sent) = self.allocate(deadline, lent)?;
+            fault::point(FaultPoint::TaskAfterAllocate);
+            let worker = lease.worker();
+            let result = match sent {
+                Some(started) => started
+                    .and_then(|sent| match sent {
+                        Sent::Whole => Ok(()),
+                        Sent::Partly(already) => worker.send_rest_of_task(context, body, already),
+                    })
+                    .and_then(|()| worker.receive_outcome()),
+                None => worker.exec(context, body, self.task_deadline()),
+            };
+            match result {
+                Ok(Outcome::Answer(payload)) => {
+                    Counters::bump(&self.counters.tasks_done);
+                    lease.give_back();
+                    return Ok(payload);
+                }
+                Ok(Outcome::JobError(message)) => {
+                    Counters::bump(&self.counters.tasks_done);
+                    Counters::bump(&self.counters.job_errors);
+                    let pid = lease.worker().pid();
+                    lease.give_back();
+                    return Err(Error::job(pid, message).into());
+                }
+                Ok(Outcome::StopRequested) => lease.retire(Leaving::Limit(RetireReason::StopRequested)),
+                Err(TaskFailure { error, delivered: false }) => {
+                    // The worker was gone (or broken) before the task reached it:
+                    // replace it, and run the task on another worker; the caller never
+                    // sees this one.
+                    let failure = lease.worker().failure(&error, ErrorKind::WorkerError, error.peer_closed());
+                    lease.retire(Leaving::Failed(&failure));
+                    undelivered = Some(failure);
+                }
+                Err(TaskFailure { error: RelayError::Timeout, .. }) => {
+                    let error = lease.worker().failure(
+                        format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
+                        ErrorKind::ExecTtl,
+                        false,
+                    );
+                    Counters::bump(&self.counters.exec_ttl_kills);
+                    Counters::bump(&self.counters.worker_errors);
+                    self.events.emit(
+                        EventKind::WorkerExecTtl,
+                        Some(lease.worker().pid()),
+                        Some(error.message().to_string()),
+                    );
+                    lease.retire(Leaving::Failed(&error));
+                    return Err(error.into());
+                }
+                Err(TaskFailure { error: relay_error, .. }) => {
+                    let closed = relay_error.peer_closed();
+                    let error = lease.worker().failure(relay_error, ErrorKind::WorkerError, closed);
+                    Counters::bump(&self.counters.worker_errors);
+                    lease.retire(Leaving::Failed(&error));
+                    return Err(error.into());
+                }
+            }
+        }
+        Counters::bump(&self.counters.worker_errors);
+        if let Some(failure) = undelivered {
+            return Err(failure
+                .context(format!(
+                    "{} workers in a row were gone before the task reached them; the last one",
+                    MAX_REROUTES_PER_TASK + 1
+                ))
+                .into());
+        }
+        Err(Error::new(
+            ErrorKind::WorkerError,
+            format!(
+                "{} workers in a row asked to be replaced instead of running the task; giving up on it (does the worker always answer {{\"stop\":true}}?)",
+                MAX_REROUTES_PER_TASK + 1
+            ),
+        )
+        .into())
+    }
+
+    /// When a task sent now must have its answer (exec_ttl), if ever.
+    fn task_deadline(&self) -> Option<Instant> {
+        let exec_ttl = self.config.config.exec_ttl;
+        (!exec_ttl.is_zero()).then(|| Instant::now() + exec_ttl)
+    }
+
+    /// Counters of this pool's owner, with this pool's live figures.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let workers = self.workers.lock();
+        self.counters.snapshot(workers.waiters.len() as u64, workers.members.len() as u64)
+    }
+
+    /// A snapshot of every member.
+    pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
+        let statuses: Vec<_> = self.workers.lock().members.values().map(|member| member.status.clone()).collect();
+        let mut infos: Vec<_> = statuses.iter().map(|status| status.info()).collect();
+        infos.sort_by_key(|info| info.created);
+        infos
+    }
+
+    fn is_running(&self) -> bool {
+        self.workers.lock().phase == Phase::Running
+    }
+}

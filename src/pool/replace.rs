@@ -1,0 +1,173 @@
+//! Starting workers and keeping the pool full: the first `num_workers` at once, then a
+//! replacement for each worker that leaves; a pool that cannot keep any worker alive
+//! fails and tells its owner.
+
+use super::{Member, Phase, Pool};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::EventKind;
+use crate::factory::SpawnLimits;
+use crate::handoff::{Delivery, Handed};
+use crate::limits::WorkerLimits;
+use crate::placement::CpuSlot;
+use crate::process::CommandSpec;
+use crate::state::WorkerState;
+use crate::worker::Worker;
+use std::sync::Arc;
+
+/// A worker just started, with its CPU if it was pinned to one.
+pub(super) struct Spawned {
+    worker: Worker,
+    cpu: Option<CpuSlot>,
+}
+
+impl Pool {
+    /// Starts the first `num_workers` workers at once; if any fails, stops the others
+    /// and fails.
+    pub(super) fn start_workers(self: &Arc<Self>) -> Result<()> {
+        let count = self.config.config.num_workers as usize;
+        let results = self.spawn_many(count);
+        let (started, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
+        if let Some(Err(first)) = failures.into_iter().next() {
+            let destroy = self.config.config.destroy_timeout;
+            std::thread::scope(|scope| {
+                for Spawned { worker, .. } in started.into_iter().flatten() {
+                    let events = &self.events;
+                    scope.spawn(move || worker.stop(destroy, events));
+                }
+            });
+            return Err(first.context(format!("cannot start the pool of {count} workers")));
+        }
+        for spawned in started.into_iter().flatten() {
+            self.admit(spawned);
+        }
+        Ok(())
+    }
+
+    fn limits(&self) -> SpawnLimits {
+        SpawnLimits { relay_timeout: self.config.config.relay_timeout, max_frame: self.config.config.max_frame_bytes }
+    }
+
+    /// Starts `count` workers in parallel (a slow boot costs once, not `count` times).
+    fn spawn_many(&self, count: usize) -> Vec<Result<Spawned>> {
+        let spawn_one = || {
+            let spawned = self.spawn_one();
+            match &spawned {
+                Ok(spawned) => self.events.emit(EventKind::WorkerConstruct, Some(spawned.worker.pid()), None),
+                Err(e) => self.events.emit(EventKind::WorkerError, e.pid(), Some(e.message().to_string())),
+            }
+            spawned
+        };
+        if count == 1 {
+            return vec![spawn_one()];
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .map(|_| std::thread::Builder::new().name("rr-spawn-wait".into()).spawn_scoped(scope, spawn_one))
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| match handle {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "a spawn thread panicked"))),
+                    Err(e) => {
+                        Err(Error::new(ErrorKind::Spawn, format!("cannot start a thread to spawn a worker: {e}")))
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Starts one worker, on its own CPU with `worker_cpu_affinity`.
+    fn spawn_one(&self) -> Result<Spawned> {
+        let cpu = self.placement.as_ref().map(|placement| placement.take()).transpose().map_err(|e| {
+            Error::new(ErrorKind::Spawn, format!("worker_cpu_affinity: cannot read the host's allowed CPUs: {e}"))
+        })?;
+        let pinned;
+        let spec = match &cpu {
+            Some(slot) => {
+                pinned = CommandSpec { cpu: Some(slot.cpu()), ..self.spec.clone() };
+                &pinned
+            }
+            None => &self.spec,
+        };
+        Ok(Spawned { worker: self.factory.spawn(spec, self.limits(), &self.events)?, cpu })
+    }
+
+    /// Makes a started worker a member: it goes to the longest-waiting caller, or is
+    /// idle; it is stopped if the pool is no longer running.
+    fn admit(self: &Arc<Self>, Spawned { mut worker, cpu }: Spawned) {
+        worker.set_limits(WorkerLimits::new(&self.config.config));
+        let status = worker.status().clone();
+        let process = worker.process().clone();
+        {
+            let mut workers = self.workers.lock();
+            if workers.phase != Phase::Running {
+                drop(workers);
+                worker.stop(self.config.config.destroy_timeout, &self.events);
+                return;
+            }
+            workers.members.insert(status.id(), Member { status: status.clone(), process: process.clone(), _cpu: cpu });
+            match workers.waiters.pop_oldest() {
+                Some(claimed) => {
+                    workers.busy += 1;
+                    worker.status().set_state(WorkerState::Working);
+                    drop(workers);
+                    claimed.deliver(Delivery::Worker(Handed { worker, sent: None }));
+                }
+                None => workers.idle.push(worker),
+            }
+        }
+        let pool = Arc::downgrade(self);
+        process.on_exit(Box::new(move |exit| {
+            if let Some(pool) = pool.upgrade() {
+                pool.worker_exited(&status, exit);
+            }
+        }));
+    }
+
+    /// Starts replacements until the pool is back at `num_workers`. On failure, returns
+    /// the last spawn error and whether the pool has no member left.
+    pub(super) fn refill(self: &Arc<Self>) -> Option<(Error, bool)> {
+        let missing = {
+            let mut workers = self.workers.lock();
+            if workers.phase != Phase::Running {
+                return None;
+            }
+            let have = workers.members.len() + workers.starting;
+            let missing = (self.config.config.num_workers as usize).saturating_sub(have);
+            workers.starting += missing;
+            missing
+        };
+        if missing == 0 {
+            return None;
+        }
+        let results = self.spawn_many(missing);
+        self.workers.lock().starting -= missing;
+        let mut last_failure = None;
+        for result in results {
+            match result {
+                Ok(spawned) => self.admit(spawned),
+                Err(error) => last_failure = Some(error),
+            }
+        }
+        let empty = self.workers.lock().members.is_empty();
+        last_failure.map(|error| (error, empty))
+    }
+
+    /// Marks the pool failed: every waiting and future caller gets `error`, and the
+    /// owner is told (it rebuilds the pool). Once: a pool that is not running is left
+    /// as it is.
+    pub(super) fn fail(self: &Arc<Self>, error: Error) {
+        {
+            let mut workers = self.workers.lock();
+            if workers.phase != Phase::Running {
+                return;
+            }
+            workers.phase = Phase::Failed(error.clone());
+            Pool::wake_waiters(&mut workers);
+        }
+        self.events.emit(EventKind::PoolError, None, Some(error.message().to_string()));
+        (self.on_failure)(self, &error);
+    }
+}

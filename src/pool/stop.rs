@@ -1,0 +1,65 @@
+//! Stopping a pool: for good (the server stops), or in favour of a newer one (a
+//! reconfigure or reset retires it).
+
+use super::supervisor::Order;
+use super::{Phase, Pool, Workers};
+use crate::event::EventKind;
+use crate::handoff::Delivery;
+use crate::state::WorkerState;
+use std::time::Instant;
+
+impl Pool {
+    /// Wakes every waiting caller to look at the pool again (its phase changed).
+    pub(super) fn wake_waiters(workers: &mut Workers) {
+        for claimed in workers.waiters.drain() {
+            claimed.deliver(Delivery::Recheck);
+        }
+    }
+
+    /// Retires the pool in favour of a newer one: callers waiting here move there.
+    pub(crate) fn retire_pool(&self) {
+        let mut workers = self.workers.lock();
+        workers.phase = Phase::Retired;
+        Pool::wake_waiters(&mut workers);
+    }
+
+    /// Stops the pool: waits for running tasks (up to `destroy_timeout`, then kills the
+    /// workers that run them), then stops every worker at once.
+    pub(crate) fn stop(&self) {
+        let destroy = self.config.config.destroy_timeout;
+        let idle = {
+            let mut workers = self.workers.lock();
+            if !matches!(workers.phase, Phase::Retired | Phase::Failed(_)) {
+                workers.phase = Phase::Stopped;
+            }
+            Pool::wake_waiters(&mut workers);
+            let deadline = Instant::now() + destroy;
+            while workers.busy > 0 {
+                if self.changed.wait_until(&mut workers, deadline).timed_out() {
+                    // Their tasks fail with a worker error, and their leases end.
+                    for member in workers.members.values() {
+                        if member.status.state() == WorkerState::Working {
+                            member.process.signal(libc::SIGKILL);
+                        }
+                    }
+                    while workers.busy > 0 {
+                        self.changed.wait(&mut workers);
+                    }
+                }
+            }
+            workers.members.clear();
+            std::mem::take(&mut workers.idle)
+        };
+        let _ = self.orders.send(Order::Quit);
+        if let Some(supervisor) = self.supervisor.lock().take() {
+            let _ = supervisor.join();
+        }
+        std::thread::scope(|scope| {
+            for worker in idle {
+                let events = &self.events;
+                scope.spawn(move || worker.stop(destroy, events));
+            }
+        });
+        self.events.emit(EventKind::PoolDestruct, None, None);
+    }
+}

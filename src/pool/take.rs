@@ -1,0 +1,205 @@
+//! Taking a worker for a task, and giving it back.
+//!
+//! A task takes an idle worker, or waits in line for one (see `handoff` for the order
+//! and for the task sent on the way). From then until the worker is given back or
+//! retired, it is counted busy and held by a [`Lease`]: whatever happens to the task,
+//! a panic included, the lease ends in one of those two, so `busy` always comes down
+//! and a stop never waits for a task that is gone.
+
+use super::retire::Leaving;
+use super::{ExecError, Phase, Pool, Workers};
+use crate::error::{Error, ErrorKind};
+use crate::event::EventKind;
+use crate::handoff::{Delivery, Handed, LentTask, Slot};
+use crate::relay::Sent;
+use crate::state::WorkerState;
+use crate::stats::Counters;
+use crate::sys;
+use crate::worker::{TaskFailure, Worker};
+use std::time::Instant;
+
+/// A worker taken for one task (see the module docs).
+pub(super) struct Lease<'p> {
+    pool: &'p Pool,
+    worker: Option<Worker>,
+}
+
+impl<'p> Lease<'p> {
+    /// Holds `worker`, already counted busy.
+    fn new(pool: &'p Pool, worker: Worker) -> Lease<'p> {
+        Lease { pool, worker: Some(worker) }
+    }
+
+    pub(super) fn worker(&mut self) -> &mut Worker {
+        self.worker.as_mut().expect("a lease holds its worker until it ends")
+    }
+
+    fn take(mut self) -> Worker {
+        self.worker.take().expect("a lease holds its worker until it ends")
+    }
+
+    /// Gives the worker back after a task it answered: to a waiting caller, to the
+    /// idle list, or out of the pool when one of its limits (max_jobs, ttl, max_memory)
+    /// says so, when it answered more than once, or when it exited.
+    pub(super) fn give_back(mut self) {
+        let pool = self.pool;
+        let worker = self.worker();
+        let pid = worker.pid();
+        if let Some(reason) =
+            worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid))
+        {
+            return self.retire(Leaving::Limit(reason));
+        }
+        if let Some(extra) = worker.take_extra_output() {
+            let error = worker.failure(extra, ErrorKind::WorkerError, false);
+            return self.retire(Leaving::Failed(&error));
+        }
+        worker.status().set_state(WorkerState::Ready);
+        worker.mark_idle();
+        let mut workers = pool.workers.lock();
+        if worker.process().has_exited() {
+            // It exited right after answering, before it was idle: its watcher did not
+            // find it among the idle ones, so it leaves here. Checked under the lock the
+            // watcher's report takes, so one of the two always sees it.
+            return pool.retire(&mut workers, self.take(), Leaving::Died, true);
+        }
+        match workers.waiters.pop_nearest(sys::current_cpu()) {
+            // The worker stays busy: it goes straight to a waiting caller (see
+            // `handoff`), with that caller's task already sent if it lent it.
+            Some(claimed) => {
+                worker.status().set_state(WorkerState::Working);
+                drop(workers);
+                let sent = claimed.lent_task().map(|task| {
+                    // SAFETY: the waiter is off the queue and not yet delivered to.
+                    let (context, body) = unsafe { task.parts() };
+                    let deadline = pool.task_deadline();
+                    self.worker().start_sending_task(context, body, deadline)
+                });
+                claimed.deliver(Delivery::Worker(Handed { worker: self.take(), sent }));
+            }
+            None => {
+                workers.busy -= 1;
+                workers.idle.push(self.take());
+                if workers.phase != Phase::Running {
+                    pool.changed.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Takes the worker out of the pool, as `leaving` says (see `retire`).
+    pub(super) fn retire(self, leaving: Leaving<'_>) {
+        let pool = self.pool;
+        let worker = self.take();
+        let mut workers = pool.workers.lock();
+        pool.retire(&mut workers, worker, leaving, true);
+    }
+}
+
+impl Drop for Lease<'_> {
+    /// A lease that ends neither way is a panic on the way (a bug): the worker, in an
+    /// unknown state, is killed and replaced.
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            let error = worker.failure(
+                "a panic in the library while the worker ran a task (a bug); the worker was stopped",
+                ErrorKind::Internal,
+                false,
+            );
+            let mut workers = self.pool.workers.lock();
+            self.pool.retire(&mut workers, worker, Leaving::Failed(&error), true);
+        }
+    }
+}
+
+impl Pool {
+    /// Takes a worker for a task, waiting until `deadline` for one (see `handoff` for
+    /// the order). While it waits, `task` (if given) is lent to whoever frees a worker
+    /// for it, who sends it on the way: then the second value says how that went.
+    pub(super) fn allocate(
+        &self,
+        deadline: Instant,
+        task: Option<LentTask>,
+    ) -> std::result::Result<(Lease<'_>, Option<Result<Sent, TaskFailure>>), ExecError> {
+        loop {
+            let slot = {
+                let mut workers = self.workers.lock();
+                match &workers.phase {
+                    Phase::Running => {}
+                    Phase::Retired => return Err(ExecError::Retired),
+                    Phase::Stopped => return Err(Error::state("the server was stopped").into()),
+                    Phase::Failed(error) => return Err(error.clone().into()),
+                }
+                if let Some(worker) = self.take_idle(&mut workers) {
+                    workers.busy += 1;
+                    // Working from the moment it is counted busy: a stop that runs out of
+                    // time kills the busy workers by this state.
+                    worker.status().set_state(WorkerState::Working);
+                    return Ok((Lease::new(self, worker), None));
+                }
+                let max_queue = self.config.config.max_queue as usize;
+                if max_queue > 0 && workers.waiters.len() >= max_queue {
+                    Counters::bump(&self.counters.queue_full);
+                    let message = format!(
+                        "{} callers are already waiting for a worker (max_queue {max_queue})",
+                        workers.waiters.len()
+                    );
+                    self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
+                    return Err(Error::new(ErrorKind::QueueFull, message).into());
+                }
+                let slot = Slot::mine(task);
+                workers.waiters.push(slot.clone(), sys::current_cpu());
+                slot
+            };
+            match slot.receive(Some(deadline)) {
+                Delivery::Worker(handed) => return Ok(self.lease(handed)),
+                Delivery::Recheck => continue,
+                Delivery::Pending => {}
+            }
+            // Timed out. Leave the queue, unless a worker is already on its way to us.
+            let withdrawn = self.workers.lock().waiters.remove(&slot);
+            if withdrawn {
+                slot.withdraw();
+            } else {
+                match slot.receive(None) {
+                    Delivery::Worker(handed) => return Ok(self.lease(handed)),
+                    Delivery::Recheck => continue,
+                    Delivery::Pending => unreachable!("receive without a deadline waits for a delivery"),
+                }
+            }
+            Counters::bump(&self.counters.timeouts);
+            let busy = self.workers.lock().busy;
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
+                    self.config.config.allocate_timeout.as_millis(),
+                    self.config.config.num_workers
+                ),
+            )
+            .into());
+        }
+    }
+
+    /// A worker handed over by another thread, already counted busy.
+    fn lease(&self, Handed { worker, sent }: Handed) -> (Lease<'_>, Option<Result<Sent, TaskFailure>>) {
+        (Lease::new(self, worker), sent)
+    }
+
+    /// Takes an idle worker that is still alive: the last in the idle list (usually the
+    /// one idle the shortest time) among those given back on the calling thread's CPU,
+    /// or else the last of all (a CPU-local wake-up is cheaper; see `handoff`). One that
+    /// died while idle (its watcher has not reported it yet) leaves the pool here.
+    fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
+        let cpu = sys::current_cpu();
+        while !workers.idle.is_empty() {
+            let nearest = workers.idle.iter().rposition(|worker| worker.idle_on_cpu() == cpu);
+            let worker = workers.idle.remove(nearest.unwrap_or(workers.idle.len() - 1));
+            if !worker.process().has_exited() {
+                return Some(worker);
+            }
+            self.retire(workers, worker, Leaving::Died, false);
+        }
+        None
+    }
+}
