@@ -169,12 +169,13 @@ impl Server {
 
     /// Starts a pool from `config`, swaps it in, and retires the old pool in the
     /// background (its running tasks finish; its waiting callers move to the new
-    /// pool). The relay and relay timeout cannot change. On a server that is not
-    /// running, only the configuration is replaced.
+    /// pool). The relay and relay timeout cannot change. Only a running server is
+    /// reconfigured (as in RoadRunner); on one that is not, this is a state error.
     pub fn reconfigure(&self, config: Config) -> Result<()> {
         self.check_process_surely()?;
-        let config = config.validate()?;
         let _lifecycle = self.inner.lifecycle.lock();
+        self.inner.expect_running("reconfigure")?;
+        let config = config.validate()?;
         {
             let current = self.inner.config.lock();
             if config.config.relay != current.config.relay || config.relay != current.relay {
@@ -187,10 +188,12 @@ impl Server {
         self.inner.swap_pool(config)
     }
 
-    /// Reconfigures with the current configuration: every worker is replaced.
+    /// Reconfigures with the current configuration: every worker is replaced. A state
+    /// error on a server that is not running.
     pub fn reset(&self) -> Result<()> {
         self.check_process_surely()?;
         let _lifecycle = self.inner.lifecycle.lock();
+        self.inner.expect_running("reset")?;
         let config = self.inner.config.lock().clone();
         self.inner.swap_pool(config)
     }
@@ -252,13 +255,22 @@ impl Inner {
         Box::new(move |pool: &Arc<Pool>, error: &Error| Inner::rebuild_after_failure(&server, pool, error))
     }
 
+    /// A state error for `what` unless the server is running.
+    fn expect_running(&self, what: &str) -> Result<()> {
+        match &*self.phase.read() {
+            Phase::Running { .. } => Ok(()),
+            Phase::Idle => Err(Error::state(format!(
+                "the server is not started: {what} replaces the pool of a running server (start it first)"
+            ))),
+        }
+    }
+
+    /// Starts a pool from `config` and swaps it in for the running one, which is
+    /// retired in the background. Under the lifecycle lock, on a running server.
     fn swap_pool(self: &Arc<Self>, config: ValidConfig) -> Result<()> {
         let factory = match &*self.phase.read() {
             Phase::Running { factory, .. } => factory.clone(),
-            Phase::Idle => {
-                *self.config.lock() = config;
-                return Ok(());
-            }
+            Phase::Idle => return Err(Error::state("the server is not started")),
         };
         let pool = Pool::start(
             config.clone(),

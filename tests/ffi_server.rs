@@ -154,6 +154,20 @@ fn stats_count_tasks_and_job_errors_across_a_reset() {
     let after = stats(server);
     assert_eq!((after.tasks_done, after.job_errors, after.workers), (5, 1, 2), "{after:?}");
 
+    // A newer host's struct, larger than this library's: the library fills what it
+    // knows, says how much in `size`, and leaves the rest alone.
+    #[repr(C)]
+    struct Newer {
+        known: rr_pool_stats,
+        later: [u64; 2],
+    }
+    let mut newer = Newer { known: rr_pool_stats::default(), later: [0xfeed; 2] };
+    newer.known.size = std::mem::size_of::<Newer>();
+    check(unsafe { rr_server_stats(server, &mut newer.known, &mut error) }, error);
+    assert_eq!(newer.known, after);
+    assert_eq!(newer.known.size, std::mem::size_of::<rr_pool_stats>());
+    assert_eq!(newer.later, [0xfeed; 2]);
+
     // Stopped: a state error, and `out` is left alone.
     check(unsafe { rr_server_stop(server, &mut error) }, error);
     let mut untouched = rr_pool_stats { tasks_done: 77, ..rr_pool_stats::default() };

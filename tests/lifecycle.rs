@@ -15,6 +15,10 @@ fn state_errors_before_start_and_after_stop() {
         assert_eq!(server.exec(b"", b"").unwrap_err().kind(), ErrorKind::State);
         assert_eq!(server.workers().unwrap_err().kind(), ErrorKind::State);
         assert_eq!(server.stop().unwrap_err().kind(), ErrorKind::State);
+        // Only a running server is reconfigured or reset; nothing starts.
+        assert_eq!(server.reconfigure(server.config()).unwrap_err().kind(), ErrorKind::State);
+        assert_eq!(server.reset().unwrap_err().kind(), ErrorKind::State);
+        common::assert_no_children();
         server.start().unwrap();
         assert_eq!(server.start().unwrap_err().kind(), ErrorKind::State);
         server.stop().unwrap();
@@ -22,6 +26,11 @@ fn state_errors_before_start_and_after_stop() {
         let error = server.exec(b"", b"").unwrap_err();
         assert_eq!(error.kind(), ErrorKind::State);
         assert!(error.message().contains("not started"), "{error}");
+        let error = server.reset().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::State);
+        assert!(error.message().contains("not started"), "{error}");
+        assert_eq!(server.reconfigure(server.config()).unwrap_err().kind(), ErrorKind::State);
+        common::assert_no_children();
         // A stopped server can be started again.
         server.start().unwrap();
         assert_eq!(server.exec(b"", b"again").unwrap().body(), b"again");

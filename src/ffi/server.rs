@@ -72,7 +72,11 @@ pub(crate) unsafe fn with_server<T>(s: *const rr_server, call: impl FnOnce(&Serv
 /// `rr_server_free`.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `cfg` or `out` is NULL;
-/// `RR_STATUS_CONFIG` when a setting is invalid (the message names it). Does not block.
+/// `RR_STATUS_CONFIG` when a setting is invalid (the message names it). Starts nothing
+/// and waits for nothing of the library's, with two exceptions that checking the
+/// config needs: the host name of a `tcp://` relay is resolved (a name lookup, which
+/// can wait on DNS unless the name is an address or in /etc/hosts), and `dir`, if set,
+/// is checked to be a directory (a `stat`).
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn rr_server_new(
@@ -109,10 +113,13 @@ pub unsafe extern "C" fn rr_server_start(s: *mut rr_server, err_out: *mut *mut r
     })
 }
 
-/// Stops the server: callers waiting for a worker fail with `RR_STATUS_STATE`, running
-/// tasks finish, then every worker is asked to stop (and killed after destroy_timeout)
-/// and the relay listener is closed. Blocks until all of that is done. The server may be
-/// started again. Event callbacks keep their registration.
+/// Stops the server: callers waiting for a worker fail with `RR_STATUS_STATE`; running
+/// tasks may finish for up to destroy_timeout, after which the workers still running
+/// one are killed (their callers get `RR_STATUS_WORKER_ERROR`); then every worker is
+/// sent the stop command (and SIGTERM, then SIGKILL, when it has not exited after
+/// destroy_timeout) and the relay listener is closed. Blocks until all of that is done:
+/// about 2 x destroy_timeout at worst. The server may be started again. Event callbacks
+/// keep their registration.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
 /// when it is not started. Must not be called from an event callback of this server.
@@ -133,8 +140,9 @@ pub unsafe extern "C" fn rr_server_stop(s: *mut rr_server, err_out: *mut *mut rr
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `cfg` is NULL;
 /// `RR_STATUS_CONFIG` when a setting is invalid or the relay changed; `RR_STATUS_STATE`
-/// when the server is not started; `RR_STATUS_SPAWN` when the new workers could not be
-/// started (the old pool then keeps running).
+/// when the server is not running (never started, or stopped: only a running pool is
+/// replaced, and nothing is started); `RR_STATUS_SPAWN` when the new workers could not
+/// be started (the old pool then keeps running).
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn rr_server_reconfigure(
@@ -153,8 +161,9 @@ pub unsafe extern "C" fn rr_server_reconfigure(
 /// configuration. Blocks until the new pool is running.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL; `RR_STATUS_STATE`
-/// when the server is not started; `RR_STATUS_SPAWN` when the new workers could not be
-/// started (the old pool then keeps running).
+/// when the server is not running (never started, or stopped; nothing is started);
+/// `RR_STATUS_SPAWN` when the new workers could not be started (the old pool then keeps
+/// running).
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn rr_server_reset(s: *mut rr_server, err_out: *mut *mut rr_error) -> rr_status {
@@ -165,8 +174,8 @@ pub unsafe extern "C" fn rr_server_reset(s: *mut rr_server, err_out: *mut *mut r
 }
 
 /// Releases `s`, the end of the server's life. If it is running it is stopped as by
-/// `rr_server_stop` (callers waiting for a worker fail with `RR_STATUS_STATE`, running
-/// tasks finish). Then it waits until every call on `s` that is in progress on another
+/// `rr_server_stop` (callers waiting for a worker fail with `RR_STATUS_STATE`; running
+/// tasks finish, or are killed after destroy_timeout). Then it waits until every call on `s` that is in progress on another
 /// thread (e.g. `rr_exec`) has returned, stops the event thread, and runs the listener's
 /// `userdata_free`. Blocks until all of that is done; after it returns, no callback runs
 /// and no thread of the server is left.
@@ -212,10 +221,11 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
 /// served about in the order they came (a freed worker goes to the longest-waiting
 /// caller on the same CPU, and no caller is passed over more than 4 times). The caller
 /// that frees a worker writes the next waiting caller's task to it, when that task is
-/// at most 16 KiB, before waking that caller. Callers write to workers' pipes, so
-/// SIGPIPE is blocked in each calling thread (once, on its first call; the process's
-/// disposition is not changed): a worker that died makes the write fail instead of
-/// killing the host.
+/// at most 16 KiB, before waking that caller. A worker that dies during the call ends
+/// it at once, even when a child of the worker still holds the relay open: the call
+/// fails with `RR_STATUS_WORKER_ERROR`, or, if the worker had not read the task, the
+/// task runs on another worker. The call raises no SIGPIPE and leaves the calling
+/// thread's signal mask as it is (see "Signals" at the top of this header).
 ///
 /// On success `*out` receives the answer, which the caller owns and releases with
 /// `rr_payload_free`.

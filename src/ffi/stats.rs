@@ -5,27 +5,32 @@
 //! core's (`src/stats.rs`); this file only carries the snapshot across.
 
 use super::error::rr_error;
-use super::handle;
 use super::server::{self, rr_server};
 use super::status::rr_status;
-use crate::PoolStats;
+use crate::{Error, ErrorKind, PoolStats};
 
 /// A snapshot of a server's counters, filled in by `rr_server_stats`. Plain data,
 /// copied out of the server: it does not change, nothing in it needs freeing, and it
 /// stays valid after the server is freed.
 ///
-/// The counters (every field but `waiting` and `workers`) belong to the server, not to
-/// one pool: they start at 0 when the server is made, never go down, and keep counting
-/// across `rr_server_stop`/`rr_server_start`, `rr_server_reconfigure` and
+/// The counters (every field but `size`, `waiting` and `workers`) belong to the server,
+/// not to one pool: they start at 0 when the server is made, never go down, and keep
+/// counting across `rr_server_stop`/`rr_server_start`, `rr_server_reconfigure` and
 /// `rr_server_reset`. Each field is read on its own, without stopping the pool, so the
 /// fields of one snapshot may be a moment apart (e.g. `tasks_done` may already count a
 /// task whose job error `job_errors` does not count yet).
 ///
-/// Its size is part of the ABI: the library writes the whole struct, so a field is only
-/// ever added with a new soname.
+/// Room to grow: the caller sets `size` to `sizeof(rr_pool_stats)` before the call, and
+/// the library writes only that many bytes. Counters added in later versions go at the
+/// end, so a host built against this header keeps working with a newer library, and a
+/// newer host with this library (see `size`).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct rr_pool_stats {
+    /// In: `sizeof(rr_pool_stats)` as the caller knows it (set it before the call). Out:
+    /// the number of bytes the library filled, the smaller of that and its own size; a
+    /// field that starts at or past it was not written (the library is older).
+    pub size: usize,
     /// Tasks a worker answered, with an answer or with a job error.
     pub tasks_done: u64,
     /// Tasks answered with a job error (`RR_STATUS_JOB_ERROR`; also counted in
@@ -62,6 +67,13 @@ pub struct rr_pool_stats {
     pub retired_died: u64,
 }
 
+impl Default for rr_pool_stats {
+    /// All counters 0, `size` set: ready to pass to `rr_server_stats`.
+    fn default() -> rr_pool_stats {
+        rr_pool_stats::from(PoolStats::default())
+    }
+}
+
 impl From<PoolStats> for rr_pool_stats {
     fn from(stats: PoolStats) -> rr_pool_stats {
         // Destructured, so that a field added to the core without being added here is a
@@ -84,6 +96,7 @@ impl From<PoolStats> for rr_pool_stats {
             retired_died,
         } = stats;
         rr_pool_stats {
+            size: std::mem::size_of::<rr_pool_stats>(),
             tasks_done,
             job_errors,
             worker_errors,
@@ -103,14 +116,25 @@ impl From<PoolStats> for rr_pool_stats {
     }
 }
 
-/// Copies the counters of `s` into `*out` (see `rr_pool_stats` for what each counts).
-/// `out` points to an `rr_pool_stats` the caller owns (e.g. on its stack); nothing is
-/// allocated and nothing needs freeing. Does not block on tasks: it reads counters and
-/// takes no worker.
+/// The smallest `size` accepted: the struct of version 0.1 (`size` and 15 counters).
+const SIZE_OF_FIRST_VERSION: usize = std::mem::size_of::<usize>() + 15 * 8;
+
+/// Copies the counters of `s` into `*out` (see `rr_pool_stats` for what each counts):
+/// as many bytes as `out->size` says, which the caller sets to `sizeof(rr_pool_stats)`
+/// first; `out->size` then holds the bytes filled. `out` points to an `rr_pool_stats`
+/// the caller owns (e.g. on its stack); nothing is allocated and nothing needs freeing.
+/// Does not block on tasks: it reads counters and takes no worker.
+///
+/// ```c
+/// rr_pool_stats stats = { .size = sizeof stats };
+/// if (rr_server_stats(s, &stats, &err) == RR_STATUS_OK) { ... stats.tasks_done ... }
+/// ```
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
-/// `RR_STATUS_STATE` when the server is not started (its counters are kept and can be
-/// read again once it is). `*out` is written only on success.
+/// `RR_STATUS_INVALID_ARGUMENT` when `out->size` is smaller than the first version of the
+/// struct (it was not set); `RR_STATUS_STATE` when the server is not started (its
+/// counters are kept and can be read again once it is). `*out` is written only on
+/// success.
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn rr_server_stats(
@@ -120,10 +144,24 @@ pub unsafe extern "C" fn rr_server_stats(
 ) -> rr_status {
     ffi_status!(err_out, {
         check_out!(out, "out");
+        // SAFETY: checked non-NULL; the header requires a struct whose `size` is set.
+        let caller_size = unsafe { std::ptr::addr_of!((*out).size).read() };
+        if caller_size < SIZE_OF_FIRST_VERSION {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "out->size is {caller_size}: set it to sizeof(rr_pool_stats) before the call \
+                     (at least {SIZE_OF_FIRST_VERSION})"
+                ),
+            ));
+        }
         // SAFETY: the header requires NULL or a live server.
         let stats = unsafe { server::with_server(s, |server| server.stats()) }?;
-        // SAFETY: checked non-NULL above; the header requires it writable.
-        unsafe { handle::write_out(out, rr_pool_stats::from(stats)) };
+        let filled = caller_size.min(std::mem::size_of::<rr_pool_stats>());
+        let snapshot = rr_pool_stats { size: filled, ..rr_pool_stats::from(stats) };
+        // SAFETY: the caller's struct holds `caller_size` >= `filled` writable bytes, and
+        // ours `filled` readable ones; plain data, no overlap.
+        unsafe { std::ptr::copy_nonoverlapping((&raw const snapshot).cast::<u8>(), out.cast::<u8>(), filled) };
         Ok(())
     })
 }
@@ -136,7 +174,12 @@ mod tests {
 
     /// A value no snapshot of a fresh server has, to see that `*out` was not written.
     fn marked() -> rr_pool_stats {
-        rr_pool_stats { tasks_done: 0xdead, retired_died: 0xbeef, ..rr_pool_stats::default() }
+        rr_pool_stats {
+            size: std::mem::size_of::<rr_pool_stats>(),
+            tasks_done: 0xdead,
+            retired_died: 0xbeef,
+            ..rr_pool_stats::default()
+        }
     }
 
     #[test]
@@ -159,10 +202,11 @@ mod tests {
             retired_died: 15,
         };
         let copied = rr_pool_stats::from(stats);
-        // The C layout: fifteen uint64_t in the core's order, no padding.
-        assert_eq!(std::mem::size_of::<rr_pool_stats>(), 15 * 8);
-        let fields: [u64; 15] = unsafe { std::mem::transmute(copied) };
-        assert_eq!(fields, std::array::from_fn(|i| i as u64 + 1));
+        // The C layout: `size`, then fifteen uint64_t in the core's order, no padding.
+        assert_eq!(std::mem::size_of::<rr_pool_stats>(), 16 * 8);
+        let fields: [u64; 16] = unsafe { std::mem::transmute(copied) };
+        assert_eq!(fields[0], 16 * 8);
+        assert_eq!(fields[1..], std::array::from_fn::<u64, 15, _>(|i| i as u64 + 1));
     }
 
     #[test]
@@ -172,6 +216,17 @@ mod tests {
         assert_null_argument(|err| unsafe { rr_server_stats(std::ptr::null_mut(), &mut out, err) }, "s");
         assert_null_argument(|err| unsafe { rr_server_stats(s, std::ptr::null_mut(), err) }, "out");
         assert_eq!(out, marked());
+        unsafe { rr_server_free(s) };
+    }
+
+    #[test]
+    fn a_size_that_was_not_set_is_refused_and_nothing_is_written() {
+        let s = server();
+        let mut out = rr_pool_stats { size: 0, ..marked() };
+        let (status, message) = call(|err| unsafe { rr_server_stats(s, &mut out, err) });
+        assert_eq!(status, rr_status::InvalidArgument);
+        assert!(message.unwrap().contains("sizeof(rr_pool_stats)"));
+        assert_eq!(out, rr_pool_stats { size: 0, ..marked() });
         unsafe { rr_server_free(s) };
     }
 

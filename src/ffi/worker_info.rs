@@ -25,9 +25,17 @@ pub const RR_WORKER_STATE_ERRORED: i32 = 6;
 
 /// A snapshot of one worker, taken by `rr_server_workers`. Plain data, copied out of the
 /// server: it does not change, and stays valid after the server is freed.
+///
+/// Room to grow: `sizeof(rr_worker_info)` (128 bytes) never changes, so `infos[i]`
+/// works with any version of the library. A field added later takes its place in
+/// `reserved`; `size` says which fields the library that filled the struct knows.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct rr_worker_info {
+    /// The bytes of the struct, from its start, that hold fields the library knows
+    /// (48 in this version): a field that starts at or past `size` was not filled (it is
+    /// 0), because the library is older than the header.
+    pub size: usize,
     /// The worker's process id.
     pub pid: i64,
     /// Its state when the snapshot was taken: one of `RR_WORKER_STATE_*` (see
@@ -39,7 +47,12 @@ pub struct rr_worker_info {
     pub created_unix_ms: i64,
     /// Its resident memory (RSS) in bytes, or 0 where unknown.
     pub rss_bytes: u64,
+    /// Zero; room for the fields of later versions (see `size`).
+    pub reserved: [u64; 10],
 }
+
+/// The bytes of `rr_worker_info` that hold fields (not `reserved`).
+const FILLED_BYTES: usize = std::mem::offset_of!(rr_worker_info, reserved);
 
 impl From<&WorkerInfo> for rr_worker_info {
     fn from(info: &WorkerInfo) -> rr_worker_info {
@@ -48,11 +61,13 @@ impl From<&WorkerInfo> for rr_worker_info {
             Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
         };
         rr_worker_info {
+            size: FILLED_BYTES,
             pid: i64::from(info.pid),
             state: info.state as i32,
             num_execs: info.num_execs,
             created_unix_ms,
             rss_bytes: info.rss_bytes,
+            reserved: [0; 10],
         }
     }
 }
@@ -176,20 +191,32 @@ mod tests {
         assert_eq!(
             rr_worker_info::from(&info),
             rr_worker_info {
+                size: 48,
                 pid: 4242,
                 state: 2,
                 num_execs: 12,
                 created_unix_ms: 1_700_000_000_123,
-                rss_bytes: 1 << 20
+                rss_bytes: 1 << 20,
+                reserved: [0; 10],
             }
         );
+        // The stride of an array never changes: fields of later versions take reserved room.
+        assert_eq!(std::mem::size_of::<rr_worker_info>(), 128);
         let before_epoch = WorkerInfo { created: UNIX_EPOCH - Duration::from_millis(5), ..info };
         assert_eq!(rr_worker_info::from(&before_epoch).created_unix_ms, -5);
     }
 
     #[test]
     fn arrays_round_trip_and_empty_ones_are_null() {
-        let info = rr_worker_info { pid: 1, state: 1, num_execs: 0, created_unix_ms: 0, rss_bytes: 0 };
+        let info = rr_worker_info {
+            size: FILLED_BYTES,
+            pid: 1,
+            state: 1,
+            num_execs: 0,
+            created_unix_ms: 0,
+            rss_bytes: 0,
+            reserved: [0; 10],
+        };
         let (infos, len) = into_raw_array(vec![info; 3]);
         assert_eq!(len, 3);
         assert_eq!(unsafe { std::slice::from_raw_parts(infos, len) }, &[info; 3]);

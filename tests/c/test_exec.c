@@ -395,7 +395,7 @@ void test_exec_ttl(void)
 
 static bool one_caller_waits(void *arg)
 {
-    rr_pool_stats stats;
+    rr_pool_stats stats = {.size = sizeof stats};
     return rr_server_stats(arg, &stats, NULL) == RR_STATUS_OK && stats.waiting == 1;
 }
 
@@ -432,7 +432,7 @@ void test_queue_full(void)
     CHECK(q.answer != NULL && strcmp(q.answer, "queued") == 0);
     free(sl.answer);
     free(q.answer);
-    rr_pool_stats stats;
+    rr_pool_stats stats = {.size = sizeof stats};
     if (CHECK_STATUS(rr_server_stats(s, &stats, NULL), RR_STATUS_OK, NULL)) {
         CHECK(stats.queue_full == 1);
         CHECK(stats.tasks_done == 2);
@@ -478,6 +478,21 @@ void test_spawn_errors(void)
     check_spawn_failure(test_worker("badpid"), 1, NULL);
 }
 
+/* rr_server_reconfigure and rr_server_reset of a server that is not running are state
+ * errors that start nothing. */
+static void check_no_reconfigure_or_reset(rr_server *s, rr_config *config)
+{
+    rr_error *err = NULL;
+    CHECK_STATUS(rr_server_reconfigure(s, config, &err), RR_STATUS_STATE, err);
+    CHECK(err != NULL && contains(rr_error_message(err), "not started"));
+    rr_error_free(err);
+    err = NULL;
+    CHECK_STATUS(rr_server_reset(s, &err), RR_STATUS_STATE, err);
+    CHECK(err != NULL && contains(rr_error_message(err), "not started"));
+    rr_error_free(err);
+    CHECK(count_children(NULL, 0) == 0);
+}
+
 void test_state_errors(void)
 {
     rr_config *config = test_config(test_worker(""), "pipes", 1);
@@ -485,11 +500,14 @@ void test_state_errors(void)
     rr_server *s = NULL;
     rr_error *err = NULL;
     rr_status status = rr_server_new(config, &s, &err);
-    rr_config_free(config);
-    REQUIRE(CHECK_STATUS(status, RR_STATUS_OK, err));
+    if (!CHECK_STATUS(status, RR_STATUS_OK, err)) {
+        rr_config_free(config);
+        return;
+    }
 
     /* Before start. */
     rr_error_free(exec_failing(s, "ctx", "too early", RR_STATUS_STATE));
+    check_no_reconfigure_or_reset(s, config);
     CHECK(count_children(NULL, 0) == 0);
 
     status = rr_server_start(s, &err);
@@ -501,9 +519,11 @@ void test_state_errors(void)
         CHECK(count_children(NULL, 0) == 0);
         /* After stop. */
         rr_error_free(exec_failing(s, "ctx", "too late", RR_STATUS_STATE));
+        check_no_reconfigure_or_reset(s, config);
     }
     rr_error_free(err);
     rr_server_free(s);
+    rr_config_free(config);
 }
 
 struct children_count {

@@ -32,7 +32,7 @@ static int child_checks(rr_server *s)
     }
     rr_error_free(err);
     err = NULL;
-    struct rr_pool_stats stats;
+    struct rr_pool_stats stats = {.size = sizeof stats};
     if (rr_server_stats(s, &stats, &err) != RR_STATUS_STATE) {
         return 12;
     }
@@ -111,7 +111,7 @@ void test_fork_child_leaves_the_server_alone(void)
     for (int i = 0; i < 10; i++) {
         CHECK(check_echo(s, "ctx", "after the fork"));
     }
-    struct rr_pool_stats stats;
+    struct rr_pool_stats stats = {.size = sizeof stats};
     rr_error *err = NULL;
     if (CHECK_STATUS(rr_server_stats(s, &stats, &err), RR_STATUS_OK, err)) {
         CHECK(stats.worker_errors == 0 && stats.retired_died == 0);

@@ -105,20 +105,26 @@ class rr_worker(Structure):
 
 class rr_worker_info(Structure):
     _fields_ = [
+        ("size", c_size_t),
         ("pid", c_int64),
         ("state", c_int32),
         ("num_execs", c_uint64),
         ("created_unix_ms", c_int64),
         ("rss_bytes", c_uint64),
+        ("reserved", c_uint64 * 10),
     ]
 
 
 class rr_pool_stats(Structure):
-    _fields_ = [(name, c_uint64) for name in (
+    _fields_ = [("size", c_size_t)] + [(name, c_uint64) for name in (
         "tasks_done", "job_errors", "worker_errors", "exec_ttl_kills", "timeouts",
         "queue_full", "waiting", "workers", "retired_max_jobs", "retired_ttl",
         "retired_idle_ttl", "retired_max_memory", "retired_stop_requested",
         "retired_failed", "retired_died")]
+
+    def __init__(self, **fields):
+        # rr_server_stats writes as many bytes as `size` says: the whole struct.
+        super().__init__(**({"size": ctypes.sizeof(rr_pool_stats)} | fields))
 
 
 rr_status = c_uint32
@@ -434,7 +440,8 @@ class Server:
         n = c_size_t(0)
         call(lib.rr_server_workers, self.ptr, byref(arr), byref(n))
         try:
-            return [{name: getattr(arr[i], name) for name, _ in rr_worker_info._fields_}
+            return [{name: getattr(arr[i], name) for name, _ in rr_worker_info._fields_
+                     if name not in ("size", "reserved")}
                     for i in range(n.value)]
         finally:
             lib.rr_worker_info_free(arr, n.value)
@@ -443,7 +450,7 @@ class Server:
         """rr_server_stats as a dict of the rr_pool_stats fields."""
         out = rr_pool_stats()
         call(lib.rr_server_stats, self.ptr, byref(out))
-        return {name: getattr(out, name) for name, _ in rr_pool_stats._fields_}
+        return {name: getattr(out, name) for name, _ in rr_pool_stats._fields_ if name != "size"}
 
     def free(self):
         if self.ptr:

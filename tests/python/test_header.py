@@ -109,8 +109,8 @@ class Header:
             for decl in m.group(2).split(";"):
                 decl = decl.strip()
                 if decl:
-                    fm = re.match(r"^(.*?)(\w+)$", decl)
-                    fields.append((fm.group(1).strip(), fm.group(2)))
+                    fm = re.match(r"^(.*?)(\w+)\s*(\[\s*\d+\s*\])?$", decl)
+                    fields.append(((fm.group(1) + (fm.group(3) or "")).strip(), fm.group(2)))
             self.structs[m.group(3)] = fields
             return
         if st.startswith("typedef"):
@@ -129,7 +129,11 @@ class Header:
             self.functions[m.group(2)] = (" ".join(ret.split()), split_params(m.group(3)))
 
     def kind(self, decl, has_name=True):
-        """('void',) | ('int', size, signed) | ('ptr', depth, base) | ('fnptr',)"""
+        """('void',) | ('int', size, signed) | ('ptr', depth, base) | ('fnptr',)
+        | ('array', length, element kind)"""
+        array = re.match(r"^(.*?)\[\s*(\d+)\s*\]$", decl)
+        if array:
+            return ("array", int(array.group(2)), self.kind(array.group(1), has_name))
         if re.search(r"\(\s*\*", decl):
             return ("fnptr",)
         tokens = re.findall(r"\w+|\*", decl)
@@ -155,6 +159,8 @@ class Header:
 def ctypes_kind(t):
     if t is None:
         return ("void",)
+    if isinstance(t, type) and issubclass(t, ctypes.Array):
+        return ("array", t._length_, ctypes_kind(t._type_))
     if isinstance(t, type) and issubclass(t, ctypes._CFuncPtr):
         return ("fnptr",)
     depth = 0
@@ -182,6 +188,8 @@ def compatible(c, py, header):
         return False
     if c[0] in ("void", "fnptr"):
         return True
+    if c[0] == "array":
+        return c[1] == py[1] and compatible(c[2], py[2], header)
     if c[0] == "int":
         return c[1] == py[1] and (c[2] is None or py[2] is None or c[2] == py[2])
     if c[0] == "ptr":

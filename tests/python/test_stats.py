@@ -1,6 +1,7 @@
 """rr_server_stats through ctypes: the counters of a server, and the settings added with
 them (jitter_percent, tcp_allow_remote)."""
 
+import ctypes
 import unittest
 from ctypes import POINTER, byref
 
@@ -11,7 +12,7 @@ from support import ServerCase, rr_test_worker_command
 class StatsTest(ServerCase):
     def test_tasks_and_job_errors_are_counted(self):
         srv = self.server(num_workers=2)
-        fresh = dict.fromkeys((name for name, _ in rr.rr_pool_stats._fields_), 0)
+        fresh = dict.fromkeys((name for name, _ in rr.rr_pool_stats._fields_ if name != "size"), 0)
         self.assertEqual(srv.stats(), fresh | {"workers": 2})
         for i in range(5):
             self.assertEqual(srv.exec(b"", str(i)), (b"", str(i).encode()))
@@ -46,6 +47,20 @@ class StatsTest(ServerCase):
         self.assertEqual(rr.lib.rr_server_stats(srv.ptr, None, None),
                          rr.RR_STATUS_NULL_ARGUMENT)
         self.assertEqual(out.tasks_done, 77)
+
+    def test_a_size_that_was_not_set_is_an_invalid_argument(self):
+        srv = self.server(num_workers=1)
+        out = rr.rr_pool_stats(size=0, tasks_done=77)
+        err = POINTER(rr.rr_error)()
+        self.assertEqual(rr.lib.rr_server_stats(srv.ptr, byref(out), byref(err)),
+                         rr.RR_STATUS_INVALID_ARGUMENT)
+        status, message = rr.take_error(err)[:2]
+        self.assertIn("sizeof(rr_pool_stats)", message)
+        self.assertEqual((out.size, out.tasks_done), (0, 77))
+        # Set, it is filled, and says how much was.
+        out = rr.rr_pool_stats()
+        self.assertEqual(rr.lib.rr_server_stats(srv.ptr, byref(out), None), rr.RR_STATUS_OK)
+        self.assertEqual((out.size, out.workers), (ctypes.sizeof(rr.rr_pool_stats), 1))
 
 
 class NewSettingsTest(ServerCase):
