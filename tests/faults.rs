@@ -1,8 +1,10 @@
 //! Fault injection: under load from many threads, workers are killed, crash mid-task,
 //! print to stdout, hang, declare huge frames, outgrow their memory and ask to stop.
-//! Afterwards every task has either its right answer or a clear error, the pool is back
-//! at full size, and no file descriptor or child process is left. `RR_SOAK_SECONDS`
-//! makes the run longer (`make soak`).
+//! Every worker logs the id of each task it runs; afterwards, against that log: no task
+//! ran twice, every answered task ran exactly once, no answer went to another task,
+//! every task has its right answer or a clear error, the pool is back at full size, and
+//! no file descriptor or child process is left. `RR_SOAK_SECONDS` makes the run longer
+//! (`make soak`).
 
 mod common;
 use common::{relay, Relay};
@@ -78,15 +80,38 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// What one task was and how it ended, as its caller saw it.
+struct TaskRecord {
+    id: String,
+    fault: Fault,
+    /// `None`: answered with the task's own body. `Some(kind)`: failed so.
+    error: Option<ErrorKind>,
+    /// Answered, but with bytes that are not this task's.
+    wrong_answer: bool,
+}
+
+/// The ids the workers logged, each time one ran a task (`RR_TEST_TASK_LOG`).
+fn runs_logged(log: &std::path::Path) -> std::collections::HashMap<String, u64> {
+    let mut runs = std::collections::HashMap::new();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    for id in text.lines() {
+        *runs.entry(id.to_string()).or_insert(0) += 1;
+    }
+    runs
+}
+
 fn run_faults(kind: Relay, duration: Duration) {
     let fds_before = open_fds();
     let (relay, dir) = relay(kind);
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("tasks.log");
     let mut config = common::config(&relay, "echo", WORKERS);
     config.exec_ttl = Duration::from_millis(300);
     config.max_memory = 30 << 20;
     config.max_frame_bytes = 1 << 20;
     config.allocate_timeout = Duration::from_secs(30);
     config.destroy_timeout = Duration::from_secs(2);
+    config.env.push(("RR_TEST_TASK_LOG".into(), log.display().to_string()));
     let server = Arc::new(Server::new(config).unwrap());
     server.start().unwrap();
 
@@ -120,48 +145,33 @@ fn run_faults(kind: Relay, duration: Duration) {
             let server = server.clone();
             std::thread::spawn(move || {
                 let mut rng = 0x2545f4914f6cdd1du64 ^ ((t as u64 + 1) * 0x1000193);
-                let mut tally: BTreeMap<(Fault, String), u64> = BTreeMap::new();
+                let mut records = Vec::new();
                 let mut i = 0u64;
                 while Instant::now() < deadline {
                     let fault = Fault::pick(xorshift(&mut rng));
-                    let body = format!("thread {t} task {i}");
+                    let id = format!("thread {t} task {i}");
                     i += 1;
-                    let outcome = server.exec(fault.context(), body.as_bytes());
-                    let label = match &outcome {
-                        Ok(answer) => {
-                            assert!(
-                                matches!(fault, Fault::None | Fault::Memory),
-                                "{fault:?} task {body} got an answer: {answer:?}"
-                            );
-                            assert_eq!(answer.body(), body.as_bytes(), "an answer went to the wrong task");
-                            "ok".to_string()
-                        }
+                    let outcome = server.exec(fault.context(), id.as_bytes());
+                    let (error, wrong_answer) = match &outcome {
+                        Ok(answer) => (None, answer.body() != id.as_bytes()),
                         Err(error) => {
-                            // A chaos kill may hit any task mid-way: that is a worker error;
-                            // on a loaded machine any task may run past exec_ttl.
-                            let side_effect = matches!(error.kind(), ErrorKind::WorkerError | ErrorKind::ExecTtl);
-                            assert!(
-                                fault.expected_error() == Some(error.kind()) || side_effect,
-                                "{fault:?} task {body} failed with an unexpected error: {error}"
-                            );
-                            assert!(!error.message().is_empty());
-                            if error.kind() == ErrorKind::JobError {
-                                assert_eq!(error.data(), body.as_bytes());
-                            }
-                            format!("{:?}", error.kind())
+                            assert!(!error.message().is_empty(), "{fault:?} task {id}: an error without a message");
+                            let wrong = error.kind() == ErrorKind::JobError && error.data() != id.as_bytes();
+                            (Some(error.kind()), wrong)
                         }
                     };
-                    *tally.entry((fault, label)).or_default() += 1;
+                    records.push(TaskRecord { id, fault, error, wrong_answer });
                 }
-                tally
+                (records, i)
             })
         })
         .collect();
-    let mut tally: BTreeMap<(Fault, String), u64> = BTreeMap::new();
+    let mut records = Vec::new();
+    let mut submitted = 0u64;
     for thread in threads {
-        for (key, count) in thread.join().expect("every task got a right answer or a clear error") {
-            *tally.entry(key).or_default() += count;
-        }
+        let (mut theirs, count) = thread.join().expect("every caller returns");
+        submitted += count;
+        records.append(&mut theirs);
     }
     done.store(true, Ordering::Relaxed);
     let victims = chaos.join().unwrap();
@@ -181,23 +191,79 @@ fn run_faults(kind: Relay, duration: Duration) {
         assert_eq!(server.exec(b"", body.as_bytes()).unwrap().body(), body.as_bytes());
     }
     let stats = server.stats().unwrap();
-    let tasks: u64 = tally.values().sum();
-    let faults: u64 = tally.iter().filter(|((fault, _), _)| *fault != Fault::None).map(|(_, n)| n).sum();
     let children_during = common::children().len();
     drop(Arc::try_unwrap(server).ok().expect("the last reference"));
     drop(dir);
     let fds_after = open_fds();
     let children_after = common::children().len();
+
+    // What ran, by the workers' own log, against what the callers saw.
+    let runs = runs_logged(&log);
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let lost = submitted - records.len() as u64;
+    let ran_twice: Vec<_> = records.iter().filter(|r| runs.get(&r.id).copied().unwrap_or(0) > 1).collect();
+    let answered_not_run: Vec<_> = records.iter().filter(|r| r.error.is_none() && !runs.contains_key(&r.id)).collect();
+    let wrong_answers: Vec<_> = records.iter().filter(|r| r.wrong_answer).collect();
+    let unexpected: Vec<_> = records
+        .iter()
+        .filter(|r| match r.error {
+            None => !matches!(r.fault, Fault::None | Fault::Memory),
+            // A chaos kill may hit any task mid-way: that is a worker error; on a loaded
+            // machine any task may run past exec_ttl.
+            Some(ErrorKind::WorkerError | ErrorKind::ExecTtl) => false,
+            Some(kind) => r.fault.expected_error() != Some(kind),
+        })
+        .collect();
+    let stop_requests_run: Vec<_> =
+        records.iter().filter(|r| r.fault == Fault::StopRequest && runs.contains_key(&r.id)).collect();
+    let after_the_storm = (0..200).filter(|i| runs.get(&format!("after the storm {i}")) == Some(&1)).count();
+    let strangers: Vec<_> =
+        runs.keys().filter(|id| !ids.contains(id.as_str()) && !id.starts_with("after the storm")).collect();
+    let answered_records: Vec<_> =
+        records.iter().filter(|r| r.error.is_none() || r.error == Some(ErrorKind::JobError)).collect();
+    let answered = answered_records.len();
+    let answered_ran_once = answered_records.iter().filter(|r| runs.get(&r.id) == Some(&1)).count();
+    let failed_after_running = records
+        .iter()
+        .filter(|r| r.error.is_some() && r.error != Some(ErrorKind::JobError) && runs.contains_key(&r.id))
+        .count();
+    let failed_unrun = records
+        .iter()
+        .filter(|r| r.error.is_some() && r.error != Some(ErrorKind::JobError) && !runs.contains_key(&r.id))
+        .count();
+    let faults = records.iter().filter(|r| r.fault != Fault::None).count();
     eprintln!(
-        "faults over {kind:?} for {duration:?}: {tasks} tasks, {faults} injected faults, {} SIGKILLs, 0 lost; \
+        "faults over {kind:?} for {duration:?}: {submitted} tasks submitted, {lost} without an outcome, {faults} with an injected fault, {} SIGKILLs; \
+         by the workers' log: {answered} answered, {answered_ran_once} of them ran exactly once, {failed_after_running} failed after they ran, {failed_unrun} failed before any worker ran them, \
+         {} ran twice, {} answered without running, {} wrong answers, {} stop requests run, {} unknown ids; \
          fds {fds_before} before / {fds_after} after; children {children_during} during / {children_after} after; {stats:?}",
-        kills.load(Ordering::Relaxed)
+        kills.load(Ordering::Relaxed),
+        ran_twice.len(),
+        answered_not_run.len(),
+        wrong_answers.len(),
+        stop_requests_run.len(),
+        strangers.len(),
     );
+    let mut tally: BTreeMap<(Fault, String), u64> = BTreeMap::new();
+    for record in &records {
+        let outcome = record.error.map_or("ok".to_string(), |kind| format!("{kind:?}"));
+        *tally.entry((record.fault, outcome)).or_default() += 1;
+    }
     for ((fault, outcome), count) in &tally {
         eprintln!("  {fault:?} -> {outcome}: {count}");
     }
+    let ids_of = |records: &[&TaskRecord]| records.iter().take(5).map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(lost, 0, "tasks without an outcome");
+    assert!(ran_twice.is_empty(), "tasks that ran twice: {:?}", ids_of(&ran_twice));
+    assert!(answered_not_run.is_empty(), "answers to tasks no worker ran: {:?}", ids_of(&answered_not_run));
+    assert_eq!(answered_ran_once, answered, "every answered task ran exactly once");
+    assert!(wrong_answers.is_empty(), "answers that went to another task: {:?}", ids_of(&wrong_answers));
+    assert!(unexpected.is_empty(), "unexpected outcomes: {:?}", ids_of(&unexpected));
+    assert!(stop_requests_run.is_empty(), "stop requests that ran: {:?}", ids_of(&stop_requests_run));
+    assert!(strangers.is_empty(), "the workers ran tasks nobody submitted: {strangers:?}");
+    assert_eq!(after_the_storm, 200, "the tasks after the storm each ran once");
     assert_eq!(fds_after, fds_before, "file descriptors leaked");
-    assert!(tasks > 100, "the load ran ({tasks} tasks)");
+    assert!(answered > 100, "the load ran ({answered} tasks answered)");
 }
 
 fn soak_duration() -> Duration {
