@@ -36,11 +36,14 @@
  * Panics. No panic crosses this interface: a bug caught inside is RR_STATUS_INTERNAL.
  * Signals. No call of the host side raises SIGPIPE or changes a thread's signal mask:
  *   the host keeps a reader on each worker's stdin pipe, so a write to a worker that
- *   died fails quietly and the worker's exit is seen instead; sockets are written with
- *   MSG_NOSIGNAL. The library's own threads start with the mask of the thread that
- *   made them. The worker side (rr_worker_*) over pipes blocks SIGPIPE only for the
- *   time of its own writes, then gives the calling thread its mask back (a SIGPIPE it
- *   raised is taken off the thread): a host that is gone is RR_STATUS_WORKER_ERROR.
+ *   died fails quietly and the worker's exit (its pidfd) is seen instead; sockets are
+ *   written with MSG_NOSIGNAL. Where the kernel gives no pidfd (before Linux 5.3), a
+ *   write to a worker's pipe blocks SIGPIPE for its own duration instead, and gives
+ *   the thread its mask back. The library's own threads start with the mask of the
+ *   thread that made them. The worker side (rr_worker_*) over pipes blocks SIGPIPE only
+ *   for the time of its own writes, then gives the calling thread its mask back (a
+ *   SIGPIPE it raised is taken off the thread): a host that is gone is
+ *   RR_STATUS_WORKER_ERROR.
  * fork(). A server belongs to the process that made it (see rr_server).
  * Versions. Structs that the library fills (rr_pool_stats, rr_worker_info) carry a
  *   size field, so that later versions can add fields without breaking hosts built
@@ -912,9 +915,10 @@ void rr_server_free(struct rr_server *s);
  * caller on the same CPU, and no caller is passed over more than 4 times). The caller
  * that frees a worker writes the next waiting caller's task to it, when that task is
  * at most 16 KiB, before waking that caller. A worker that dies during the call ends
- * it at once, even when a child of the worker still holds the relay open: the call
- * fails with `RR_STATUS_WORKER_ERROR`, or, if the worker had not read the task, the
- * task runs on another worker. The call raises no SIGPIPE and leaves the calling
+ * it at once, even when a child of the worker still holds the relay open (where the
+ * kernel gives pidfds: Linux 5.3 and later): the call fails with
+ * `RR_STATUS_WORKER_ERROR`, or, if the worker had not read the task, the task runs on
+ * another worker. The call raises no SIGPIPE and leaves the calling
  * thread's signal mask as it is (see "Signals" at the top of this header).
  *
  * On success `*out` receives the answer, which the caller owns and releases with

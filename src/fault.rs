@@ -22,29 +22,33 @@ mod armed {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     static REMAINING: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
-
-    fn counter(point: FaultPoint) -> &'static AtomicU32 {
-        &REMAINING[point as usize]
-    }
+    static FIRED: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 
     /// Makes the next `times` passes through `point` panic.
     pub fn arm(point: FaultPoint, times: u32) {
-        counter(point).store(times, Ordering::SeqCst);
+        REMAINING[point as usize].store(times, Ordering::SeqCst);
+    }
+
+    /// How many times `point` has panicked so far.
+    pub fn fired(point: FaultPoint) -> u32 {
+        FIRED[point as usize].load(Ordering::SeqCst)
     }
 
     /// Panics if `point` is armed.
     pub(crate) fn point(point: FaultPoint) {
-        let fired = counter(point).fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1));
-        if fired.is_ok() {
+        let armed =
+            REMAINING[point as usize].fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1));
+        if armed.is_ok() {
+            FIRED[point as usize].fetch_add(1, Ordering::SeqCst);
             panic!("fault injected at {point:?}");
         }
     }
 }
 
 #[cfg(feature = "fault-injection")]
-pub use armed::arm;
-#[cfg(feature = "fault-injection")]
 pub(crate) use armed::point;
+#[cfg(feature = "fault-injection")]
+pub use armed::{arm, fired};
 
 /// Without the `fault-injection` feature: nothing.
 #[cfg(not(feature = "fault-injection"))]

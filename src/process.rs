@@ -261,18 +261,22 @@ impl Process {
         let watched = process.clone();
         let stderr_fd = OwnedFd::from(stderr_read);
         let watcher = std::thread::Builder::new().name(format!("rr-watch-{}", process.pid)).spawn(move || {
+            // The stderr pipe stays open whatever happens here: closed, the child's next
+            // write to stderr would raise SIGPIPE in it.
             let watching = || {
                 crate::fault::point(crate::fault::FaultPoint::Watcher);
-                watch(&watched, stderr_fd, &events)
+                watch(&watched, &stderr_fd, &events)
             };
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(watching)).is_err() {
                 // Never leave a child unreaped, or its owner untold, because of a bug
                 // here. Wait for the exit without holding `life` (a kill needs it),
-                // then reap under it, as the watcher does.
+                // then reap under it, as the watcher does, and take what is left on
+                // stderr.
                 if !watched.has_exited() {
                     watched.wait_exited_unreaped();
                     watched.reap_and_record();
                 }
+                drain_stderr(&watched, &stderr_fd, &events);
                 watched.mark_drained();
                 let hook = watched.on_exit.lock().take();
                 if let (Some(hook), Some(info)) = (hook, watched.exit_info()) {
@@ -329,20 +333,24 @@ impl Process {
     /// so that its exit is not taken for a death of its own. False if it had already
     /// exited: then it did end on its own.
     pub(crate) fn request_end(&self) -> bool {
-        match &mut *self.life.lock() {
-            Life::Running { end_requested } => {
+        let mut life = self.life.lock();
+        match &mut *life {
+            Life::Running { end_requested } if !self.has_ended_unreaped() => {
                 *end_requested = true;
                 true
             }
-            Life::Exited(_) => false,
+            Life::Running { .. } | Life::Exited(_) => false,
         }
     }
 
-    /// Sends `signal` unless the child was already reaped; true if it was sent. A signal
-    /// sent is a request to end (see [`Process::request_end`]).
+    /// Sends `signal` unless the child has already ended (reaped, or a zombie that its
+    /// watcher is about to reap); true if it was sent. A signal sent is a request to end
+    /// (see [`Process::request_end`]); one to a child that ended on its own is not sent,
+    /// so that its end stays a death of its own.
     pub(crate) fn signal(&self, signal: libc::c_int) -> bool {
         let mut life = self.life.lock();
         match &mut *life {
+            Life::Running { .. } if self.has_ended_unreaped() => false,
             Life::Running { end_requested } => {
                 let sent = match &self.handle {
                     ChildHandle::Pidfd(pidfd) => sys::pidfd_send_signal(pidfd, signal).is_ok(),
@@ -371,8 +379,9 @@ impl Process {
     /// Kills the child if it still runs, and waits until it was reaped and its stderr
     /// read to the end (bounded by `timeout` for the stderr part), so that an error
     /// message built afterwards holds all it wrote.
-    pub(crate) fn kill_and_settle(&self, timeout: Duration) {
-        self.signal(libc::SIGKILL);
+    /// True if it was killed here (it had not ended on its own).
+    pub(crate) fn kill_and_settle(&self, timeout: Duration) -> bool {
+        let killed = self.signal(libc::SIGKILL);
         self.wait_exit(Duration::from_secs(3600));
         let deadline = Instant::now() + timeout;
         let mut drained = self.drained.lock();
@@ -381,6 +390,7 @@ impl Process {
                 break;
             }
         }
+        killed
     }
 
     /// The end of what the child wrote to stderr.
@@ -413,6 +423,17 @@ impl Process {
                 return;
             }
             let _ = handle.join();
+        }
+    }
+
+    /// Whether the child has exited but was not reaped yet (a zombie): its pidfd is
+    /// readable, or `waitid` says so without reaping. Called under `life`, so the
+    /// watcher cannot reap it meanwhile.
+    fn has_ended_unreaped(&self) -> bool {
+        match &self.handle {
+            ChildHandle::Pidfd(pidfd) => sys::is_readable_now(pidfd.as_raw_fd()).unwrap_or(false),
+            ChildHandle::Gone => true,
+            ChildHandle::Pid => sys::has_exited_unreaped(self.pid),
         }
     }
 
@@ -463,8 +484,26 @@ impl Process {
     }
 }
 
+/// Takes what the child wrote to stderr before it ended, and its last unfinished line. A
+/// grandchild may hold stderr open, so only what is there now is read.
+fn drain_stderr(process: &Process, stderr: &OwnedFd, events: &EventBus) {
+    let mut chunk = [0u8; 4096];
+    if sys::set_nonblocking(stderr.as_raw_fd(), true).is_ok() {
+        while let Ok(n) = sys::read(stderr.as_raw_fd(), &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            process.record_stderr(&chunk[..n], events);
+        }
+    }
+    let last = process.stderr.lock().finish();
+    if let Some(line) = last {
+        events.emit(EventKind::WorkerStderr, Some(process.pid), Some(line));
+    }
+}
+
 /// The watcher's body: read stderr while waiting for the exit, then reap.
-fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
+fn watch(process: &Process, stderr: &OwnedFd, events: &EventBus) {
     let pid = process.pid;
     let pidfd = match &process.handle {
         ChildHandle::Pidfd(pidfd) => Some(pidfd),
@@ -506,19 +545,8 @@ fn watch(process: &Process, stderr: OwnedFd, events: &EventBus) {
     }
     // The child is a zombie now: its pid stays reserved until we reap it here.
     let status = process.reap_and_record();
-    // Take what the child wrote before it died. A grandchild may hold stderr open, so
-    // read only what is there now.
-    if stderr_open && sys::set_nonblocking(stderr.as_raw_fd(), true).is_ok() {
-        while let Ok(n) = sys::read(stderr.as_raw_fd(), &mut chunk) {
-            if n == 0 {
-                break;
-            }
-            process.record_stderr(&chunk[..n], events);
-        }
-    }
-    let last = process.stderr.lock().finish();
-    if let Some(line) = last {
-        events.emit(EventKind::WorkerStderr, Some(pid), Some(line));
+    if stderr_open {
+        drain_stderr(process, stderr, events);
     }
     process.mark_drained();
     let hook = process.on_exit.lock().take();

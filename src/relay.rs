@@ -303,9 +303,10 @@ impl Relay {
 
     /// Fails if the peer sent anything since the last message was read: bytes still in
     /// the buffer, or waiting on the channel (one `poll` that does not wait). Called
-    /// before a request is sent, so that a peer that answered one twice can never have
-    /// that second answer taken for the answer to the next. `Closed` if the peer closed
-    /// the channel meanwhile.
+    /// before a request is sent, so that a second answer to the last request that has
+    /// arrived by then is not taken for the answer to the next one. (One that arrives
+    /// later cannot be told from that answer: neither protocol numbers its messages.)
+    /// `Closed` if the peer closed the channel meanwhile.
     pub(crate) fn expect_quiet(&mut self) -> Result<(), RelayError> {
         if self.start == self.end {
             if !sys::is_readable_now(self.read_fd())? {

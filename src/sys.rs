@@ -6,32 +6,50 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 /// Runs `write` (a write to a pipe) with SIGPIPE blocked in the calling thread, and
-/// gives the thread its signal mask back before returning: a write to a pipe whose
-/// reader is gone then fails with EPIPE instead of killing the process. A SIGPIPE that
-/// the write raised is taken off the thread, so it is never delivered later. Where the
-/// caller had SIGPIPE blocked already, nothing is changed or taken: a pending SIGPIPE
-/// may then be the caller's own. Two `rt_sigprocmask` calls per write: for the worker
-/// side's pipes only (the host side never raises SIGPIPE, see `relay`).
+/// gives the thread its signal mask back before returning (a panic included): a write
+/// to a pipe whose reader is gone then fails with EPIPE instead of killing the process.
+/// A SIGPIPE that the write raised is taken off the thread, so it is never delivered
+/// later. Where the caller had SIGPIPE blocked already, nothing is changed or taken: a
+/// pending SIGPIPE may then be the caller's own. Two `rt_sigprocmask` calls per write,
+/// for the pipes that may have no reader: the worker side's, and the host's where the
+/// kernel gives no pidfd (see `relay`).
 pub(crate) fn without_sigpipe<T>(write: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    /// Gives the thread its mask back, and takes off a SIGPIPE the write raised.
+    struct Restore {
+        pipe_only: libc::sigset_t,
+        before: libc::sigset_t,
+        raised: bool,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: plain data; a zero timeout makes sigtimedwait return at once; the
+            // mask set back is the one the thread had.
+            unsafe {
+                if self.raised {
+                    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+                    while libc::sigtimedwait(&self.pipe_only, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.before, std::ptr::null_mut());
+            }
+        }
+    }
     // SAFETY: sigset_t is plain data initialised by sigemptyset before use; the calls
     // only change the calling thread's mask.
-    unsafe {
+    let mut restore = unsafe {
         let mut pipe_only: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut pipe_only);
         libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
         let mut before: libc::sigset_t = std::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut before);
-        let was_blocked = libc::sigismember(&before, libc::SIGPIPE) == 1;
-        let result = write();
-        if !was_blocked {
-            if matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
-                let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-                while libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
-            }
-            libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
+        if libc::sigismember(&before, libc::SIGPIPE) == 1 {
+            // Blocked already: the caller's, left as it is.
+            return write();
         }
-        result
-    }
+        Restore { pipe_only, before, raised: false }
+    };
+    let result = write();
+    restore.raised = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EPIPE));
+    result
 }
 
 fn check(result: isize) -> io::Result<usize> {
@@ -177,7 +195,8 @@ pub(crate) fn wait_for(
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 // Round up, so that a wait never ends just before its deadline.
-                left.as_millis().min(i32::MAX as u128) as i32 + i32::from(left.subsec_nanos() % 1_000_000 != 0)
+                let ms = left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0));
+                ms.min(i32::MAX as u128) as i32
             }
         };
         // SAFETY: two valid pollfds.
@@ -339,6 +358,17 @@ pub(crate) fn wait_exited_keep_zombie(pid: u32) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other.map(|_| ()),
         }
+    }
+}
+
+/// Whether `pid` (a child of ours, not reaped) has exited: a zombie. Does not reap it.
+pub(crate) fn has_exited_unreaped(pid: u32) -> bool {
+    // SAFETY: siginfo_t is plain data written by waitid; WNOHANG returns at once.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let result =
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT);
+        result == 0 && info.si_pid() != 0
     }
 }
 

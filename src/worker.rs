@@ -346,11 +346,10 @@ pub(crate) fn describe_failure(process: &Process, what: impl fmt::Display, kind:
     if closed {
         process.wait_exit(STDERR_SETTLE);
     }
-    let was_running = !process.has_exited();
-    process.kill_and_settle(STDERR_SETTLE);
+    let killed = process.kill_and_settle(STDERR_SETTLE);
     let pid = process.pid();
     let ended = match process.exit_info() {
-        Some(_) if was_running => "was killed by the pool".to_string(),
+        Some(_) if killed => "was killed by the pool".to_string(),
         Some(info) => info.description,
         None => "is still running".to_string(),
     };

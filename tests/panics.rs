@@ -5,7 +5,7 @@
 
 mod common;
 use common::{pids, started, started_with, Events};
-use roadrunner::fault::{arm, FaultPoint};
+use roadrunner::fault::{arm, fired, FaultPoint};
 use roadrunner::{ErrorKind, EventKind, Server};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +29,11 @@ fn a_panic_in_a_task_does_not_leave_the_worker_busy() {
         let server = Arc::new(started("pipes", "echo", 1));
         let events = Events::listen(&server);
         let first = pids(&server)[0];
+        let before = fired(FaultPoint::TaskAfterAllocate);
         arm(FaultPoint::TaskAfterAllocate, 1);
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.exec(b"", b"boom")));
         assert!(panicked.is_err(), "the injected panic reaches the caller (the C layer turns it into a status)");
+        assert_eq!(fired(FaultPoint::TaskAfterAllocate), before + 1);
         let error = events.wait_for("worker error", |e| e.kind == EventKind::WorkerError && e.pid == Some(first));
         assert!(error.message.unwrap().contains("a panic in the library"));
         assert_eq!(server.exec(b"", b"after").unwrap().body(), b"after");
@@ -48,10 +50,12 @@ fn a_panic_in_the_supervisor_is_a_pool_error_and_the_pool_is_rebuilt() {
     common::isolated(|| {
         let server = Arc::new(started("pipes", "echo", 2));
         let events = Events::listen(&server);
+        let before = fired(FaultPoint::Supervisor);
         arm(FaultPoint::Supervisor, 1);
         // A worker that asks to be replaced sends the supervisor an order.
         let _ = server.exec(b"!stop", b"");
         let error = events.wait_for("pool error", |e| e.kind == EventKind::PoolError);
+        assert_eq!(fired(FaultPoint::Supervisor), before + 1);
         let message = error.message.unwrap();
         assert!(message.contains("supervisor thread panicked"), "{message}");
         assert!(message.contains("fault injected at Supervisor"), "{message}");
@@ -68,9 +72,16 @@ fn a_panic_in_the_supervisor_is_a_pool_error_and_the_pool_is_rebuilt() {
 #[test]
 fn a_panic_in_a_watcher_neither_leaves_a_zombie_nor_blocks_a_kill() {
     common::isolated(|| {
+        let before = fired(FaultPoint::Watcher);
         arm(FaultPoint::Watcher, 1);
         let server = Arc::new(started_with("pipes", "stubborn", 1, |c| c.destroy_timeout = Duration::from_millis(300)));
-        assert_eq!(server.exec(b"", b"up").unwrap().body(), b"up");
+        assert_eq!(fired(FaultPoint::Watcher), before + 1, "the watcher's fault point was passed");
+        // The watcher is gone, but the worker's stderr stays open: it can still write
+        // there without dying of SIGPIPE.
+        let events = Events::listen(&server);
+        assert_eq!(server.exec(b"!stderr:still here", b"up").unwrap().body(), b"up");
+        assert_eq!(server.exec(b"", b"and alive").unwrap().body(), b"and alive");
+        assert!(events.of(EventKind::WorkerDead).is_empty(), "{:?}", events.all());
         stop_returns_within(server, 20);
         // `isolated` checks that no child, zombie or alive, is left.
     });

@@ -252,10 +252,11 @@ fn a_child_holding_the_relay_does_not_keep_a_dead_workers_task_waiting(kind: Rel
     assert_eq!(open_fds(), fds_before, "a descriptor of the dead worker's relay (or another) stayed open");
 }
 
-/// A worker that writes two answers to one task: the task gets the first; whatever the
-/// worker wrote after it, whether it came with the answer or later, reaches no other
+/// A worker that writes two answers to one task: the task gets the first; a second one
+/// that came with it, or that arrived before the next task is sent, reaches no other
 /// task: the worker is replaced as broken, with an event that quotes what it wrote.
-fn a_second_answer_never_reaches_another_task(kind: Relay) {
+/// (One that arrives after the next task was sent cannot be told from its answer.)
+fn a_second_answer_found_before_the_next_task_reaches_no_task(kind: Relay) {
     let (relay, _dir) = relay(kind);
     let server = started(&relay, "echo", 1);
     let events = Events::listen(&server);
@@ -324,6 +325,6 @@ fn every_worker_that_dies_gets_exactly_one_dead_event(kind: Relay) {
 
 on_every_relay!(
     a_child_holding_the_relay_does_not_keep_a_dead_workers_task_waiting,
-    a_second_answer_never_reaches_another_task,
+    a_second_answer_found_before_the_next_task_reaches_no_task,
     every_worker_that_dies_gets_exactly_one_dead_event
 );

@@ -26,8 +26,8 @@ impl Factory for PipeFactory {
         let mut relay = Relay::pipes(pipes.stdout, pipes.stdin, limits.max_frame);
         // With a reader of our own, a write to a worker that died waits for room (or
         // for the end of the task) instead of failing: only the pidfd can end that wait.
-        // Without one (kernels before 5.3), the pipe is left to fail with EPIPE, and the
-        // relay blocks SIGPIPE for the time of each write instead.
+        // Without one (kernels before 5.3, or pidfd_open refused), the pipe is left to
+        // fail with EPIPE, and the relay blocks SIGPIPE for the time of each write.
         if let Some(end) = process.end_fd() {
             relay.keep_write_pipe_reader(pipes.stdin_reader);
             relay.watch_peer_end(Some(end));

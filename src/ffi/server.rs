@@ -222,9 +222,10 @@ pub unsafe extern "C" fn rr_server_free(s: *mut rr_server) {
 /// caller on the same CPU, and no caller is passed over more than 4 times). The caller
 /// that frees a worker writes the next waiting caller's task to it, when that task is
 /// at most 16 KiB, before waking that caller. A worker that dies during the call ends
-/// it at once, even when a child of the worker still holds the relay open: the call
-/// fails with `RR_STATUS_WORKER_ERROR`, or, if the worker had not read the task, the
-/// task runs on another worker. The call raises no SIGPIPE and leaves the calling
+/// it at once, even when a child of the worker still holds the relay open (where the
+/// kernel gives pidfds: Linux 5.3 and later): the call fails with
+/// `RR_STATUS_WORKER_ERROR`, or, if the worker had not read the task, the task runs on
+/// another worker. The call raises no SIGPIPE and leaves the calling
 /// thread's signal mask as it is (see "Signals" at the top of this header).
 ///
 /// On success `*out` receives the answer, which the caller owns and releases with

@@ -55,7 +55,9 @@ impl Pool {
                 worker.status().set_state(WorkerState::Errored);
             }
         }
-        if let Err(crossbeam_channel::SendError(Order::Retire(orphan))) = self.orders.send(Order::Retire(Box::new(worker))) {
+        if let Err(crossbeam_channel::SendError(Order::Retire(orphan))) =
+            self.orders.send(Order::Retire(Box::new(worker)))
+        {
             // The supervisor is gone, which happens only once the pool has stopped.
             // Its drop kills the worker and waits for its watcher, whose report may
             // need this lock: not here, then.
