@@ -82,6 +82,44 @@
 
 
 /**
+ * Protocol V1: RoadRunner 1.x workers (goridge 2's 17-byte prefix, two frames per
+ * message). The default.
+ */
+#define RR_PROTOCOL_V1 1
+
+/**
+ * Protocol V2: RoadRunner 2.x to 2025.x workers (`spiral/roadrunner-worker` 2.x/3.x over
+ * `spiral/goridge` 3.x/4.x: a 12-byte header with a CRC, one frame per message,
+ * streamed answers).
+ */
+#define RR_PROTOCOL_V2 2
+
+/**
+ * Codec of V2 task frames: raw bytes (the default).
+ */
+#define RR_CODEC_RAW 4
+
+/**
+ * Codec of V2 task frames: JSON.
+ */
+#define RR_CODEC_JSON 8
+
+/**
+ * Codec of V2 task frames: MessagePack.
+ */
+#define RR_CODEC_MSGPACK 16
+
+/**
+ * Codec of V2 task frames: Go's gob.
+ */
+#define RR_CODEC_GOB 32
+
+/**
+ * Codec of V2 task frames: protocol buffers (RoadRunner's HTTP plugin since 2024.1).
+ */
+#define RR_CODEC_PROTO 128
+
+/**
  * A worker process was started and answered the handshake.
  */
 #define RR_EVENT_WORKER_CONSTRUCT 100
@@ -272,6 +310,10 @@ enum rr_status
    * `max_queue` callers were already waiting for a worker.
    */
   RR_STATUS_QUEUE_FULL = 11,
+  /**
+   * The task was cancelled before it finished (`rr_stream_cancel`, a freed stream).
+   */
+  RR_STATUS_CANCELLED = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -377,6 +419,28 @@ typedef struct rr_payload rr_payload;
 typedef struct rr_server rr_server;
 
 /**
+ * The answer to one task, chunk by chunk as the worker sends them (protocol V2
+ * streams; a worker that does not stream gives one chunk). Made by `rr_exec_stream`,
+ * read with `rr_stream_next`, released with `rr_stream_free`.
+ *
+ * While it is open its worker belongs to it: the worker runs no other task until the
+ * last chunk was read, or the stream was cancelled (`rr_stream_cancel`, or
+ * `rr_stream_free` of an unfinished stream), or the task failed. Keep streams short:
+ * an open stream holds a worker; exec_ttl, when set, covers the whole stream.
+ *
+ * Thread-safety: not synchronized: use it from one thread at a time (it may move
+ * between threads).
+ *
+ * Lifetime: finish or free every stream before `rr_server_free` (and
+ * `rr_server_stop`) of its server: a stop waits destroy_timeout for open streams, then
+ * kills their workers (their next `rr_stream_next` then fails). Chunks returned stay
+ * valid after the stream is freed.
+ *
+ * Methods: `rr_stream_next`, `rr_stream_cancel`, `rr_stream_free`.
+ */
+typedef struct rr_stream rr_stream;
+
+/**
  * The worker's end of a relay: a worker program makes one, then loops on
  * `rr_worker_receive` and answers each task with `rr_worker_respond` or
  * `rr_worker_error`, until `rr_worker_receive` gives no task (the server said stop).
@@ -388,8 +452,9 @@ typedef struct rr_server rr_server;
  * Lifetime: made by `rr_worker_new`, released by `rr_worker_free`. Payloads it returned
  * stay valid after it is freed.
  *
- * Methods: `rr_worker_new`, `rr_worker_receive`, `rr_worker_respond`, `rr_worker_error`,
- * `rr_worker_stop`, `rr_worker_free`.
+ * Methods: `rr_worker_new`, `rr_worker_new_with_protocol`, `rr_worker_receive`,
+ * `rr_worker_respond`, `rr_worker_send_chunk`, `rr_worker_error`, `rr_worker_stop`,
+ * `rr_worker_free`.
  */
 typedef struct rr_worker rr_worker;
 
@@ -493,6 +558,12 @@ typedef struct rr_pool_stats {
    * Workers that exited on their own while idle or right after a task.
    */
   uint64_t retired_died;
+  /**
+   * Tasks cancelled by their caller before they finished: a stream stopped with
+   * `rr_stream_cancel` or freed unfinished. (Added in 0.2: `size` says whether the
+   * library filled it.)
+   */
+  uint64_t tasks_cancelled;
 } rr_pool_stats;
 
 /**
@@ -590,6 +661,42 @@ void rr_config_set_destroy_timeout_ms(struct rr_config *c, uint64_t ms);
  * nothing.
  */
 void rr_config_set_relay_timeout_ms(struct rr_config *c, uint64_t ms);
+
+/**
+ * Sets the protocol the workers speak: `RR_PROTOCOL_V1` (RoadRunner 1.x workers, the
+ * default) or `RR_PROTOCOL_V2` (RoadRunner 2.x to 2025.x workers). Cannot change on
+ * reconfigure (a socket relay's listener does the handshake in it). A worker of the
+ * other protocol fails its handshake with `RR_STATUS_SPAWN`, the message naming both.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` is NULL;
+ * `RR_STATUS_INVALID_ARGUMENT` for any other number (the config is then unchanged).
+ */
+RR_MUST_USE
+rr_status rr_config_set_protocol(struct rr_config *c,
+                                 uint32_t protocol,
+                                 struct rr_error **err_out);
+
+/**
+ * Sets the codec of task frames (protocol V2: their flags byte), one of `RR_CODEC_RAW`
+ * (the default), `RR_CODEC_JSON`, `RR_CODEC_MSGPACK`, `RR_CODEC_GOB`, `RR_CODEC_PROTO`.
+ * It tells the worker how the payload is encoded; the library passes payloads through
+ * as bytes. Ignored by protocol V1.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` is NULL;
+ * `RR_STATUS_INVALID_ARGUMENT` for any other value (the config is then unchanged).
+ */
+RR_MUST_USE
+rr_status rr_config_set_codec(struct rr_config *c,
+                              uint8_t codec,
+                              struct rr_error **err_out);
+
+/**
+ * Sets how long a cancelled stream (protocol V2) may take to end, in milliseconds
+ * (must be > 0; default 10 000): after `rr_stream_cancel` (or `rr_stream_free` of an
+ * unfinished stream) the worker must send its last frame within it, or it is killed
+ * and replaced. NULL `c` does nothing.
+ */
+void rr_config_set_stream_timeout_ms(struct rr_config *c, uint64_t ms);
 
 /**
  * Adds the environment variable `key=value` for the workers, on top of the host's own
@@ -802,6 +909,14 @@ const uint8_t *rr_payload_context(const struct rr_payload *p, size_t *len_out);
 const uint8_t *rr_payload_body(const struct rr_payload *p, size_t *len_out);
 
 /**
+ * The codec of answer `p` (protocol V2): the codec bits of its frame's flags, e.g.
+ * `RR_CODEC_JSON`, or 0 when the worker set none (RoadRunner's PHP worker 3.4 does
+ * not). With protocol V1, and for tasks on the worker side, `RR_CODEC_RAW`. NULL `p`
+ * gives 0.
+ */
+uint8_t rr_payload_codec(const struct rr_payload *p);
+
+/**
  * Releases `p` and its bytes; pointers from `rr_payload_context`/`rr_payload_body`
  * become invalid. Calling with NULL is fine. Must not be called twice. Never release a
  * payload with `free()`: it belongs to the library's allocator.
@@ -974,6 +1089,63 @@ rr_status rr_server_stats(struct rr_server *s,
 const char *rr_status_str(rr_status status);
 
 /**
+ * Runs one task, like `rr_exec`, and gives its answer as a stream of chunks instead of
+ * one payload. Blocks until the answer's first frame (allocate_timeout for a free
+ * worker, then the worker); the chunks come from `rr_stream_next`.
+ *
+ * On success `*out` receives a new stream that the caller owns and releases with
+ * `rr_stream_free`. `context` and `body` are borrowed for the call only (NULL when
+ * their length is 0 is fine).
+ *
+ * Returns `RR_STATUS_OK`, or any status of `rr_exec` for a task that failed before its
+ * first chunk (`RR_STATUS_JOB_ERROR` for a worker that answered with an error at once,
+ * `RR_STATUS_WORKER_ERROR`, `RR_STATUS_TIMEOUT`, `RR_STATUS_EXEC_TTL`,
+ * `RR_STATUS_QUEUE_FULL`, `RR_STATUS_STATE`, `RR_STATUS_NULL_ARGUMENT`).
+ */
+RR_MUST_USE
+rr_status rr_exec_stream(struct rr_server *s,
+                         const uint8_t *context,
+                         size_t context_len,
+                         const uint8_t *body,
+                         size_t body_len,
+                         struct rr_stream **out,
+                         struct rr_error **err_out);
+
+/**
+ * The next chunk of `st`, waiting for it. On `RR_STATUS_OK`, `*chunk_out` receives the
+ * chunk (context and body), which the caller owns and releases with `rr_payload_free`,
+ * or NULL after the last chunk (and at every call after that).
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `st` or `chunk_out` is NULL;
+ * `RR_STATUS_CANCELLED` after `rr_stream_cancel`; the task's failure otherwise
+ * (`RR_STATUS_JOB_ERROR` when the worker ended the stream with an error: it stays in
+ * the pool; `RR_STATUS_WORKER_ERROR` or `RR_STATUS_EXEC_TTL`: it was replaced), after
+ * which the stream gives no more chunks.
+ */
+RR_MUST_USE
+rr_status rr_stream_next(struct rr_stream *st,
+                         struct rr_payload **chunk_out,
+                         struct rr_error **err_out);
+
+/**
+ * Stops the stream `st`: the worker is asked to stop sending (a STOP frame), and what
+ * it still sends is read and dropped until its last frame; a worker that does not end
+ * its stream within stream_timeout is killed and replaced. Blocks until then (at most
+ * stream_timeout). The next `rr_stream_next` gives `RR_STATUS_CANCELLED`. A stream
+ * whose last chunk was read is left as it is.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `st` is NULL.
+ */
+RR_MUST_USE rr_status rr_stream_cancel(struct rr_stream *st, struct rr_error **err_out);
+
+/**
+ * Releases `st`; an unfinished stream is cancelled first (as by `rr_stream_cancel`:
+ * it blocks at most stream_timeout). Chunks it gave stay valid. Calling with NULL is
+ * fine. Must not be called twice.
+ */
+void rr_stream_free(struct rr_stream *st);
+
+/**
  * The version of the loaded library, `"MAJOR.MINOR.PATCH"` (compare it with the
  * `RR_VERSION_*` macros of the header the program was compiled with). Static: never
  * NULL, do not free it.
@@ -1006,6 +1178,21 @@ rr_status rr_worker_new(const char *relay,
                         struct rr_error **err_out);
 
 /**
+ * Like `rr_worker_new`, speaking `protocol`: `RR_PROTOCOL_V1` (what `rr_worker_new`
+ * speaks) or `RR_PROTOCOL_V2` (the protocol of RoadRunner 2.x and later, which also
+ * lets the worker stream an answer with `rr_worker_send_chunk`). The pool must be
+ * configured with the same protocol (`rr_config_set_protocol`).
+ *
+ * Returns what `rr_worker_new` returns, and `RR_STATUS_INVALID_ARGUMENT` for a
+ * protocol other than 1 or 2.
+ */
+RR_MUST_USE
+rr_status rr_worker_new_with_protocol(const char *relay,
+                                      uint32_t protocol,
+                                      struct rr_worker **out,
+                                      struct rr_error **err_out);
+
+/**
  * Waits for the next task. Blocks until the server sends one (or stop).
  *
  * On success `*out` receives the task (context and body), which the caller owns and
@@ -1022,7 +1209,8 @@ rr_status rr_worker_receive(struct rr_worker *w,
                             struct rr_error **err_out);
 
 /**
- * Answers the current task with `context` and `body` (copied before returning;
+ * Answers the current task with `context` and `body` (with protocol V2, after chunks
+ * sent with `rr_worker_send_chunk`: the last part of the answer; copied before returning;
  * `context` may be NULL when `context_len` is 0, `body` when `body_len` is 0). Blocks
  * until written.
  *
@@ -1037,6 +1225,32 @@ rr_status rr_worker_respond(struct rr_worker *w,
                             const uint8_t *body,
                             size_t body_len,
                             struct rr_error **err_out);
+
+/**
+ * Sends one chunk (`context` and `body`, copied before returning) of a streamed answer
+ * to the current task: protocol V2 only. Send any number of chunks, then the last
+ * part with `rr_worker_respond` (or end with `rr_worker_error`). Every 5 chunks the
+ * worker asks the host for a PONG, and waits for it before the next chunk: a worker
+ * never runs far ahead of a host that reads slowly. Blocks until written (and, every
+ * 5th chunk, until the PONG came).
+ *
+ * When the host asked to stop the stream (the caller cancelled it), the chunk is not
+ * sent: the library ends the stream itself (an empty last frame) and returns
+ * `RR_STATUS_CANCELLED`; the task then needs no other answer: go back to
+ * `rr_worker_receive`.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_CANCELLED` as above; `RR_STATUS_NULL_ARGUMENT`
+ * when `w` is NULL, or a buffer is NULL with a non-zero length;
+ * `RR_STATUS_INVALID_ARGUMENT` when the worker speaks protocol V1; `RR_STATUS_STATE`
+ * when there is no task to answer; `RR_STATUS_WORKER_ERROR` when the relay is broken.
+ */
+RR_MUST_USE
+rr_status rr_worker_send_chunk(struct rr_worker *w,
+                               const uint8_t *context,
+                               size_t context_len,
+                               const uint8_t *body,
+                               size_t body_len,
+                               struct rr_error **err_out);
 
 /**
  * Answers the current task with a job error whose message is `message` (any bytes,

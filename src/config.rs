@@ -18,6 +18,57 @@ pub const DEFAULT_JITTER_PERCENT: u64 = 10;
 /// Longest duration a setting may have: beyond it, deadlines would overflow the clock.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The protocol a pool speaks with its workers (`shared/SPEC.md` sections 1 and 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RoadRunner 1.x workers: goridge 2's 17-byte prefix, two frames per message.
+    #[default]
+    V1 = 1,
+    /// RoadRunner 2.x to 2025.x workers (`spiral/roadrunner-worker` 2.x and 3.x over
+    /// `spiral/goridge` 3.x and 4.x): a 12-byte header with a CRC, one frame per
+    /// message, streamed answers.
+    V2 = 2,
+}
+
+impl Protocol {
+    /// The protocol of number `number` (1 or 2).
+    pub fn from_number(number: u32) -> Option<Protocol> {
+        match number {
+            1 => Some(Protocol::V1),
+            2 => Some(Protocol::V2),
+            _ => None,
+        }
+    }
+
+    /// In words, for messages: "V1 (RoadRunner 1.x frames)".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Protocol::V1 => "V1 (RoadRunner 1.x, goridge 2 frames)",
+            Protocol::V2 => "V2 (RoadRunner 2.x and later, goridge 3/4 frames)",
+        }
+    }
+}
+
+/// The codec of V2 task frames (their flags byte): what the payload is encoded with.
+/// The pool passes payloads through as bytes; the codec only tells the worker.
+pub mod codec {
+    /// Raw bytes (the default).
+    pub const RAW: u8 = 0x04;
+    /// JSON.
+    pub const JSON: u8 = 0x08;
+    /// MessagePack.
+    pub const MSGPACK: u8 = 0x10;
+    /// Go's gob.
+    pub const GOB: u8 = 0x20;
+    /// Protocol buffers (what RoadRunner's HTTP plugin sends since 2024.1).
+    pub const PROTO: u8 = 0x80;
+
+    /// Whether `codec` is exactly one of the codecs.
+    pub fn is_known(codec: u8) -> bool {
+        [RAW, JSON, MSGPACK, GOB, PROTO].contains(&codec)
+    }
+}
+
 /// How a server reaches its workers, as written in the `relay` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayAddress {
@@ -114,6 +165,13 @@ pub struct Config {
     /// does not preempt the caller that sent it, at the cost of up to a scheduler tick of
     /// latency when its CPU is busy. Off by default.
     pub worker_sched_batch: bool,
+    /// The protocol the workers speak. Default: V1.
+    pub protocol: Protocol,
+    /// V2: the codec of task frames (one of [`codec`]). Default: [`codec::RAW`].
+    pub codec: u8,
+    /// V2: how long a cancelled stream may take to end (the worker's last frame) before
+    /// the worker is killed and replaced (> 0). Default: 10 s.
+    pub stream_timeout: Duration,
 }
 
 impl Config {
@@ -140,6 +198,9 @@ impl Config {
             tcp_allow_remote: false,
             worker_cpu_affinity: false,
             worker_sched_batch: false,
+            protocol: Protocol::V1,
+            codec: codec::RAW,
+            stream_timeout: Duration::from_secs(10),
         }
     }
 
@@ -161,6 +222,7 @@ impl Config {
             ("allocate_timeout", self.allocate_timeout),
             ("destroy_timeout", self.destroy_timeout),
             ("relay_timeout", self.relay_timeout),
+            ("stream_timeout", self.stream_timeout),
         ] {
             if value.is_zero() {
                 return Err(Error::config(name, "must be greater than 0"));
@@ -173,6 +235,7 @@ impl Config {
             ("exec_ttl", self.exec_ttl),
             ("ttl", self.ttl),
             ("idle_ttl", self.idle_ttl),
+            ("stream_timeout", self.stream_timeout),
         ] {
             if value > MAX_DURATION {
                 return Err(Error::config(name, format!("{} ms is more than a year", value.as_millis())));
@@ -180,6 +243,12 @@ impl Config {
         }
         if self.max_frame_bytes == 0 {
             return Err(Error::config("max_frame_bytes", "must be greater than 0"));
+        }
+        if !codec::is_known(self.codec) {
+            return Err(Error::config(
+                "codec",
+                format!("{:#04x} is not a codec (RAW 0x04, JSON 0x08, MSGPACK 0x10, GOB 0x20, PROTO 0x80)", self.codec),
+            ));
         }
         if self.jitter_percent > 100 {
             return Err(Error::config("jitter_percent", format!("{} is above 100", self.jitter_percent)));

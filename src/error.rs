@@ -46,6 +46,8 @@ pub enum ErrorKind {
     ExecTtl = 10,
     /// `max_queue` callers were already waiting for a worker.
     QueueFull = 11,
+    /// The task was cancelled before it finished (a stream stopped by its caller).
+    Cancelled = 12,
 }
 
 impl ErrorKind {
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal error",
             ErrorKind::ExecTtl => "exec ttl exceeded",
             ErrorKind::QueueFull => "queue full",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }

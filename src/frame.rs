@@ -6,20 +6,20 @@
 //! only encodes and decodes prefixes; reading and writing them is the relay's job.
 
 /// Size of a frame prefix in bytes.
-pub const PREFIX_LEN: usize = 17;
+pub(crate) const PREFIX_LEN: usize = 17;
 
 /// The payload is empty and no payload bytes follow the prefix.
-pub const EMPTY: u8 = 2;
+pub(crate) const EMPTY: u8 = 2;
 /// The payload is raw bytes (a context or a body).
-pub const RAW: u8 = 4;
+pub(crate) const RAW: u8 = 4;
 /// The payload is an error message (a job error).
-pub const ERROR: u8 = 8;
+pub(crate) const ERROR: u8 = 8;
 /// A control frame: a context, or a JSON command such as the handshake or stop.
-pub const CONTROL: u8 = 16;
+pub(crate) const CONTROL: u8 = 16;
 
 /// The decoded prefix of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prefix {
+pub(crate) struct Prefix {
     /// The flag bits.
     pub flags: u8,
     /// Payload bytes that follow the prefix (0 when `EMPTY` is set).
@@ -34,7 +34,7 @@ impl Prefix {
 }
 
 /// Encodes a prefix for a payload of `size` bytes.
-pub fn encode(flags: u8, size: u64) -> [u8; PREFIX_LEN] {
+pub(crate) fn encode(flags: u8, size: u64) -> [u8; PREFIX_LEN] {
     let mut prefix = [0u8; PREFIX_LEN];
     prefix[0] = flags;
     prefix[1..9].copy_from_slice(&size.to_le_bytes());
@@ -43,7 +43,7 @@ pub fn encode(flags: u8, size: u64) -> [u8; PREFIX_LEN] {
 }
 
 /// Decodes a prefix; `None` if its two sizes differ (not a frame: stray output).
-pub fn decode(prefix: &[u8; PREFIX_LEN]) -> Option<Prefix> {
+pub(crate) fn decode(prefix: &[u8; PREFIX_LEN]) -> Option<Prefix> {
     let little = u64::from_le_bytes(prefix[1..9].try_into().expect("8 bytes"));
     let big = u64::from_be_bytes(prefix[9..17].try_into().expect("8 bytes"));
     if little != big {

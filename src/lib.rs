@@ -17,6 +17,7 @@ mod factory;
 #[doc(hidden)]
 pub mod fault;
 mod frame;
+mod frame_v2;
 mod handoff;
 mod limits;
 mod owner_process;
@@ -28,14 +29,16 @@ pub mod stats;
 mod stderr;
 mod sync;
 mod sys;
+mod wire;
 mod worker;
 
 pub mod ffi;
 
-pub use config::{Config, RelayAddress, ValidConfig, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_FRAME_BYTES};
+pub use config::{codec, Config, Protocol, RelayAddress, ValidConfig, DEFAULT_JITTER_PERCENT, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventKind, Listener};
 pub use payload::Payload;
+pub use pool::Stream;
 pub use server::Server;
 pub use state::{WorkerInfo, WorkerState};
 pub use stats::PoolStats;

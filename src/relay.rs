@@ -23,6 +23,7 @@
 //!   host's, where the kernel has no pidfds) blocks SIGPIPE for the time of a write.
 
 use crate::frame::{self, Prefix, PREFIX_LEN};
+use crate::frame_v2;
 use crate::sys;
 use std::fmt;
 use std::io;
@@ -65,8 +66,9 @@ pub(crate) enum RelayError {
     Closed,
     /// The peer closed the channel in the middle of a frame.
     Truncated { wanted: u64, got: u64 },
-    /// The bytes read are not a frame prefix (typically stray output on stdout).
-    NotAFrame(Vec<u8>),
+    /// The bytes read (`seen`) are not a frame header, as `why` says (typically stray
+    /// output on stdout, or a worker that speaks the other protocol).
+    NotAFrame { seen: Vec<u8>, why: &'static str },
     /// The peer sent these bytes when no message was due (after its answer: it answered
     /// more than once, or printed to the relay).
     Unexpected(Vec<u8>),
@@ -87,9 +89,13 @@ impl fmt::Display for RelayError {
             RelayError::Truncated { wanted, got } => {
                 write!(f, "the relay was closed in the middle of a frame ({got} of {wanted} bytes arrived)")
             }
-            RelayError::NotAFrame(bytes) => {
-                let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(PREFIX_LEN)]);
-                write!(f, "invalid frame prefix {shown:?}: the peer wrote something that is not a frame (a worker printing to its stdout corrupts the pipe relay)")
+            RelayError::NotAFrame { seen, why } => {
+                write!(
+                    f,
+                    "the peer wrote something that is not a frame ({why}; a worker printing to its stdout corrupts \
+                     the pipe relay): it begins with \"{}\"",
+                    seen[..seen.len().min(QUOTED_BYTES)].escape_ascii()
+                )
             }
             RelayError::Unexpected(bytes) => {
                 write!(
@@ -247,6 +253,11 @@ impl Relay {
         self.deadline = deadline;
     }
 
+    /// The deadline set, if any.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// Changes the largest frame accepted from the peer.
     pub(crate) fn set_max_frame(&mut self, max_frame: u64) {
         self.max_frame = max_frame;
@@ -273,8 +284,6 @@ impl Relay {
         };
         let (first, rest) = frames.split_first().expect("at least one frame");
         let first_prefix = frame::encode(first.0, first.1.len() as u64);
-        let write_fd = self.write_fd();
-        let is_socket = self.transport != Transport::Pipes;
         let second_prefix;
         let parts: &[&[u8]] = match rest {
             [] => &[&first_prefix, first.1],
@@ -284,6 +293,53 @@ impl Relay {
             }
             _ => panic!("a message has at most two frames"),
         };
+        self.write_parts(parts, already, when_full)
+    }
+
+    /// Sends what is left of one V2 frame (protocol V2), `already` bytes of which an
+    /// earlier call sent: a header with `flags`, the `stream` bits and `options`, and a
+    /// payload made of `payload` (up to three parts, written as they are: no copy).
+    /// With `wait_for_room` false, stops when the peer's buffer is full.
+    pub(crate) fn send_v2_from(
+        &mut self,
+        flags: u8,
+        stream: u8,
+        options: &[u32],
+        payload: &[&[u8]],
+        already: usize,
+        wait_for_room: bool,
+    ) -> Result<Sent, RelayError> {
+        let when_full = if wait_for_room {
+            sys::WhenFull::Wait { deadline: self.deadline, gone: self.peer_end_fd() }
+        } else {
+            sys::WhenFull::Stop
+        };
+        let payload_len: usize = payload.iter().map(|part| part.len()).sum();
+        let payload_len = u32::try_from(payload_len).map_err(|_| {
+            RelayError::Protocol(format!("a message of {payload_len} bytes is more than a V2 frame holds (4 GiB)"))
+        })?;
+        let (header, header_len) = frame_v2::encode(flags, stream, options, payload_len);
+        let mut parts: [&[u8]; 4] = [&header[..header_len], &[], &[], &[]];
+        assert!(payload.len() <= 3, "at most three payload parts");
+        parts[1..=payload.len()].copy_from_slice(payload);
+        self.write_parts(&parts[..=payload.len()], already, when_full)
+    }
+
+    /// Sends one whole V2 frame (see [`Relay::send_v2_from`]), waiting for room.
+    pub(crate) fn send_v2(
+        &mut self,
+        flags: u8,
+        stream: u8,
+        options: &[u32],
+        payload: &[&[u8]],
+    ) -> Result<(), RelayError> {
+        self.send_v2_from(flags, stream, options, payload, 0, true).map(|_| ())
+    }
+
+    /// Writes `parts` in one vectored write, from `already` bytes in.
+    fn write_parts(&mut self, parts: &[&[u8]], already: usize, when_full: sys::WhenFull) -> Result<Sent, RelayError> {
+        let write_fd = self.write_fd();
+        let is_socket = self.transport != Transport::Pipes;
         let total: usize = parts.iter().map(|part| part.len()).sum();
         let write = || sys::write_vectored(write_fd, is_socket, parts, already, when_full);
         let may_raise_sigpipe = self.transport == Transport::Pipes && self.write_pipe_reader.is_none();
@@ -294,11 +350,6 @@ impl Relay {
             Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(RelayError::Timeout),
             Err(e) => Err(RelayError::Io(e)),
         }
-    }
-
-    /// Sends a control frame carrying `json` (handshake, stop).
-    pub(crate) fn send_control(&mut self, json: &str) -> Result<(), RelayError> {
-        self.send(&[(frame::CONTROL, json.as_bytes())])
     }
 
     /// Fails if the peer sent anything since the last message was read: bytes still in
@@ -321,6 +372,12 @@ impl Relay {
         Err(RelayError::Unexpected(self.take_buffered()))
     }
 
+    /// Whether bytes have arrived that were not read yet (buffered, or waiting on the
+    /// channel), or the channel ended: a read would not wait.
+    pub(crate) fn has_input(&self) -> Result<bool, RelayError> {
+        Ok(self.start < self.end || sys::is_readable_now(self.read_fd())?)
+    }
+
     /// Takes the bytes read but not yet part of a message: after a whole message, the
     /// peer sent more than it should have (see [`Relay::expect_quiet`]).
     pub(crate) fn take_buffered(&mut self) -> Vec<u8> {
@@ -340,9 +397,46 @@ impl Relay {
         Ok(prefix)
     }
 
-    fn receive_prefix(&mut self) -> Result<Prefix, RelayError> {
-        while self.end - self.start < PREFIX_LEN {
-            if self.buffer.len() - self.start < PREFIX_LEN {
+    /// Reads the next V2 frame (protocol V2), appending its payload to `out`; returns
+    /// its header and options. `Closed` means the peer closed the channel cleanly between
+    /// frames.
+    pub(crate) fn receive_v2(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> Result<(frame_v2::Header, [u32; frame_v2::MAX_OPTIONS]), RelayError> {
+        self.buffer_at_least(frame_v2::HEADER_LEN)?;
+        let bytes: &[u8; frame_v2::HEADER_LEN] =
+            self.buffer[self.start..self.start + frame_v2::HEADER_LEN].try_into().expect("12 bytes");
+        let header = match frame_v2::decode(bytes) {
+            Ok(header) => header,
+            Err(why) => {
+                // The rest of the stream cannot be trusted; keep what we saw for the message.
+                let seen = self.take_buffered();
+                let why = match why {
+                    frame_v2::NotAHeader::Crc => "a 12-byte V2 header whose CRC does not match",
+                    frame_v2::NotAHeader::Version { .. } => "a V2 header of an unknown version or length",
+                };
+                return Err(RelayError::NotAFrame { seen, why });
+            }
+        };
+        self.start += frame_v2::HEADER_LEN;
+        let options_len = 4 * header.options;
+        self.buffer_at_least(options_len)?;
+        let options = frame_v2::decode_options(&self.buffer[self.start..self.start + options_len], header.options);
+        self.start += options_len;
+        let size = u64::from(header.payload_len);
+        if size > self.max_frame {
+            return Err(RelayError::TooLarge { size, limit: self.max_frame });
+        }
+        self.receive_payload(size, out)?;
+        Ok((header, options))
+    }
+
+    /// Reads until at least `len` bytes are buffered (`len` is at most a header's size).
+    /// End-of-file first: `Closed` when nothing is buffered, else `Truncated`.
+    fn buffer_at_least(&mut self, len: usize) -> Result<(), RelayError> {
+        while self.end - self.start < len {
+            if self.buffer.len() - self.start < len {
                 self.compact();
             }
             if self.fill()? == 0 {
@@ -351,15 +445,19 @@ impl Relay {
                 }
                 let got = (self.end - self.start) as u64;
                 self.start = self.end;
-                return Err(RelayError::Truncated { wanted: PREFIX_LEN as u64, got });
+                return Err(RelayError::Truncated { wanted: len as u64, got });
             }
         }
+        Ok(())
+    }
+
+    fn receive_prefix(&mut self) -> Result<Prefix, RelayError> {
+        self.buffer_at_least(PREFIX_LEN)?;
         let bytes: &[u8; PREFIX_LEN] = self.buffer[self.start..self.start + PREFIX_LEN].try_into().expect("17 bytes");
         let Some(prefix) = frame::decode(bytes) else {
             // The rest of the stream cannot be trusted; keep what we saw for the message.
-            let seen = self.buffer[self.start..self.end].to_vec();
-            self.start = self.end;
-            return Err(RelayError::NotAFrame(seen));
+            let seen = self.take_buffered();
+            return Err(RelayError::NotAFrame { seen, why: "a 17-byte prefix whose two sizes differ" });
         };
         self.start += PREFIX_LEN;
         Ok(prefix)
@@ -558,7 +656,7 @@ mod tests {
         let (mut relay, mut writer) = raw_pipe(1 << 20);
         writer.write_all(b"Hello from a worker that prints\n").unwrap();
         let err = relay.receive(&mut Vec::new()).unwrap_err();
-        assert!(matches!(err, RelayError::NotAFrame(_)), "{err}");
+        assert!(matches!(err, RelayError::NotAFrame { .. }), "{err}");
         assert!(err.to_string().contains("Hello from a wor"), "{err}");
     }
 

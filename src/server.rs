@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::{EventBus, EventKind, Listener};
 use crate::factory::{self, Factory};
 use crate::owner_process::OwnerProcess;
-use crate::pool::{ExecError, FailureHook, Pool};
+use crate::pool::{ExecError, FailureHook, Pool, Stream};
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
 use crate::sync::{Mutex, RwLock};
@@ -110,7 +110,7 @@ impl Server {
             return Err(Error::state("the server is already started"));
         }
         let config = self.inner.config.lock().clone();
-        let factory = factory::open(&config.relay, config.config.relay_timeout)?;
+        let factory = factory::open(&config.relay, config.config.relay_timeout, config.config.protocol)?;
         let pool = match Pool::start(
             config,
             factory.clone(),
@@ -167,6 +167,26 @@ impl Server {
         }
     }
 
+    /// Runs one task whose answer is read chunk by chunk as it arrives (protocol V2
+    /// streams; with a worker that does not stream, a stream of one chunk). Blocks until
+    /// the answer's first frame. The worker belongs to the stream until its last chunk
+    /// was read, or it is cancelled or dropped.
+    pub fn exec_stream(&self, context: &[u8], body: &[u8]) -> Result<Stream> {
+        self.check_process()?;
+        loop {
+            let pool = match &*self.inner.phase.read() {
+                Phase::Running { pool, .. } => pool.clone(),
+                Phase::Idle => return Err(Error::state("the server is not started (call start first)")),
+            };
+            match pool.exec_stream(context, body) {
+                Ok(stream) => return Ok(stream),
+                Err(ExecError::Failed(error)) => return Err(error),
+                // The pool was swapped out while we waited: the task goes to the new one.
+                Err(ExecError::Retired) => continue,
+            }
+        }
+    }
+
     /// Starts a pool from `config`, swaps it in, and retires the old pool in the
     /// background (its running tasks finish; its waiting callers move to the new
     /// pool). The relay and relay timeout cannot change. Only a running server is
@@ -183,6 +203,13 @@ impl Server {
             }
             if config.config.relay_timeout != current.config.relay_timeout {
                 return Err(Error::config("relay_timeout", "cannot change on reconfigure"));
+            }
+            // A socket relay's listener does the handshake, in the protocol it started with.
+            if config.config.protocol != current.config.protocol {
+                return Err(Error::config(
+                    "protocol",
+                    "cannot change on reconfigure; stop the server and make a new one",
+                ));
             }
         }
         self.inner.swap_pool(config)

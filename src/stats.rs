@@ -39,6 +39,8 @@ pub struct PoolStats {
     pub retired_failed: u64,
     /// Workers that exited on their own while idle or right after a task.
     pub retired_died: u64,
+    /// Tasks cancelled by their caller before they finished (a stream stopped).
+    pub tasks_cancelled: u64,
 }
 
 /// The live counters.
@@ -53,6 +55,7 @@ pub(crate) struct Counters {
     retired: [AtomicU64; 5],
     pub retired_failed: AtomicU64,
     pub retired_died: AtomicU64,
+    pub tasks_cancelled: AtomicU64,
 }
 
 impl Counters {
@@ -86,6 +89,7 @@ impl Counters {
             retired_stop_requested: retired(RetireReason::StopRequested),
             retired_failed: read(&self.retired_failed),
             retired_died: read(&self.retired_died),
+            tasks_cancelled: read(&self.tasks_cancelled),
         }
     }
 }

@@ -10,14 +10,15 @@
 //! child of the worker that holds the relay open cannot keep a task waiting for an
 //! answer that will never come.
 
+use crate::config::Protocol;
 use crate::error::{Error, ErrorKind};
 use crate::event::{EventBus, EventKind};
-use crate::frame::{CONTROL, ERROR, RAW};
 use crate::limits::WorkerLimits;
 use crate::process::Process;
 use crate::relay::{Relay, RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
 use crate::sys;
+use crate::wire::{self, Answer};
 use std::fmt;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -80,7 +81,7 @@ impl WorkerStatus {
     }
 }
 
-/// How a task ended, when the worker itself is still sound.
+/// How a task ended, or how its answer began, when the worker itself is still sound.
 pub(crate) enum Outcome {
     /// The answer: context and body.
     Answer(crate::Payload),
@@ -88,6 +89,19 @@ pub(crate) enum Outcome {
     JobError(Vec<u8>),
     /// The worker asked to be replaced instead of running the task.
     StopRequested,
+    /// The first chunk of a streamed answer (V2): the worker is streaming, and the
+    /// rest comes from [`Worker::receive_chunk`].
+    StreamStarted(crate::Payload),
+}
+
+/// The next chunk of a streamed answer.
+pub(crate) enum Chunk {
+    /// More follow.
+    More(crate::Payload),
+    /// The last one: the stream is over, the worker sound.
+    Last(crate::Payload),
+    /// The worker ended the stream with a job error.
+    JobError(Vec<u8>),
 }
 
 /// Why a task failed on a broken worker.
@@ -103,6 +117,9 @@ pub(crate) struct TaskFailure {
 pub(crate) struct Worker {
     process: Arc<Process>,
     relay: Relay,
+    protocol: Protocol,
+    /// V2: the codec of its task frames.
+    codec: u8,
     status: Arc<WorkerStatus>,
     limits: WorkerLimits,
     started: Instant,
@@ -119,7 +136,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     /// Wraps a started process whose relay answered the handshake.
-    pub(crate) fn new(process: Arc<Process>, mut relay: Relay) -> Worker {
+    pub(crate) fn new(process: Arc<Process>, mut relay: Relay, protocol: Protocol, codec: u8) -> Worker {
         relay.watch_peer_end(process.end_fd());
         let status = Arc::new(WorkerStatus {
             id: NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed),
@@ -132,6 +149,8 @@ impl Worker {
         Worker {
             process,
             relay,
+            protocol,
+            codec,
             status,
             limits: WorkerLimits::none(),
             started: now,
@@ -225,13 +244,13 @@ impl Worker {
     ) -> Result<Sent, TaskFailure> {
         self.expect_quiet()?;
         self.relay.set_deadline(deadline);
-        let sent = self.relay.send_from(&[(CONTROL | RAW, context), (RAW, body)], 0, false);
+        let sent = wire::send_task(&mut self.relay, self.protocol, self.codec, context, body, 0, false);
         sent.map_err(|error| self.send_failure(error))
     }
 
     /// Sends what is left of a task `already` bytes of which were sent.
     pub(crate) fn send_rest_of_task(&mut self, context: &[u8], body: &[u8], already: usize) -> Result<(), TaskFailure> {
-        let sent = self.relay.send_from(&[(CONTROL | RAW, context), (RAW, body)], already, true);
+        let sent = wire::send_task(&mut self.relay, self.protocol, self.codec, context, body, already, true);
         sent.map(|_| ()).map_err(|error| self.send_failure(error))
     }
 
@@ -255,45 +274,81 @@ impl Worker {
         TaskFailure { error, delivered }
     }
 
-    /// The second half of [`Worker::exec`]: waits for the answer to the task sent.
+    /// The second half of [`Worker::exec`]: waits for the answer to the task sent (or
+    /// for the first chunk of a streamed one: then the exec_ttl deadline stays set for
+    /// the rest, which [`Worker::receive_chunk`] reads).
     pub(crate) fn receive_outcome(&mut self) -> Result<Outcome, TaskFailure> {
-        let outcome = self.receive_answer().map_err(|error| {
-            let delivered = !(error.peer_closed() && self.relay.peer_left_unread(&error));
-            TaskFailure { error, delivered }
-        });
-        self.relay.set_deadline(None);
-        if matches!(outcome, Ok(Outcome::Answer(_)) | Ok(Outcome::JobError(_))) {
+        let outcome = match wire::receive_answer(&mut self.relay, self.protocol) {
+            Ok(Answer::JobError(message)) => Outcome::JobError(message),
+            Ok(Answer::Data { payload, more: true }) => {
+                self.status.num_execs.fetch_add(1, Ordering::Relaxed);
+                self.status.set_state(WorkerState::Streaming);
+                return Ok(Outcome::StreamStarted(payload));
+            }
+            Ok(Answer::Data { payload, more: false }) => {
+                if payload.body().is_empty() && payload.context() == STOP_REQUEST {
+                    Outcome::StopRequested
+                } else {
+                    Outcome::Answer(payload)
+                }
+            }
+            Err(error) => {
+                self.relay.set_deadline(None);
+                let delivered = !(error.peer_closed() && self.relay.peer_left_unread(&error));
+                return Err(TaskFailure { error, delivered });
+            }
+        };
+        if !matches!(outcome, Outcome::StopRequested) {
             self.status.num_execs.fetch_add(1, Ordering::Relaxed);
         }
-        if outcome.is_ok() {
-            // The answer is whole; anything read beyond it is a second answer (or
-            // stray output). The task keeps the answer written first.
-            let extra = self.relay.take_buffered();
-            if !extra.is_empty() {
-                self.extra_output = Some(extra);
-            }
-        }
-        outcome
+        self.answer_complete();
+        Ok(outcome)
     }
 
-    fn receive_answer(&mut self) -> Result<Outcome, RelayError> {
-        let mut bytes = Vec::new();
-        let head = self.relay.receive(&mut bytes)?;
-        if !head.has(CONTROL) {
-            return Err(RelayError::Protocol(format!(
-                "the answer's first frame (flags {}) lacks the CONTROL flag; a context frame was expected",
-                head.flags
-            )));
+    /// Reads the next chunk of the streamed answer the worker is sending.
+    pub(crate) fn receive_chunk(&mut self) -> Result<Chunk, TaskFailure> {
+        let chunk = match wire::receive_answer(&mut self.relay, self.protocol) {
+            Ok(Answer::Data { payload, more: true }) => return Ok(Chunk::More(payload)),
+            Ok(Answer::Data { payload, more: false }) => Chunk::Last(payload),
+            Ok(Answer::JobError(message)) => Chunk::JobError(message),
+            Err(error) => {
+                self.relay.set_deadline(None);
+                return Err(TaskFailure { error, delivered: true });
+            }
+        };
+        self.answer_complete();
+        Ok(chunk)
+    }
+
+    /// Asks the worker to stop the stream it is sending, and reads and drops what it
+    /// still sends until its last frame, for at most `timeout` (and never past the
+    /// task's exec_ttl). An error means it did not end the stream in time, or broke.
+    pub(crate) fn cancel_stream(&mut self, timeout: Duration) -> Result<(), RelayError> {
+        let by = Instant::now() + timeout;
+        let deadline = self.relay.deadline().map_or(by, |ttl| ttl.min(by));
+        self.relay.set_deadline(Some(deadline));
+        let drained = wire::send_stream_stop(&mut self.relay).and_then(|()| loop {
+            match wire::receive_answer(&mut self.relay, self.protocol)? {
+                Answer::Data { more: true, .. } => continue,
+                Answer::Data { more: false, .. } | Answer::JobError(_) => break Ok(()),
+            }
+        });
+        self.relay.set_deadline(None);
+        if drained.is_ok() {
+            self.answer_complete();
         }
-        if head.has(ERROR) {
-            return Ok(Outcome::JobError(bytes));
+        drained
+    }
+
+    /// The answer is whole (the last frame of a stream included): its deadline ends,
+    /// and anything read beyond it is a second answer (or stray output); the task keeps
+    /// the answer written first.
+    fn answer_complete(&mut self) {
+        self.relay.set_deadline(None);
+        let extra = self.relay.take_buffered();
+        if !extra.is_empty() {
+            self.extra_output = Some(extra);
         }
-        let context_len = bytes.len();
-        self.relay.receive(&mut bytes)?;
-        if context_len == bytes.len() && &bytes[..] == STOP_REQUEST {
-            return Ok(Outcome::StopRequested);
-        }
-        Ok(Outcome::Answer(crate::Payload::from_parts(bytes, context_len)))
     }
 
     /// Kills the worker (if it still runs), waits for its end, and describes what
@@ -317,7 +372,7 @@ impl Worker {
         // relay must not hold the stop up either.
         let deadline = Instant::now() + destroy_timeout;
         self.relay.set_deadline(Some(deadline));
-        let _ = self.relay.send_control(STOP_COMMAND);
+        let _ = wire::send_control(&mut self.relay, self.protocol, STOP_COMMAND);
         let mut killed = false;
         if !self.process.wait_exit(deadline.saturating_duration_since(Instant::now())) {
             self.process.signal(libc::SIGTERM);

@@ -2,22 +2,32 @@
 //!
 //! A worker connects (over its stdin and stdout, or to the server's socket named by
 //! `RR_RELAY`), then loops on [`WorkerSide::receive`] and answers each task with
-//! [`WorkerSide::respond`], [`WorkerSide::error`] or [`WorkerSide::request_stop`].
-//! Control frames (the pid handshake, the stop command) are handled inside
-//! `receive`; a user of this side never sees them.
+//! [`WorkerSide::respond`], [`WorkerSide::error`] or [`WorkerSide::request_stop`]; with
+//! protocol V2 it may stream an answer with [`WorkerSide::send_chunk`] before the last
+//! part goes with `respond`. Control frames (the pid handshake, the stop command, a
+//! stream's PONG and STOP) are handled inside; a user of this side never sees them.
 
-use crate::config::{RelayAddress, DEFAULT_MAX_FRAME_BYTES};
+use crate::config::{Protocol, RelayAddress, DEFAULT_MAX_FRAME_BYTES};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{CONTROL, EMPTY, ERROR, RAW};
 use crate::payload::Payload;
 use crate::relay::{Relay, RelayError, Transport};
+use crate::wire::{self, Incoming, ReceiveError, StreamSignal};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// How many chunks of a stream are sent between two PINGs: the worker then waits for
+/// the host's PONG before it sends more, so it never runs far ahead of its reader.
+const CHUNKS_PER_PING: u64 = 5;
 
 /// The worker's end of a relay to the server.
 pub struct WorkerSide {
     relay: Relay,
+    protocol: Protocol,
     /// Whether a task was received and not answered yet.
     answer_due: bool,
+    /// Chunks of the current stream sent so far.
+    chunks_sent: u64,
+    /// A PING was sent and its PONG has not come yet.
+    awaiting_pong: bool,
 }
 
 fn relay_error(what: &str, error: RelayError) -> Error {
@@ -25,13 +35,20 @@ fn relay_error(what: &str, error: RelayError) -> Error {
 }
 
 impl WorkerSide {
-    /// Connects to the server. `relay` is `"pipes"` (stdin and stdout),
-    /// `"tcp://host:port"` or `"unix://path"`; `None` reads `RR_RELAY`, else pipes.
+    /// Connects to the server, speaking protocol V1 (see
+    /// [`WorkerSide::connect_with_protocol`]).
+    pub fn connect(relay: Option<&str>) -> Result<WorkerSide> {
+        WorkerSide::connect_with_protocol(relay, Protocol::V1)
+    }
+
+    /// Connects to the server, speaking `protocol`. `relay` is `"pipes"` (stdin and
+    /// stdout), `"tcp://host:port"` or `"unix://path"`; `None` reads `RR_RELAY`, else
+    /// pipes.
     ///
     /// Over pipes, the relay takes the process's stdin and stdout; then stdin (fd 0)
     /// reads /dev/null and stdout (fd 1) writes to stderr, so that neither a stray
     /// print nor a read of stdin (by the worker or a child it starts) touches the frames.
-    pub fn connect(relay: Option<&str>) -> Result<WorkerSide> {
+    pub fn connect_with_protocol(relay: Option<&str>, protocol: Protocol) -> Result<WorkerSide> {
         let relay = match relay {
             Some(relay) => relay.to_string(),
             None => std::env::var("RR_RELAY").unwrap_or_else(|_| "pipes".to_string()),
@@ -73,7 +90,7 @@ impl WorkerSide {
                 Relay::socket(OwnedFd::from(stream), Transport::Unix, DEFAULT_MAX_FRAME_BYTES)
             }
         };
-        Ok(WorkerSide { relay, answer_due: false })
+        Ok(WorkerSide { relay, protocol, answer_due: false, chunks_sent: 0, awaiting_pong: false })
     }
 
     /// Waits for the next task. `Ok(None)` means the server asked this worker to stop
@@ -82,52 +99,82 @@ impl WorkerSide {
         if self.answer_due {
             return Err(Error::new(ErrorKind::State, "the previous task was not answered yet"));
         }
-        loop {
-            let mut bytes = Vec::new();
-            let head = match self.relay.receive(&mut bytes) {
-                Ok(head) => head,
-                Err(RelayError::Closed) => return Ok(None),
-                Err(e) => return Err(relay_error("cannot receive a task", e)),
-            };
-            if head.has(CONTROL) && !head.has(RAW) && !bytes.is_empty() {
-                let command: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-                    Error::new(
-                        ErrorKind::WorkerError,
-                        format!("unknown control frame {:?}", String::from_utf8_lossy(&bytes)),
-                    )
-                })?;
-                if command.get("pid").is_some() {
-                    let answer = format!("{{\"pid\":{}}}", std::process::id());
-                    self.relay.send_control(&answer).map_err(|e| relay_error("cannot answer the handshake", e))?;
-                }
-                if command.get("stop").and_then(|stop| stop.as_bool()) == Some(true) {
-                    return Ok(None);
-                }
-                continue;
+        match wire::receive_task(&mut self.relay, self.protocol, std::process::id()) {
+            Ok(Incoming::Task(task)) => {
+                self.answer_due = true;
+                Ok(Some(task))
             }
-            let context_len = bytes.len();
-            self.relay.receive(&mut bytes).map_err(|e| relay_error("cannot receive a task's body", e))?;
-            self.answer_due = true;
-            return Ok(Some(Payload::from_parts(bytes, context_len)));
+            Ok(Incoming::Stop) => Ok(None),
+            Err(ReceiveError::Relay(e)) => Err(relay_error("cannot receive a task", e)),
+            Err(ReceiveError::Body(e)) => Err(relay_error("cannot receive a task's body", e)),
+            Err(ReceiveError::Handshake(e)) => Err(relay_error("cannot answer the handshake", e)),
+            Err(ReceiveError::UnknownControl(text)) => {
+                Err(Error::new(ErrorKind::WorkerError, format!("unknown control frame {text:?}")))
+            }
         }
     }
 
-    /// Answers the current task with `context` and `body`.
+    /// Answers the current task with `context` and `body` (with protocol V2, after
+    /// chunks sent with [`WorkerSide::send_chunk`]: the last part of the answer).
     pub fn respond(&mut self, context: &[u8], body: &[u8]) -> Result<()> {
-        let head = if context.is_empty() { CONTROL | EMPTY } else { CONTROL | RAW };
-        self.answer(&[(head, context), (RAW, body)])
+        self.expect_answer_due()?;
+        let sent = wire::send_answer(&mut self.relay, self.protocol, context, body, false, false);
+        self.end_answer(sent)
     }
 
     /// Answers the current task with a job error carrying `message`; the server keeps
-    /// this worker.
+    /// this worker. With protocol V2, it also ends a stream that was being sent.
     pub fn error(&mut self, message: &[u8]) -> Result<()> {
-        self.answer(&[(CONTROL | RAW | ERROR, message)])
+        self.expect_answer_due()?;
+        let sent = wire::send_error(&mut self.relay, self.protocol, message);
+        self.end_answer(sent)
     }
 
     /// Answers the current task by asking to be replaced: the server runs the task on
     /// another worker and stops this one.
     pub fn request_stop(&mut self) -> Result<()> {
-        self.answer(&[(CONTROL | RAW, br#"{"stop":true}"#), (RAW, b"")])
+        self.expect_answer_due()?;
+        if self.chunks_sent > 0 {
+            return Err(Error::new(ErrorKind::State, "a stream was started: end it with respond or error"));
+        }
+        let sent = wire::send_answer(&mut self.relay, self.protocol, br#"{"stop":true}"#, b"", false, false);
+        self.end_answer(sent)
+    }
+
+    /// Sends one chunk of a streamed answer to the current task (protocol V2 only); the
+    /// last part goes with [`WorkerSide::respond`]. Every few chunks it asks the host
+    /// for a PONG, and waits for it before the next chunk, so that it never runs far
+    /// ahead of the host. When the host asked to stop the stream, the chunk is not
+    /// sent: the stream is ended here (an empty last frame) and the error's kind is
+    /// `Cancelled`; the task needs no other answer.
+    pub fn send_chunk(&mut self, context: &[u8], body: &[u8]) -> Result<()> {
+        self.expect_answer_due()?;
+        if self.protocol != Protocol::V2 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "streamed answers need protocol V2 (this worker speaks V1)",
+            ));
+        }
+        // What the host sent meanwhile: without waiting, unless a PONG is due.
+        loop {
+            let signal = wire::receive_stream_signal(&mut self.relay, self.awaiting_pong)
+                .map_err(|e| relay_error("cannot read the host's answer to the stream", e))?;
+            match signal {
+                StreamSignal::Nothing => break,
+                StreamSignal::Pong => self.awaiting_pong = false,
+                StreamSignal::Stop => {
+                    let ended = wire::send_answer(&mut self.relay, self.protocol, b"", b"", false, false);
+                    self.end_answer(ended)?;
+                    return Err(Error::new(ErrorKind::Cancelled, "the host stopped the stream"));
+                }
+            }
+        }
+        self.chunks_sent += 1;
+        let ping = self.chunks_sent.is_multiple_of(CHUNKS_PER_PING);
+        wire::send_answer(&mut self.relay, self.protocol, context, body, true, ping)
+            .map_err(|e| relay_error("cannot send a chunk of the answer", e))?;
+        self.awaiting_pong |= ping;
+        Ok(())
     }
 
     /// The descriptor answers are written to. Only for tests that must corrupt the
@@ -150,11 +197,20 @@ impl WorkerSide {
         self.answer_due = false;
     }
 
-    fn answer(&mut self, frames: &[(u8, &[u8])]) -> Result<()> {
+    fn expect_answer_due(&self) -> Result<()> {
         if !self.answer_due {
             return Err(Error::new(ErrorKind::State, "there is no task to answer: call receive first"));
         }
+        Ok(())
+    }
+
+    /// The answer to the current task was sent (or sending it failed): the next task
+    /// may come.
+    fn end_answer(&mut self, sent: std::result::Result<(), RelayError>) -> Result<()> {
         self.answer_due = false;
-        self.relay.send(frames).map_err(|e| relay_error("cannot send the answer", e))
+        self.chunks_sent = 0;
+        // A PONG still on its way is skipped by the next receive.
+        self.awaiting_pong = false;
+        sent.map_err(|e| relay_error("cannot send the answer", e))
     }
 }

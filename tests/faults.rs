@@ -8,7 +8,7 @@
 
 mod common;
 use common::{relay, Relay};
-use roadrunner::{ErrorKind, Server, WorkerState};
+use roadrunner::{ErrorKind, Protocol, Server, WorkerState};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,7 +100,7 @@ fn runs_logged(log: &std::path::Path) -> std::collections::HashMap<String, u64> 
     runs
 }
 
-fn run_faults(kind: Relay, duration: Duration) {
+fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
     let fds_before = open_fds();
     let (relay, dir) = relay(kind);
     let log_dir = tempfile::tempdir().unwrap();
@@ -112,6 +112,9 @@ fn run_faults(kind: Relay, duration: Duration) {
     config.allocate_timeout = Duration::from_secs(30);
     config.destroy_timeout = Duration::from_secs(2);
     config.env.push(("RR_TEST_TASK_LOG".into(), log.display().to_string()));
+    if protocol == Protocol::V2 {
+        common::v2(&mut config);
+    }
     let server = Arc::new(Server::new(config).unwrap());
     server.start().unwrap();
 
@@ -229,7 +232,7 @@ fn run_faults(kind: Relay, duration: Duration) {
         .count();
     let faults = records.iter().filter(|r| r.fault != Fault::None).count();
     eprintln!(
-        "faults over {kind:?} for {duration:?}: {} tasks, {faults} with an injected fault, {} SIGKILLs; \
+        "faults over {kind:?}, protocol {protocol:?}, for {duration:?}: {} tasks, {faults} with an injected fault, {} SIGKILLs; \
          by the workers' log: {answered} answered, {answered_ran_once} of them ran exactly once, {failed_after_running} failed after they ran, {failed_unrun} failed before any worker ran them, \
          {} ran twice, {} answered without running, {} wrong answers, {} stop requests run, {} unknown ids; \
          fds {fds_before} before / {fds_after} after; children {children_during} during / {children_after} after; {stats:?}",
@@ -268,10 +271,14 @@ fn soak_duration() -> Duration {
 }
 
 fn faults_under_load(kind: Relay) {
-    run_faults(kind, soak_duration());
+    run_faults(kind, Protocol::V1, soak_duration());
 }
 
-on_every_relay!(faults_under_load);
+fn faults_under_load_v2(kind: Relay) {
+    run_faults(kind, Protocol::V2, soak_duration());
+}
+
+on_every_relay!(faults_under_load, faults_under_load_v2);
 
 #[test]
 fn no_worker_survives_a_host_killed_with_sigkill() {

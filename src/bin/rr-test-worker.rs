@@ -2,9 +2,20 @@
 //! that can also misbehave on request. `docs/test-worker.md` lists its modes and the
 //! `!` commands it obeys in a task's context.
 
-use roadrunner::WorkerSide;
+use roadrunner::{ErrorKind, Protocol, WorkerSide};
 use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// The protocol this worker speaks: V2 when `RR_TEST_PROTOCOL=2`, else V1.
+static PROTOCOL: OnceLock<Protocol> = OnceLock::new();
+
+fn protocol() -> Protocol {
+    *PROTOCOL.get_or_init(|| {
+        let number = std::env::var("RR_TEST_PROTOCOL").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+        Protocol::from_number(number).unwrap_or_else(|| die(&format!("RR_TEST_PROTOCOL={number} is not 1 or 2")))
+    })
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,7 +43,8 @@ fn main() {
         "boot-sleep" => std::thread::sleep(Duration::from_millis(arg.parse().unwrap_or(0))),
         _ => {}
     }
-    let mut side = WorkerSide::connect(None).unwrap_or_else(|e| die(&format!("cannot connect: {e}")));
+    let mut side =
+        WorkerSide::connect_with_protocol(None, protocol()).unwrap_or_else(|e| die(&format!("cannot connect: {e}")));
     // Over pipes, fd 1 now goes to stderr; the commands that corrupt the stream on
     // purpose write to the relay's own descriptor.
     let relay_out = side.output_fd();
@@ -100,11 +112,17 @@ fn obey(
             sleep_forever()
         }
         "huge" => {
-            raw_write(relay_out, &frame_prefix(16 | 4, 1 << 40));
+            match protocol() {
+                Protocol::V1 => raw_write(relay_out, &frame_prefix(16 | 4, 1 << 40)),
+                Protocol::V2 => raw_write(relay_out, &v2_header(0, 0, &[0], u32::MAX)),
+            }
             sleep_forever()
         }
         "truncate" => {
-            raw_write(relay_out, &frame_prefix(16 | 4, 100));
+            match protocol() {
+                Protocol::V1 => raw_write(relay_out, &frame_prefix(16 | 4, 100)),
+                Protocol::V2 => raw_write(relay_out, &v2_header(0, 0, &[0], 100)),
+            }
             raw_write(relay_out, b"0123456789");
             std::process::exit(0);
         }
@@ -185,6 +203,64 @@ fn obey(
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        "stream" => {
+            // ARG chunks, then the last part.
+            for i in 0..arg.parse().unwrap_or(3) {
+                side.send_chunk(b"chunk", format!("{}-{i}", String::from_utf8_lossy(body)).as_bytes())?;
+            }
+            side.respond(b"last", format!("{}-end", String::from_utf8_lossy(body)).as_bytes())
+        }
+        "stream-until-stopped" => {
+            // Chunks until the host stops the stream (the worker side then ends it).
+            loop {
+                match side.send_chunk(b"chunk", body) {
+                    Ok(()) => std::thread::sleep(Duration::from_millis(1)),
+                    Err(e) if e.kind() == ErrorKind::Cancelled => {
+                        eprintln!("stream stopped by the host");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        "stream-hang" => {
+            // One chunk, then nothing, ever: a stop cannot end this stream.
+            side.send_chunk(b"chunk", body)?;
+            sleep_forever()
+        }
+        "stream-error" => {
+            for _ in 0..arg.parse().unwrap_or(2) {
+                side.send_chunk(b"chunk", body)?;
+            }
+            side.error(body)
+        }
+        "bad-options" => {
+            // A V2 answer with two options instead of one.
+            raw_write(relay_out, &[&v2_header(0, 0, &[1, 2], 3)[..], b"abc"].concat());
+            sleep_forever()
+        }
+        "bad-offset" => {
+            // A V2 answer whose context length is past the end of its payload.
+            raw_write(relay_out, &[&v2_header(0, 0, &[50], 3)[..], b"abc"].concat());
+            sleep_forever()
+        }
+        "ping-last" => {
+            // A last (and only) answer frame that asks for a PONG; then the next frame
+            // from the host must be exactly that PONG, before any task.
+            raw_write(relay_out, &[&v2_header(0, 0x04, &[4], 8)[..], b"pingbody"].concat());
+            side.answered_elsewhere();
+            let mut pong = [0u8; 12];
+            // SAFETY: reads into a live 12-byte buffer; the relay's own buffer is empty
+            // (the task was read whole).
+            let got = unsafe { libc::read(relay_in, pong.as_mut_ptr().cast(), 12) };
+            let expected = v2_header(0, 0x08, &[], 0);
+            if got == 12 && pong[..] == expected[..] {
+                eprintln!("pong received");
+            } else {
+                eprintln!("pong expected, got {got} bytes: {:02x?}", &pong[..got.max(0) as usize]);
+            }
+            Ok(())
+        }
         "fds" => {
             let target = |fd: i32| {
                 std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default()
@@ -200,10 +276,32 @@ fn raw_write(fd: i32, bytes: &[u8]) {
     unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
 }
 
-/// An answer (context frame and body frame) as bytes, to write behind the worker
-/// side's back.
+/// An answer as bytes, in this worker's protocol, to write behind the worker side's back.
 fn raw_answer(context: &[u8], body: &[u8]) -> Vec<u8> {
-    [&frame_prefix(16 | 4, context.len() as u64)[..], context, &frame_prefix(4, body.len() as u64), body].concat()
+    match protocol() {
+        Protocol::V1 => {
+            [&frame_prefix(16 | 4, context.len() as u64)[..], context, &frame_prefix(4, body.len() as u64), body]
+                .concat()
+        }
+        Protocol::V2 => {
+            let header = v2_header(0, 0, &[context.len() as u32], (context.len() + body.len()) as u32);
+            [&header[..], context, body].concat()
+        }
+    }
+}
+
+/// A V2 frame header (PROTOCOL-V2.md section 1), written here from the description, not
+/// with the library's code, so that the tests check the library against it.
+fn v2_header(flags: u8, stream: u8, options: &[u32], payload_len: u32) -> Vec<u8> {
+    let mut header = vec![0x10 | (3 + options.len() as u8), flags];
+    header.extend_from_slice(&payload_len.to_le_bytes());
+    let crc = crc32fast::hash(&header[..6]);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(&[stream, 0]);
+    for option in options {
+        header.extend_from_slice(&option.to_le_bytes());
+    }
+    header
 }
 
 fn frame_prefix(flags: u8, size: u64) -> [u8; 17] {

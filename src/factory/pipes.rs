@@ -1,6 +1,6 @@
 //! Workers reached over their stdin and stdout.
 
-use super::{exec_failure, handshake, handshake_failure, Factory, SpawnLimits};
+use super::{exec_failure, handshake, handshake_failure, Factory, SpawnSettings};
 use crate::error::{ErrorKind, Result};
 use crate::event::EventBus;
 use crate::process::{ChildIo, CommandSpec, Process};
@@ -13,7 +13,7 @@ use std::time::Instant;
 pub(crate) struct PipeFactory;
 
 impl Factory for PipeFactory {
-    fn spawn(&self, spec: &CommandSpec, limits: SpawnLimits, events: &EventBus) -> Result<Worker> {
+    fn spawn(&self, spec: &CommandSpec, limits: SpawnSettings, events: &EventBus) -> Result<Worker> {
         let (process, pipes) =
             Process::spawn(spec, ChildIo::Pipes, events.clone()).map_err(|e| exec_failure(spec, e))?;
         let pipes = pipes.expect("pipes were asked for");
@@ -32,10 +32,10 @@ impl Factory for PipeFactory {
             relay.keep_write_pipe_reader(pipes.stdin_reader);
             relay.watch_peer_end(Some(end));
         }
-        match handshake(&mut relay, Instant::now() + limits.relay_timeout) {
+        match handshake(&mut relay, limits.protocol, Instant::now() + limits.relay_timeout) {
             Ok(pid) if pid == process.pid() => {
                 relay.set_max_frame(limits.max_frame);
-                Ok(Worker::new(process.clone(), relay))
+                Ok(Worker::new(process.clone(), relay, limits.protocol, limits.codec))
             }
             Ok(pid) => Err(describe_failure(
                 &process,
@@ -43,7 +43,12 @@ impl Factory for PipeFactory {
                 ErrorKind::Spawn,
                 false,
             )),
-            Err(e) => Err(describe_failure(&process, handshake_failure(&e), ErrorKind::Spawn, e.peer_closed())),
+            Err(e) => Err(describe_failure(
+                &process,
+                handshake_failure(&e, limits.protocol),
+                ErrorKind::Spawn,
+                e.peer_closed(),
+            )),
         }
         .inspect_err(|_| process.join_watcher())
     }
@@ -71,7 +76,12 @@ mod tests {
             cpu: Some(libc::CPU_SETSIZE as usize - 1),
             sched_batch: true,
         };
-        let limits = SpawnLimits { relay_timeout: Duration::from_secs(5), max_frame: 1 << 20 };
+        let limits = SpawnSettings {
+            relay_timeout: Duration::from_secs(5),
+            max_frame: 1 << 20,
+            protocol: crate::config::Protocol::V1,
+            codec: crate::config::codec::RAW,
+        };
         let Err(error) = PipeFactory.spawn(&spec, limits, &EventBus::new()) else {
             panic!("a worker pinned to a CPU that does not exist started");
         };

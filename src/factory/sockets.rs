@@ -9,12 +9,12 @@
 //! that claims a pid nobody waits for (or, on Unix sockets, whose peer credentials
 //! name another process) is closed.
 
-use super::{exec_failure, handshake, handshake_failure, Factory, SpawnLimits};
-use crate::config::RelayAddress;
+use super::{exec_failure, handshake, handshake_failure, Factory, SpawnSettings};
+use crate::config::{Protocol, RelayAddress};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventBus;
 use crate::process::{ChildIo, CommandSpec, Process};
-use crate::relay::{Relay, Transport};
+use crate::relay::{Relay, RelayError, Transport};
 use crate::sync::Mutex;
 use crate::sys;
 use crate::worker::{describe_failure, Worker};
@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 enum Arrival {
     /// The child connected and answered the handshake.
     Connected(Relay),
+    /// The child connected (a Unix socket's peer credentials say so) and failed the
+    /// handshake so.
+    Failed(RelayError),
     /// The child exited before that.
     Exited,
 }
@@ -83,7 +86,7 @@ pub(crate) struct SocketFactory {
 
 impl SocketFactory {
     /// Binds `relay` and starts the accept thread.
-    pub(crate) fn listen(relay: &RelayAddress, relay_timeout: Duration) -> Result<SocketFactory> {
+    pub(crate) fn listen(relay: &RelayAddress, relay_timeout: Duration, protocol: Protocol) -> Result<SocketFactory> {
         let cannot = |e: std::io::Error| {
             Error::new(ErrorKind::Config, format!("cannot listen on relay {}: {e}", relay.for_worker()))
         };
@@ -110,7 +113,7 @@ impl SocketFactory {
             .name("rr-accept".into())
             .spawn(move || {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    accept_loop(&listener, &wake_read, &thread_waiting, relay_timeout)
+                    accept_loop(&listener, &wake_read, &thread_waiting, relay_timeout, protocol)
                 }));
                 if let Listener::Unix(_, path) = &listener {
                     let _ = std::fs::remove_file(path);
@@ -163,7 +166,13 @@ impl Handshakes {
     }
 }
 
-fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Arc<Waiting>, relay_timeout: Duration) {
+fn accept_loop(
+    listener: &Listener,
+    wake: &PipeReader,
+    waiting: &Arc<Waiting>,
+    relay_timeout: Duration,
+    protocol: Protocol,
+) {
     let handshakes = Arc::new(Handshakes::default());
     let mut next_id = 0u64;
     loop {
@@ -200,7 +209,7 @@ fn accept_loop(listener: &Listener, wake: &PipeReader, waiting: &Arc<Waiting>, r
         let (waiting, handshakes_of_thread) = (waiting.clone(), handshakes.clone());
         let thread = std::thread::Builder::new()
             .name("rr-handshake".into())
-            .spawn(move || handshake_one(relay, peer, &waiting, &handshakes_of_thread, id, relay_timeout));
+            .spawn(move || handshake_one(relay, peer, &waiting, &handshakes_of_thread, id, relay_timeout, protocol));
         match thread {
             Ok(thread) => handshakes.threads.lock().push(thread),
             Err(_) => {
@@ -219,6 +228,7 @@ fn handshake_one(
     handshakes: &Handshakes,
     id: u64,
     relay_timeout: Duration,
+    protocol: Protocol,
 ) {
     /// Unregisters the socket before the relay (and its fd) is dropped, even when
     /// unwinding: close_all must never shut down a descriptor number that was reused.
@@ -229,9 +239,18 @@ fn handshake_one(
         }
     }
     let registered = Registered(handshakes, id);
-    let pid = handshake(&mut relay, Instant::now() + relay_timeout);
+    let pid = handshake(&mut relay, protocol, Instant::now() + relay_timeout);
     drop(registered);
-    let Ok(pid) = pid else { return };
+    let pid = match pid {
+        Ok(pid) => pid,
+        Err(error) => {
+            // Who failed is known on a Unix socket: tell its spawn why.
+            if let Some(sender) = peer.and_then(|peer| waiting.lock().remove(&peer)) {
+                let _ = sender.send(Arrival::Failed(error));
+            }
+            return;
+        }
+    };
     if peer.is_some_and(|peer| peer != pid) {
         // A process claiming to be another: close the connection.
         return;
@@ -242,7 +261,7 @@ fn handshake_one(
 }
 
 impl Factory for SocketFactory {
-    fn spawn(&self, spec: &CommandSpec, limits: SpawnLimits, events: &EventBus) -> Result<Worker> {
+    fn spawn(&self, spec: &CommandSpec, limits: SpawnSettings, events: &EventBus) -> Result<Worker> {
         let (sender, arrivals): (Sender<Arrival>, Receiver<Arrival>) = crossbeam_channel::bounded(2);
         let process = {
             let mut waiting = self.waiting.lock();
@@ -260,20 +279,27 @@ impl Factory for SocketFactory {
         let result = match arrival {
             Ok(Arrival::Connected(mut relay)) => {
                 relay.set_max_frame(limits.max_frame);
-                Ok(Worker::new(process.clone(), relay))
+                Ok(Worker::new(process.clone(), relay, limits.protocol, limits.codec))
             }
+            Ok(Arrival::Failed(error)) => Err(describe_failure(
+                &process,
+                handshake_failure(&error, limits.protocol),
+                ErrorKind::Spawn,
+                error.peer_closed(),
+            )),
             Ok(Arrival::Exited) => Err(describe_failure(
                 &process,
-                handshake_failure(&crate::relay::RelayError::Closed),
+                handshake_failure(&RelayError::Closed, limits.protocol),
                 ErrorKind::Spawn,
                 true,
             )),
             Err(_) => Err(describe_failure(
                 &process,
                 format!(
-                    "did not connect to {} within relay_timeout ({} ms)",
+                    "did not connect to {} and answer the handshake within relay_timeout ({} ms) ({})",
                     self.worker_relay,
-                    limits.relay_timeout.as_millis()
+                    limits.relay_timeout.as_millis(),
+                    super::protocol_hint(limits.protocol, &RelayError::Timeout)
                 ),
                 ErrorKind::Spawn,
                 false,

@@ -9,7 +9,7 @@ use super::error::rr_error;
 use super::handle::{self, Castable};
 use super::input;
 use super::status::rr_status;
-use crate::Config;
+use crate::{Config, Error, ErrorKind};
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -123,6 +123,82 @@ pub unsafe extern "C" fn rr_config_set_destroy_timeout_ms(c: *mut rr_config, ms:
 #[no_mangle]
 pub unsafe extern "C" fn rr_config_set_relay_timeout_ms(c: *mut rr_config, ms: u64) {
     unsafe { set(c, |config| config.relay_timeout = millis(ms)) }
+}
+
+/// Protocol V1: RoadRunner 1.x workers (goridge 2's 17-byte prefix, two frames per
+/// message). The default.
+pub const RR_PROTOCOL_V1: u32 = 1;
+/// Protocol V2: RoadRunner 2.x to 2025.x workers (`spiral/roadrunner-worker` 2.x/3.x over
+/// `spiral/goridge` 3.x/4.x: a 12-byte header with a CRC, one frame per message,
+/// streamed answers).
+pub const RR_PROTOCOL_V2: u32 = 2;
+/// Codec of V2 task frames: raw bytes (the default).
+pub const RR_CODEC_RAW: u8 = 0x04;
+/// Codec of V2 task frames: JSON.
+pub const RR_CODEC_JSON: u8 = 0x08;
+/// Codec of V2 task frames: MessagePack.
+pub const RR_CODEC_MSGPACK: u8 = 0x10;
+/// Codec of V2 task frames: Go's gob.
+pub const RR_CODEC_GOB: u8 = 0x20;
+/// Codec of V2 task frames: protocol buffers (RoadRunner's HTTP plugin since 2024.1).
+pub const RR_CODEC_PROTO: u8 = 0x80;
+
+/// Sets the protocol the workers speak: `RR_PROTOCOL_V1` (RoadRunner 1.x workers, the
+/// default) or `RR_PROTOCOL_V2` (RoadRunner 2.x to 2025.x workers). Cannot change on
+/// reconfigure (a socket relay's listener does the handshake in it). A worker of the
+/// other protocol fails its handshake with `RR_STATUS_SPAWN`, the message naming both.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` for any other number (the config is then unchanged).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_config_set_protocol(
+    c: *mut rr_config,
+    protocol: u32,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_mut!(c, "c");
+        config.protocol = crate::Protocol::from_number(protocol).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("protocol {protocol} is not RR_PROTOCOL_V1 (1) or RR_PROTOCOL_V2 (2)"),
+            )
+        })?;
+        Ok(())
+    })
+}
+
+/// Sets the codec of task frames (protocol V2: their flags byte), one of `RR_CODEC_RAW`
+/// (the default), `RR_CODEC_JSON`, `RR_CODEC_MSGPACK`, `RR_CODEC_GOB`, `RR_CODEC_PROTO`.
+/// It tells the worker how the payload is encoded; the library passes payloads through
+/// as bytes. Ignored by protocol V1.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` for any other value (the config is then unchanged).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_config_set_codec(c: *mut rr_config, codec: u8, err_out: *mut *mut rr_error) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_mut!(c, "c");
+        if !crate::codec::is_known(codec) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{codec:#04x} is not a codec (RR_CODEC_RAW, _JSON, _MSGPACK, _GOB or _PROTO)"),
+            ));
+        }
+        config.codec = codec;
+        Ok(())
+    })
+}
+
+/// Sets how long a cancelled stream (protocol V2) may take to end, in milliseconds
+/// (must be > 0; default 10 000): after `rr_stream_cancel` (or `rr_stream_free` of an
+/// unfinished stream) the worker must send its last frame within it, or it is killed
+/// and replaced. NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_stream_timeout_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.stream_timeout = millis(ms)) }
 }
 
 /// Adds the environment variable `key=value` for the workers, on top of the host's own
@@ -286,6 +362,17 @@ pub unsafe extern "C" fn rr_config_free(c: *mut rr_config) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_codec_and_protocol_constants_are_the_cores() {
+        use crate::codec;
+        assert_eq!(
+            [RR_CODEC_RAW, RR_CODEC_JSON, RR_CODEC_MSGPACK, RR_CODEC_GOB, RR_CODEC_PROTO],
+            [codec::RAW, codec::JSON, codec::MSGPACK, codec::GOB, codec::PROTO]
+        );
+        assert_eq!(crate::Protocol::from_number(RR_PROTOCOL_V1), Some(crate::Protocol::V1));
+        assert_eq!(crate::Protocol::from_number(RR_PROTOCOL_V2), Some(crate::Protocol::V2));
+    }
     use crate::ffi::test_support::{assert_null_argument, call, sentinel};
 
     fn new_config(command: &std::ffi::CStr) -> *mut rr_config {

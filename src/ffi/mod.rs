@@ -37,6 +37,7 @@ pub mod payload;
 pub mod server;
 pub mod stats;
 pub mod status;
+pub mod stream;
 pub mod version;
 pub mod worker;
 pub mod worker_info;

@@ -45,6 +45,13 @@ impl PanicDefault for i32 {
     }
 }
 
+impl PanicDefault for u8 {
+    /// 0: no codec (`rr_payload_codec`).
+    fn panic_default() -> Self {
+        0
+    }
+}
+
 impl PanicDefault for i64 {
     /// -1 is the "no pid" value of `rr_event_pid`.
     fn panic_default() -> Self {

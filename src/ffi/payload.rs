@@ -54,6 +54,18 @@ pub unsafe extern "C" fn rr_payload_body(p: *const rr_payload, len_out: *mut usi
     })
 }
 
+/// The codec of answer `p` (protocol V2): the codec bits of its frame's flags, e.g.
+/// `RR_CODEC_JSON`, or 0 when the worker set none (RoadRunner's PHP worker 3.4 does
+/// not). With protocol V1, and for tasks on the worker side, `RR_CODEC_RAW`. NULL `p`
+/// gives 0.
+#[no_mangle]
+pub unsafe extern "C" fn rr_payload_codec(p: *const rr_payload) -> u8 {
+    ffi_boundary!({
+        let payload = ref_or_return!(p, 0);
+        payload.codec()
+    })
+}
+
 /// Releases `p` and its bytes; pointers from `rr_payload_context`/`rr_payload_body`
 /// become invalid. Calling with NULL is fine. Must not be called twice. Never release a
 /// payload with `free()`: it belongs to the library's allocator.

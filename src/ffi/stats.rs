@@ -65,6 +65,10 @@ pub struct rr_pool_stats {
     pub retired_failed: u64,
     /// Workers that exited on their own while idle or right after a task.
     pub retired_died: u64,
+    /// Tasks cancelled by their caller before they finished: a stream stopped with
+    /// `rr_stream_cancel` or freed unfinished. (Added in 0.2: `size` says whether the
+    /// library filled it.)
+    pub tasks_cancelled: u64,
 }
 
 impl Default for rr_pool_stats {
@@ -94,6 +98,7 @@ impl From<PoolStats> for rr_pool_stats {
             retired_stop_requested,
             retired_failed,
             retired_died,
+            tasks_cancelled,
         } = stats;
         rr_pool_stats {
             size: std::mem::size_of::<rr_pool_stats>(),
@@ -112,6 +117,7 @@ impl From<PoolStats> for rr_pool_stats {
             retired_stop_requested,
             retired_failed,
             retired_died,
+            tasks_cancelled,
         }
     }
 }
@@ -200,13 +206,14 @@ mod tests {
             retired_stop_requested: 13,
             retired_failed: 14,
             retired_died: 15,
+            tasks_cancelled: 16,
         };
         let copied = rr_pool_stats::from(stats);
-        // The C layout: `size`, then fifteen uint64_t in the core's order, no padding.
-        assert_eq!(std::mem::size_of::<rr_pool_stats>(), 16 * 8);
-        let fields: [u64; 16] = unsafe { std::mem::transmute(copied) };
-        assert_eq!(fields[0], 16 * 8);
-        assert_eq!(fields[1..], std::array::from_fn::<u64, 15, _>(|i| i as u64 + 1));
+        // The C layout: `size`, then sixteen uint64_t in the core's order, no padding.
+        assert_eq!(std::mem::size_of::<rr_pool_stats>(), 17 * 8);
+        let fields: [u64; 17] = unsafe { std::mem::transmute(copied) };
+        assert_eq!(fields[0], 17 * 8);
+        assert_eq!(fields[1..], std::array::from_fn::<u64, 16, _>(|i| i as u64 + 1));
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum rr_status {
     ExecTtl = 10,
     /// `max_queue` callers were already waiting for a worker.
     QueueFull = 11,
+    /// The task was cancelled before it finished (`rr_stream_cancel`, a freed stream).
+    Cancelled = 12,
 }
 
 impl From<ErrorKind> for rr_status {
@@ -51,6 +53,7 @@ impl From<ErrorKind> for rr_status {
             ErrorKind::Internal => rr_status::Internal,
             ErrorKind::ExecTtl => rr_status::ExecTtl,
             ErrorKind::QueueFull => rr_status::QueueFull,
+            ErrorKind::Cancelled => rr_status::Cancelled,
         }
     }
 }
@@ -85,6 +88,7 @@ fn status_text(status: u32) -> &'static std::ffi::CStr {
         9 => c"internal error",
         10 => c"exec ttl exceeded",
         11 => c"queue full",
+        12 => c"cancelled",
         _ => c"unknown status",
     }
 }
@@ -94,7 +98,7 @@ mod tests {
     use super::*;
     use std::ffi::CStr;
 
-    const ALL_KINDS: [ErrorKind; 11] = [
+    const ALL_KINDS: [ErrorKind; 12] = [
         ErrorKind::JobError,
         ErrorKind::WorkerError,
         ErrorKind::Timeout,
@@ -106,6 +110,7 @@ mod tests {
         ErrorKind::Internal,
         ErrorKind::ExecTtl,
         ErrorKind::QueueFull,
+        ErrorKind::Cancelled,
     ];
 
     fn text(status: u32) -> &'static str {
@@ -129,7 +134,7 @@ mod tests {
 
     #[test]
     fn unknown_statuses_have_a_text_too() {
-        assert_eq!(text(12), "unknown status");
+        assert_eq!(text(13), "unknown status");
         assert_eq!(text(u32::MAX), "unknown status");
     }
 }

@@ -5,7 +5,7 @@ use super::handle::{self, Castable};
 use super::input;
 use super::payload::{self, rr_payload};
 use super::status::rr_status;
-use crate::WorkerSide;
+use crate::{Error, ErrorKind, WorkerSide};
 use std::ffi::c_char;
 
 /// The worker's end of a relay: a worker program makes one, then loops on
@@ -19,8 +19,9 @@ use std::ffi::c_char;
 /// Lifetime: made by `rr_worker_new`, released by `rr_worker_free`. Payloads it returned
 /// stay valid after it is freed.
 ///
-/// Methods: `rr_worker_new`, `rr_worker_receive`, `rr_worker_respond`, `rr_worker_error`,
-/// `rr_worker_stop`, `rr_worker_free`.
+/// Methods: `rr_worker_new`, `rr_worker_new_with_protocol`, `rr_worker_receive`,
+/// `rr_worker_respond`, `rr_worker_send_chunk`, `rr_worker_error`, `rr_worker_stop`,
+/// `rr_worker_free`.
 pub struct rr_worker {
     _private: [u8; 0],
 }
@@ -65,6 +66,38 @@ pub unsafe extern "C" fn rr_worker_new(
     })
 }
 
+/// Like `rr_worker_new`, speaking `protocol`: `RR_PROTOCOL_V1` (what `rr_worker_new`
+/// speaks) or `RR_PROTOCOL_V2` (the protocol of RoadRunner 2.x and later, which also
+/// lets the worker stream an answer with `rr_worker_send_chunk`). The pool must be
+/// configured with the same protocol (`rr_config_set_protocol`).
+///
+/// Returns what `rr_worker_new` returns, and `RR_STATUS_INVALID_ARGUMENT` for a
+/// protocol other than 1 or 2.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_worker_new_with_protocol(
+    relay: *const c_char,
+    protocol: u32,
+    out: *mut *mut rr_worker,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        check_out!(out, "out");
+        let protocol = crate::Protocol::from_number(protocol).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("protocol {protocol} is not RR_PROTOCOL_V1 (1) or RR_PROTOCOL_V2 (2)"),
+            )
+        })?;
+        // SAFETY: the header requires NULL or a NUL-terminated string.
+        let relay = unsafe { input::optional_str(relay, "relay") }?;
+        let worker = WorkerSide::connect_with_protocol(relay, protocol)?;
+        // SAFETY: checked non-NULL above; the header requires it writable.
+        unsafe { handle::write_out(out, handle::into_raw(worker)) };
+        Ok(())
+    })
+}
+
 /// Waits for the next task. Blocks until the server sends one (or stop).
 ///
 /// On success `*out` receives the task (context and body), which the caller owns and
@@ -91,7 +124,8 @@ pub unsafe extern "C" fn rr_worker_receive(
     })
 }
 
-/// Answers the current task with `context` and `body` (copied before returning;
+/// Answers the current task with `context` and `body` (with protocol V2, after chunks
+/// sent with `rr_worker_send_chunk`: the last part of the answer; copied before returning;
 /// `context` may be NULL when `context_len` is 0, `body` when `body_len` is 0). Blocks
 /// until written.
 ///
@@ -114,6 +148,41 @@ pub unsafe extern "C" fn rr_worker_respond(
         let context = unsafe { input::bytes(context, context_len, "context") }?;
         let body = unsafe { input::bytes(body, body_len, "body") }?;
         worker.respond(context, body)
+    })
+}
+
+/// Sends one chunk (`context` and `body`, copied before returning) of a streamed answer
+/// to the current task: protocol V2 only. Send any number of chunks, then the last
+/// part with `rr_worker_respond` (or end with `rr_worker_error`). Every 5 chunks the
+/// worker asks the host for a PONG, and waits for it before the next chunk: a worker
+/// never runs far ahead of a host that reads slowly. Blocks until written (and, every
+/// 5th chunk, until the PONG came).
+///
+/// When the host asked to stop the stream (the caller cancelled it), the chunk is not
+/// sent: the library ends the stream itself (an empty last frame) and returns
+/// `RR_STATUS_CANCELLED`; the task then needs no other answer: go back to
+/// `rr_worker_receive`.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_CANCELLED` as above; `RR_STATUS_NULL_ARGUMENT`
+/// when `w` is NULL, or a buffer is NULL with a non-zero length;
+/// `RR_STATUS_INVALID_ARGUMENT` when the worker speaks protocol V1; `RR_STATUS_STATE`
+/// when there is no task to answer; `RR_STATUS_WORKER_ERROR` when the relay is broken.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_worker_send_chunk(
+    w: *mut rr_worker,
+    context: *const u8,
+    context_len: usize,
+    body: *const u8,
+    body_len: usize,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        let worker = try_mut!(w, "w");
+        // SAFETY: the header requires `len` readable bytes at each non-NULL buffer.
+        let context = unsafe { input::bytes(context, context_len, "context") }?;
+        let body = unsafe { input::bytes(body, body_len, "body") }?;
+        worker.send_chunk(context, body)
     })
 }
 

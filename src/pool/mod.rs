@@ -14,8 +14,11 @@
 mod replace;
 mod retire;
 mod stop;
+mod stream;
 mod supervisor;
 mod take;
+
+pub use stream::Stream;
 
 use crate::config::ValidConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,15 +33,26 @@ use crate::relay::{RelayError, Sent};
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
 use crate::sync::{Condvar, Mutex};
-use crate::worker::{Outcome, TaskFailure, Worker, WorkerStatus};
+use crate::worker::{Chunk, Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::Sender;
 use retire::Leaving;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 use supervisor::Order;
+use take::Lease;
+
+/// How a task's answer began (see [`Pool::start_task`]).
+enum Started {
+    /// Whole: the worker is back in the pool.
+    Answer(Payload),
+    /// The first chunk of a stream; the worker, still streaming, is in the lease
+    /// (boxed: a lease is large, and a stream rare next to a task).
+    Stream(Box<Lease>, Payload),
+}
 
 /// How many times one `exec` moves its task to another worker (because the worker
 /// asked to be replaced, or was gone before the task reached it) before it gives up: a
@@ -112,6 +126,8 @@ pub(crate) struct Pool {
     /// Signalled when a busy worker is given back or retired (stop waits for them).
     changed: Condvar,
     orders: Sender<Order>,
+    /// Busy workers whose lease a stream holds, outside any call into the library.
+    held_by_streams: AtomicUsize,
     supervisor: Mutex<Option<JoinHandle<()>>>,
     on_failure: FailureHook,
     counters: Arc<Counters>,
@@ -151,6 +167,7 @@ impl Pool {
             }),
             changed: Condvar::new(),
             orders,
+            held_by_streams: AtomicUsize::new(0),
             supervisor: Mutex::new(None),
             on_failure,
             counters,
@@ -164,10 +181,32 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Runs one task: context and body in, the worker's answer out.
-    pub(crate) fn exec(&self, context: &[u8], body: &[u8]) -> std::result::Result<Payload, ExecError> {
+    /// Runs one task: context and body in, the worker's answer out. A streamed answer
+    /// is joined: the first chunk's context, every chunk's body.
+    pub(crate) fn exec(self: &Arc<Self>, context: &[u8], body: &[u8]) -> std::result::Result<Payload, ExecError> {
+        match self.start_task(context, body)? {
+            Started::Answer(payload) => Ok(payload),
+            Started::Stream(mut lease, mut joined) => loop {
+                match lease.worker().receive_chunk() {
+                    Ok(Chunk::More(chunk)) => joined.append_body(&chunk),
+                    Ok(Chunk::Last(chunk)) => {
+                        joined.append_body(&chunk);
+                        Counters::bump(&self.counters.tasks_done);
+                        lease.give_back();
+                        return Ok(joined);
+                    }
+                    Ok(Chunk::JobError(message)) => return Err(self.stream_job_error(*lease, message).into()),
+                    Err(failure) => return Err(self.task_failed(*lease, failure).into()),
+                }
+            },
+        }
+    }
+
+    /// Runs a task up to the first frame of its answer: a whole answer, or the first
+    /// chunk of a streamed one, with the worker (still streaming) in its lease. Moves the
+    /// task to another worker when the worker asked to be replaced or never got it.
+    fn start_task(self: &Arc<Self>, context: &[u8], body: &[u8]) -> std::result::Result<Started, ExecError> {
         let deadline = Instant::now() + self.config.config.allocate_timeout;
-        let exec_ttl = self.config.config.exec_ttl;
         let lent = (context.len() + body.len() <= SEND_AHEAD_MAX_BYTES).then(|| LentTask::new(context, body));
         let mut undelivered = None;
         for _ in 0..=MAX_REROUTES_PER_TASK {
@@ -187,7 +226,7 @@ impl Pool {
                 Ok(Outcome::Answer(payload)) => {
                     Counters::bump(&self.counters.tasks_done);
                     lease.give_back();
-                    return Ok(payload);
+                    return Ok(Started::Answer(payload));
                 }
                 Ok(Outcome::JobError(message)) => {
                     Counters::bump(&self.counters.tasks_done);
@@ -196,6 +235,7 @@ impl Pool {
                     lease.give_back();
                     return Err(Error::job(pid, message).into());
                 }
+                Ok(Outcome::StreamStarted(first)) => return Ok(Started::Stream(Box::new(lease), first)),
                 Ok(Outcome::StopRequested) => lease.retire(Leaving::Limit(RetireReason::StopRequested)),
                 Err(TaskFailure { error, delivered: false }) => {
                     // The worker was gone (or broken) before the task reached it:
@@ -205,29 +245,7 @@ impl Pool {
                     lease.retire(Leaving::Failed(&failure));
                     undelivered = Some(failure);
                 }
-                Err(TaskFailure { error: RelayError::Timeout, .. }) => {
-                    let error = lease.worker().failure(
-                        format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
-                        ErrorKind::ExecTtl,
-                        false,
-                    );
-                    Counters::bump(&self.counters.exec_ttl_kills);
-                    Counters::bump(&self.counters.worker_errors);
-                    self.events.emit(
-                        EventKind::WorkerExecTtl,
-                        Some(lease.worker().pid()),
-                        Some(error.message().to_string()),
-                    );
-                    lease.retire(Leaving::Failed(&error));
-                    return Err(error.into());
-                }
-                Err(TaskFailure { error: relay_error, .. }) => {
-                    let closed = relay_error.peer_closed();
-                    let error = lease.worker().failure(relay_error, ErrorKind::WorkerError, closed);
-                    Counters::bump(&self.counters.worker_errors);
-                    lease.retire(Leaving::Failed(&error));
-                    return Err(error.into());
-                }
+                Err(failure) => return Err(self.task_failed(lease, failure).into()),
             }
         }
         Counters::bump(&self.counters.worker_errors);
@@ -247,6 +265,42 @@ impl Pool {
             ),
         )
         .into())
+    }
+
+    /// A task failed on a worker that had it (or part of its answer): the worker is
+    /// killed and replaced; the error says why (exec_ttl, or how it broke).
+    fn task_failed(&self, mut lease: Lease, failure: TaskFailure) -> Error {
+        let pid = lease.worker().pid();
+        let error = match failure.error {
+            RelayError::Timeout => {
+                let exec_ttl = self.config.config.exec_ttl;
+                let error = lease.worker().failure(
+                    format!("the task ran longer than exec_ttl ({} ms) and was killed", exec_ttl.as_millis()),
+                    ErrorKind::ExecTtl,
+                    false,
+                );
+                Counters::bump(&self.counters.exec_ttl_kills);
+                self.events.emit(EventKind::WorkerExecTtl, Some(pid), Some(error.message().to_string()));
+                error
+            }
+            relay_error => {
+                let closed = relay_error.peer_closed();
+                lease.worker().failure(relay_error, ErrorKind::WorkerError, closed)
+            }
+        };
+        Counters::bump(&self.counters.worker_errors);
+        lease.retire(Leaving::Failed(&error));
+        error
+    }
+
+    /// A streamed answer that the worker ended with a job error: the worker is sound.
+    fn stream_job_error(&self, lease: Lease, message: Vec<u8>) -> Error {
+        Counters::bump(&self.counters.tasks_done);
+        Counters::bump(&self.counters.job_errors);
+        let mut lease = lease;
+        let pid = lease.worker().pid();
+        lease.give_back();
+        Error::job(pid, message)
     }
 
     /// When a task sent now must have its answer (exec_ttl), if ever.

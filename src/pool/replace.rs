@@ -5,7 +5,7 @@
 use super::{Member, Phase, Pool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventKind;
-use crate::factory::SpawnLimits;
+use crate::factory::SpawnSettings;
 use crate::handoff::{Delivery, Handed};
 use crate::limits::WorkerLimits;
 use crate::placement::CpuSlot;
@@ -43,8 +43,14 @@ impl Pool {
         Ok(())
     }
 
-    fn limits(&self) -> SpawnLimits {
-        SpawnLimits { relay_timeout: self.config.config.relay_timeout, max_frame: self.config.config.max_frame_bytes }
+    fn spawn_settings(&self) -> SpawnSettings {
+        let config = &self.config.config;
+        SpawnSettings {
+            relay_timeout: config.relay_timeout,
+            max_frame: config.max_frame_bytes,
+            protocol: config.protocol,
+            codec: config.codec,
+        }
     }
 
     /// Starts `count` workers in parallel (a slow boot costs once, not `count` times).
@@ -91,7 +97,7 @@ impl Pool {
             }
             None => &self.spec,
         };
-        Ok(Spawned { worker: self.factory.spawn(spec, self.limits(), &self.events)?, cpu })
+        Ok(Spawned { worker: self.factory.spawn(spec, self.spawn_settings(), &self.events)?, cpu })
     }
 
     /// Makes a started worker a member: it goes to the longest-waiting caller, or is

@@ -6,6 +6,7 @@ use super::{Phase, Pool, Workers};
 use crate::event::EventKind;
 use crate::handoff::Delivery;
 use crate::state::WorkerState;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl Pool {
@@ -24,7 +25,9 @@ impl Pool {
     }
 
     /// Stops the pool: waits for running tasks (up to `destroy_timeout`, then kills the
-    /// workers that run them), then stops every worker at once.
+    /// workers that run them), then stops every worker at once. A stream that is still
+    /// open then (its caller holds it) is not waited for any further: its worker was
+    /// killed, and its caller gets the worker error at its next read.
     pub(crate) fn stop(&self) {
         let destroy = self.config.config.destroy_timeout;
         let idle = {
@@ -36,15 +39,17 @@ impl Pool {
             let deadline = Instant::now() + destroy;
             while workers.busy > 0 {
                 if self.changed.wait_until(&mut workers, deadline).timed_out() {
-                    // Their tasks fail with a worker error, and their leases end.
+                    // Their tasks fail with a worker error, and their leases end (a
+                    // stream's, when its caller next reads it).
                     for member in workers.members.values() {
-                        if member.status.state() == WorkerState::Working {
+                        if matches!(member.status.state(), WorkerState::Working | WorkerState::Streaming) {
                             member.process.signal(libc::SIGKILL);
                         }
                     }
-                    while workers.busy > 0 {
+                    while workers.busy > self.held_by_streams.load(Ordering::Acquire) {
                         self.changed.wait(&mut workers);
                     }
+                    break;
                 }
             }
             workers.members.clear();

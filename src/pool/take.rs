@@ -16,18 +16,34 @@ use crate::state::WorkerState;
 use crate::stats::Counters;
 use crate::sys;
 use crate::worker::{TaskFailure, Worker};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A worker taken for one task (see the module docs).
-pub(super) struct Lease<'p> {
-    pool: &'p Pool,
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
     worker: Option<Worker>,
+    /// Held by a [`super::Stream`] (counted in `Pool::held_by_streams`), not by a caller
+    /// that is in the library right now.
+    for_stream: bool,
 }
 
-impl<'p> Lease<'p> {
+impl Lease {
     /// Holds `worker`, already counted busy.
-    fn new(pool: &'p Pool, worker: Worker) -> Lease<'p> {
-        Lease { pool, worker: Some(worker) }
+    fn new(pool: &Arc<Pool>, worker: Worker) -> Lease {
+        Lease { pool: pool.clone(), worker: Some(worker), for_stream: false }
+    }
+
+    /// Notes that a stream, owned by its caller, holds this lease from now on: a stop
+    /// that had to kill its worker does not wait for that caller to come back.
+    pub(super) fn hold_for_stream(&mut self) {
+        self.for_stream = true;
+        self.pool.held_by_streams.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The pool the worker belongs to.
+    pub(super) fn pool(&self) -> Arc<Pool> {
+        self.pool.clone()
     }
 
     pub(super) fn worker(&mut self) -> &mut Worker {
@@ -35,14 +51,22 @@ impl<'p> Lease<'p> {
     }
 
     fn take(mut self) -> Worker {
-        self.worker.take().expect("a lease holds its worker until it ends")
+        self.take_worker().expect("a lease holds its worker until it ends")
+    }
+
+    fn take_worker(&mut self) -> Option<Worker> {
+        let worker = self.worker.take();
+        if worker.is_some() && std::mem::take(&mut self.for_stream) {
+            self.pool.held_by_streams.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        worker
     }
 
     /// Gives the worker back after a task it answered: to a waiting caller, to the
     /// idle list, or out of the pool when one of its limits (max_jobs, ttl, max_memory)
     /// says so, when it answered more than once, or when it exited.
     pub(super) fn give_back(mut self) {
-        let pool = self.pool;
+        let pool = self.pool.clone();
         let worker = self.worker();
         let pid = worker.pid();
         if let Some(reason) =
@@ -89,18 +113,18 @@ impl<'p> Lease<'p> {
 
     /// Takes the worker out of the pool, as `leaving` says (see `retire`).
     pub(super) fn retire(self, leaving: Leaving<'_>) {
-        let pool = self.pool;
+        let pool = self.pool.clone();
         let worker = self.take();
         let mut workers = pool.workers.lock();
         pool.retire(&mut workers, worker, leaving, true);
     }
 }
 
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     /// A lease that ends neither way is a panic on the way (a bug): the worker, in an
     /// unknown state, is killed and replaced.
     fn drop(&mut self) {
-        if let Some(worker) = self.worker.take() {
+        if let Some(worker) = self.take_worker() {
             let error = worker.failure(
                 "a panic in the library while the worker ran a task (a bug); the worker was stopped",
                 ErrorKind::Internal,
@@ -117,10 +141,10 @@ impl Pool {
     /// the order). While it waits, `task` (if given) is lent to whoever frees a worker
     /// for it, who sends it on the way: then the second value says how that went.
     pub(super) fn allocate(
-        &self,
+        self: &Arc<Self>,
         deadline: Instant,
         task: Option<LentTask>,
-    ) -> std::result::Result<(Lease<'_>, Option<Result<Sent, TaskFailure>>), ExecError> {
+    ) -> std::result::Result<(Lease, Option<Result<Sent, TaskFailure>>), ExecError> {
         loop {
             let slot = {
                 let mut workers = self.workers.lock();
@@ -182,7 +206,7 @@ impl Pool {
     }
 
     /// A worker handed over by another thread, already counted busy.
-    fn lease(&self, Handed { worker, sent }: Handed) -> (Lease<'_>, Option<Result<Sent, TaskFailure>>) {
+    fn lease(self: &Arc<Self>, Handed { worker, sent }: Handed) -> (Lease, Option<Result<Sent, TaskFailure>>) {
         (Lease::new(self, worker), sent)
     }
 

@@ -130,6 +130,10 @@ static const struct {
     TEST(test_host_calls_leave_the_signal_mask_alone),
     TEST(test_a_write_to_a_dying_worker_raises_no_sigpipe),
     TEST(test_worker_side_write_to_a_gone_host_is_an_error),
+    /* test_v2.c */
+    TEST(test_v2_settings),
+    TEST(test_v2_tasks_and_streams),
+    TEST(test_v2_c_worker),
     /* test_fork.c */
     TEST(test_fork_child_leaves_the_server_alone),
 };

@@ -49,6 +49,11 @@ void test_host_calls_leave_the_signal_mask_alone(void);
 void test_a_write_to_a_dying_worker_raises_no_sigpipe(void);
 void test_worker_side_write_to_a_gone_host_is_an_error(void);
 
+/* test_v2.c: protocol V2 and streamed answers */
+void test_v2_settings(void);
+void test_v2_tasks_and_streams(void);
+void test_v2_c_worker(void);
+
 /* test_fork.c: a host that forks */
 void test_fork_child_leaves_the_server_alone(void);
 

@@ -60,6 +60,12 @@ pub fn config(relay: &str, args: &str, workers: u64) -> Config {
     config
 }
 
+/// Makes `config` speak protocol V2, with the test worker speaking it too.
+pub fn v2(config: &mut Config) {
+    config.protocol = roadrunner::Protocol::V2;
+    config.env.push(("RR_TEST_PROTOCOL".into(), "2".into()));
+}
+
 /// A started server of the test worker.
 pub fn started(relay: &str, args: &str, workers: u64) -> Server {
     started_with(relay, args, workers, |_| {})

@@ -47,6 +47,13 @@ const (
 	StatusNullArgument    = uint32(C.RR_STATUS_NULL_ARGUMENT)
 	StatusInvalidArgument = uint32(C.RR_STATUS_INVALID_ARGUMENT)
 	StatusInternal        = uint32(C.RR_STATUS_INTERNAL)
+	StatusCancelled       = uint32(C.RR_STATUS_CANCELLED)
+)
+
+// Protocols.
+const (
+	ProtocolV1 = uint32(C.RR_PROTOCOL_V1)
+	ProtocolV2 = uint32(C.RR_PROTOCOL_V2)
 )
 
 // Event types.
@@ -159,6 +166,12 @@ func (c *Config) SetEnv(key, value string) error {
 	return check("rr_config_set_env", C.rr_config_set_env(c.p, ck, cv, &cerr), cerr)
 }
 
+// SetProtocol is rr_config_set_protocol.
+func (c *Config) SetProtocol(protocol uint32) error {
+	var cerr *C.rr_error
+	return check("rr_config_set_protocol", C.rr_config_set_protocol(c.p, C.uint32_t(protocol), &cerr), cerr)
+}
+
 // Free is rr_config_free.
 func (c *Config) Free() {
 	C.rr_config_free(c.p)
@@ -218,6 +231,57 @@ func (s *Server) Exec(context, body []byte) ([]byte, []byte, error) {
 	p = C.rr_payload_body(out, &n)
 	b := C.GoBytes(unsafe.Pointer(p), C.int(n))
 	return ctx, b, nil
+}
+
+// copyPayload copies a payload's context and body into Go memory and frees it.
+func copyPayload(out *C.rr_payload) ([]byte, []byte) {
+	defer C.rr_payload_free(out)
+	var n C.size_t
+	p := C.rr_payload_context(out, &n)
+	ctx := C.GoBytes(unsafe.Pointer(p), C.int(n))
+	p = C.rr_payload_body(out, &n)
+	return ctx, C.GoBytes(unsafe.Pointer(p), C.int(n))
+}
+
+// Stream is rr_stream: the chunks of one streamed answer.
+type Stream struct{ p *C.rr_stream }
+
+// ExecStream is rr_exec_stream.
+func (s *Server) ExecStream(context, body []byte) (*Stream, error) {
+	var out *C.rr_stream
+	var cerr *C.rr_error
+	st := C.rr_exec_stream(s.p, bufPtr(context), C.size_t(len(context)), bufPtr(body),
+		C.size_t(len(body)), &out, &cerr)
+	if err := check("rr_exec_stream", st, cerr); err != nil {
+		return nil, err
+	}
+	return &Stream{p: out}, nil
+}
+
+// Next is rr_stream_next: the next chunk, or ok == false after the last one.
+func (st *Stream) Next() (context, body []byte, ok bool, err error) {
+	var out *C.rr_payload
+	var cerr *C.rr_error
+	if err := check("rr_stream_next", C.rr_stream_next(st.p, &out, &cerr), cerr); err != nil {
+		return nil, nil, false, err
+	}
+	if out == nil {
+		return nil, nil, false, nil
+	}
+	context, body = copyPayload(out)
+	return context, body, true, nil
+}
+
+// Cancel is rr_stream_cancel.
+func (st *Stream) Cancel() error {
+	var cerr *C.rr_error
+	return check("rr_stream_cancel", C.rr_stream_cancel(st.p, &cerr), cerr)
+}
+
+// Free is rr_stream_free.
+func (st *Stream) Free() {
+	C.rr_stream_free(st.p)
+	st.p = nil
 }
 
 // WorkerInfo is a copy of rr_worker_info.

@@ -325,3 +325,71 @@ func TestReplacingTheCallbackFreesTheOldHandle(t *testing.T) {
 		}
 	}
 }
+
+// TestStreams runs rr_exec_stream against the test worker speaking protocol V2: the
+// chunks in order, then the end; a cancelled stream says so, and its worker serves on.
+func TestStreams(t *testing.T) {
+	noChildrenLeft(t)
+	cfg, err := NewConfig(testWorker(t), "pipes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SetNumWorkers(1)
+	if err := cfg.SetProtocol(ProtocolV2); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.SetProtocol(9); statusOf(err) != StatusInvalidArgument {
+		t.Fatalf("protocol 9: %v", err)
+	}
+	if err := cfg.SetEnv("RR_TEST_PROTOCOL", "2"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(cfg)
+	cfg.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Free() })
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := s.ExecStream([]byte("!stream:4"), []byte("go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for {
+		_, body, ok, err := st.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		bodies = append(bodies, string(body))
+	}
+	st.Free()
+	if got, want := strings.Join(bodies, ","), "go-0,go-1,go-2,go-3,go-end"; got != want {
+		t.Fatalf("chunks %q, want %q", got, want)
+	}
+
+	st, err = s.ExecStream([]byte("!stream-until-stopped"), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, err := st.Next(); !ok || err != nil {
+		t.Fatalf("first chunk: %v %v", ok, err)
+	}
+	if err := st.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := st.Next(); statusOf(err) != StatusCancelled {
+		t.Fatalf("after cancel: %v", err)
+	}
+	st.Free()
+	ctx, body, err := s.Exec([]byte("after"), []byte("cancel"))
+	if err != nil || string(ctx) != "after" || string(body) != "cancel" {
+		t.Fatalf("after the cancel: %q %q %v", ctx, body, err)
+	}
+}

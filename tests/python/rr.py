@@ -42,6 +42,15 @@ RR_STATUS_INVALID_ARGUMENT = 8
 RR_STATUS_INTERNAL = 9
 RR_STATUS_EXEC_TTL = 10
 RR_STATUS_QUEUE_FULL = 11
+RR_STATUS_CANCELLED = 12
+
+RR_PROTOCOL_V1 = 1
+RR_PROTOCOL_V2 = 2
+RR_CODEC_RAW = 0x04
+RR_CODEC_JSON = 0x08
+RR_CODEC_MSGPACK = 0x10
+RR_CODEC_GOB = 0x20
+RR_CODEC_PROTO = 0x80
 
 RR_EVENT_WORKER_CONSTRUCT = 100
 RR_EVENT_WORKER_DESTRUCT = 101
@@ -71,7 +80,7 @@ RR_WORKER_STATE_STOPPED = 5
 RR_WORKER_STATE_ERRORED = 6
 
 # Constant families that test_header.py compares with the header (both directions).
-CONSTANT_PREFIXES = ("RR_STATUS_", "RR_EVENT_", "RR_WORKER_STATE_")
+CONSTANT_PREFIXES = ("RR_STATUS_", "RR_EVENT_", "RR_WORKER_STATE_", "RR_PROTOCOL_", "RR_CODEC_")
 
 STATUS_NAMES = {v: k for k, v in globals().items() if k.startswith("RR_STATUS_")}
 EVENT_NAMES = {v: k for k, v in globals().items() if k.startswith("RR_EVENT_")}
@@ -99,6 +108,10 @@ class rr_event(Structure):
     """Opaque."""
 
 
+class rr_stream(Structure):
+    """Opaque."""
+
+
 class rr_worker(Structure):
     """Opaque."""
 
@@ -120,7 +133,7 @@ class rr_pool_stats(Structure):
         "tasks_done", "job_errors", "worker_errors", "exec_ttl_kills", "timeouts",
         "queue_full", "waiting", "workers", "retired_max_jobs", "retired_ttl",
         "retired_idle_ttl", "retired_max_memory", "retired_stop_requested",
-        "retired_failed", "retired_died")]
+        "retired_failed", "retired_died", "tasks_cancelled")]
 
     def __init__(self, **fields):
         # rr_server_stats writes as many bytes as `size` says: the whole struct.
@@ -162,6 +175,9 @@ DECLARATIONS = {
     "rr_config_set_tcp_allow_remote": (None, [POINTER(rr_config), c_bool]),
     "rr_config_set_worker_cpu_affinity": (None, [POINTER(rr_config), c_bool]),
     "rr_config_set_worker_sched_batch": (None, [POINTER(rr_config), c_bool]),
+    "rr_config_set_protocol": (rr_status, [POINTER(rr_config), c_uint32, ERR]),
+    "rr_config_set_codec": (rr_status, [POINTER(rr_config), c_uint8, ERR]),
+    "rr_config_set_stream_timeout_ms": (None, [POINTER(rr_config), c_uint64]),
     "rr_config_free": (None, [POINTER(rr_config)]),
     # server
     "rr_server_new": (rr_status, [POINTER(rr_config), POINTER(POINTER(rr_server)), ERR]),
@@ -175,7 +191,14 @@ DECLARATIONS = {
     # payloads
     "rr_payload_context": (OUT_BUF, [POINTER(rr_payload), POINTER(c_size_t)]),
     "rr_payload_body": (OUT_BUF, [POINTER(rr_payload), POINTER(c_size_t)]),
+    "rr_payload_codec": (c_uint8, [POINTER(rr_payload)]),
     "rr_payload_free": (None, [POINTER(rr_payload)]),
+    # streams
+    "rr_exec_stream": (rr_status, [POINTER(rr_server), BUF, c_size_t, BUF, c_size_t,
+                                   POINTER(POINTER(rr_stream)), ERR]),
+    "rr_stream_next": (rr_status, [POINTER(rr_stream), POINTER(POINTER(rr_payload)), ERR]),
+    "rr_stream_cancel": (rr_status, [POINTER(rr_stream), ERR]),
+    "rr_stream_free": (None, [POINTER(rr_stream)]),
     # events
     "rr_server_listen": (rr_status, [POINTER(rr_server), rr_event_callback, c_void_p,
                                      rr_userdata_free, ERR]),
@@ -193,6 +216,8 @@ DECLARATIONS = {
     "rr_version": (c_char_p, []),
     # worker side
     "rr_worker_new": (rr_status, [c_char_p, POINTER(POINTER(rr_worker)), ERR]),
+    "rr_worker_new_with_protocol": (rr_status, [c_char_p, c_uint32, POINTER(POINTER(rr_worker)), ERR]),
+    "rr_worker_send_chunk": (rr_status, [POINTER(rr_worker), BUF, c_size_t, BUF, c_size_t, ERR]),
     "rr_worker_receive": (rr_status, [POINTER(rr_worker), POINTER(POINTER(rr_payload)), ERR]),
     "rr_worker_respond": (rr_status, [POINTER(rr_worker), BUF, c_size_t, BUF, c_size_t, ERR]),
     "rr_worker_error": (rr_status, [POINTER(rr_worker), BUF, c_size_t, ERR]),
@@ -299,7 +324,11 @@ class Config:
             if dir is not None:
                 call(lib.rr_config_set_dir, self.ptr, _str_arg(dir))
             for name, value in settings.items():
-                getattr(lib, "rr_config_set_" + name)(self.ptr, value)
+                setter = getattr(lib, "rr_config_set_" + name)
+                if setter.restype is rr_status:
+                    call(setter, self.ptr, value)
+                else:
+                    setter(self.ptr, value)
         except BaseException:
             self.free()
             raise
@@ -424,6 +453,13 @@ class Server:
         finally:
             lib.rr_payload_free(out)
 
+    def exec_stream(self, context=b"", body=b""):
+        """Runs one task whose answer comes as a Stream of (context, body) chunks."""
+        ctx, bdy = _bytes(context), _bytes(body)
+        out = POINTER(rr_stream)()
+        call(lib.rr_exec_stream, self.ptr, ctx, len(ctx), bdy, len(bdy), byref(out))
+        return Stream(out)
+
     def listen(self, listener):
         """Registers a Listener (or None to unregister)."""
         if listener is None:
@@ -465,12 +501,52 @@ class Server:
         self.free()
 
 
+class Stream:
+    """rr_stream: iterate for the (context, body) chunks; cancel(); free() (or `with`)."""
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        chunk = POINTER(rr_payload)()
+        call(lib.rr_stream_next, self.ptr, byref(chunk))
+        if not chunk:
+            raise StopIteration
+        try:
+            return _out_bytes(lib.rr_payload_context, chunk), _out_bytes(lib.rr_payload_body, chunk)
+        finally:
+            lib.rr_payload_free(chunk)
+
+    def cancel(self):
+        call(lib.rr_stream_cancel, self.ptr)
+
+    def free(self):
+        if self.ptr:
+            lib.rr_stream_free(self.ptr)
+            self.ptr = POINTER(rr_stream)()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+
+
 class Worker:
     """The worker side (rr_worker_*): for workers written in Python."""
 
-    def __init__(self, relay=None):
+    def __init__(self, relay=None, protocol=RR_PROTOCOL_V1):
         self.ptr = POINTER(rr_worker)()
-        call(lib.rr_worker_new, _str_arg(relay), byref(self.ptr))
+        call(lib.rr_worker_new_with_protocol, _str_arg(relay), protocol, byref(self.ptr))
+
+    def send_chunk(self, context, body):
+        """One chunk of a streamed answer (protocol 2); raises RRError with status
+        RR_STATUS_CANCELLED when the host stopped the stream (then it is over)."""
+        ctx, bdy = _bytes(context), _bytes(body)
+        call(lib.rr_worker_send_chunk, self.ptr, ctx, len(ctx), bdy, len(bdy))
 
     def receive(self):
         """(context, body) of the next task, or None when the pool says stop."""
