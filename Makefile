@@ -156,13 +156,15 @@ test-c: $(BUILD)/c-tests $(BUILD)/worker  ## the C tests of the whole C interfac
 test-cpp: $(BUILD)/host-cpp $(BUILD)/worker  ## the C++ host over the C worker
 	$(BUILD)/host-cpp -n 2 -t 4 -- $(BUILD)/worker
 
-test-demo: $(BUILD)/host $(BUILD)/worker  ## the C host over pipes, tcp and unix relays
+test-demo: $(BUILD)/host $(BUILD)/worker  ## the C host over pipes, tcp and unix relays, protocols V1 and V2
 	$(BUILD)/host -q -n 4 -r pipes -- $(BUILD)/worker
 	$(BUILD)/host -q -n 4 -r tcp://127.0.0.1:$(DEMO_TCP_PORT) -- $(BUILD)/worker
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	echo "$(BUILD)/host -q -n 4 -r unix://$$dir/rr.sock -- $(BUILD)/worker"; \
 	$(BUILD)/host -q -n 4 -r "unix://$$dir/rr.sock" -- $(BUILD)/worker
 	$(BUILD)/host -q -n 2 -b 4096 -r pipes -- $(TEST_WORKER)
+	$(BUILD)/host -q -n 4 -p 2 -s 12 -r pipes -- "$(CURDIR)/$(BUILD)/worker --protocol 2"
+	$(BUILD)/host -q -n 4 -p 2 -s 12 -r tcp://127.0.0.1:$(DEMO_TCP_PORT) -- "$(CURDIR)/$(BUILD)/worker --protocol 2"
 
 test-python: lib  ## the Python (ctypes) tests in tests/python
 	RR_LIB=$(CURDIR)/$(LIB_SO) RR_TEST_WORKER=$(TEST_WORKER) $(LIMIT) $(PYTHON) -m unittest discover -s tests/python -v
@@ -171,11 +173,15 @@ test-go: lib  ## the Go (cgo) tests in tests/go
 	cd tests/go && RR_TEST_WORKER=$(TEST_WORKER) CGO_CFLAGS="-I$(CURDIR)/include" \
 		CGO_LDFLAGS="-L$(CURDIR)/$(RELEASE) -lroadrunner -Wl,-rpath,$(CURDIR)/$(RELEASE)" $(LIMIT) $(GO) test -count=1 -v ./...
 
-test-php: $(BUILD)/host  ## the C host over the PHP worker (examples-php/worker.php), pipes and unix
+test-php: $(BUILD)/host  ## the C host over the PHP workers (examples-php/): V1 and V2 (with a stream), pipes and unix
 	$(BUILD)/host -n 2 -r pipes -- "$(PHP) examples-php/worker.php"
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	echo "$(BUILD)/host -n 2 -r unix://$$dir/rr.sock -- \"$(PHP) examples-php/worker.php\""; \
 	$(BUILD)/host -n 2 -r "unix://$$dir/rr.sock" -- "$(PHP) examples-php/worker.php"
+	$(BUILD)/host -q -n 2 -p 2 -s 23 -r pipes -- "$(PHP) examples-php/worker-v2.php"
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	echo "$(BUILD)/host -q -n 2 -p 2 -s 23 -r unix://$$dir/rr.sock -- \"$(PHP) examples-php/worker-v2.php\""; \
+	$(BUILD)/host -q -n 2 -p 2 -s 23 -r "unix://$$dir/rr.sock" -- "$(PHP) examples-php/worker-v2.php"
 
 test-install: all  ## install into a temp PREFIX, build host.c with pkg-config, run it (shared and static)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

@@ -1,15 +1,20 @@
 /*
  * host.c: a C host of libroadrunner.
  *
- *   host [-r RELAY] [-n WORKERS] [-t THREADS] [-k TASKS_PER_THREAD] [-b BODY_BYTES] [-q]
- *        -- WORKER_COMMAND
+ *   host [-r RELAY] [-p PROTOCOL] [-n WORKERS] [-t THREADS] [-k TASKS_PER_THREAD]
+ *        [-b BODY_BYTES] [-s CHUNKS] [-q] -- WORKER_COMMAND
  *
  * Starts a server with WORKERS workers running WORKER_COMMAND (one string, split by the
  * library like a shell would) over RELAY ("pipes", "tcp://host:port" or "unix://path"),
  * prints the pool's events, runs TASKS_PER_THREAD tasks from each of THREADS threads and
  * checks that every answer equals its request (the worker must echo, like
  * examples-c/worker.c or rr-test-worker). Every body is unique: it starts with the
- * thread and task numbers (cut short when BODY_BYTES is smaller than that).
+ * thread and task numbers (cut short when BODY_BYTES is smaller than that). PROTOCOL is
+ * 1 (RoadRunner 1.x workers, the default) or 2 (RoadRunner 2.x and later). With -s and
+ * protocol 2, it also runs one task whose answer is streamed (context "stream", body
+ * CHUNKS: examples-c/worker.c and examples-php/worker-v2.php answer it with CHUNKS
+ * chunks "chunk i of CHUNKS" and an empty last one), read chunk by chunk with
+ * rr_exec_stream, and checks the chunks.
  *
  * Prints the first answers, "N tasks, M failed" and "tasks/s: X" (wall time of the
  * tasks), then stops and frees everything. Exit status 0 iff every answer matched.
@@ -41,6 +46,8 @@ struct options {
     unsigned long threads;
     unsigned long tasks;
     unsigned long body_bytes;
+    unsigned long protocol;
+    unsigned long stream_chunks;
     bool quiet;
 };
 
@@ -65,9 +72,11 @@ static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: host [-r RELAY] [-n WORKERS] [-t THREADS] [-k TASKS_PER_THREAD] [-b BODY_BYTES] [-q]\n"
-            "            -- WORKER_COMMAND\n"
+            "usage: host [-r RELAY] [-p PROTOCOL] [-n WORKERS] [-t THREADS] [-k TASKS_PER_THREAD]\n"
+            "            [-b BODY_BYTES] [-s CHUNKS] [-q] -- WORKER_COMMAND\n"
             "  -r RELAY  pipes (default), tcp://host:port or unix://path\n"
+            "  -p        protocol: 1 (RoadRunner 1.x workers, default) or 2 (2.x and later)\n"
+            "  -s        with -p 2: also a streamed task of CHUNKS chunks (context \"stream\")\n"
             "  -n        workers (default 4)     -t  threads (default 4)\n"
             "  -k        tasks per thread (default 1000)\n"
             "  -b        body bytes (default 16)\n"
@@ -235,6 +244,51 @@ static bool failed(const char *what, rr_status status, rr_error *err)
     return false;
 }
 
+/* Runs one streamed task of `chunks` chunks and checks each chunk as it arrives. */
+static bool run_stream(rr_server *server, unsigned long chunks)
+{
+    char body[32];
+    int body_len = snprintf(body, sizeof body, "%lu", chunks);
+    rr_stream *stream = NULL;
+    rr_error *err = NULL;
+    rr_status status = rr_exec_stream(server, (const uint8_t *)"stream", 6, (const uint8_t *)body, (size_t)body_len,
+                                      &stream, &err);
+    if (status != RR_STATUS_OK) {
+        return failed("rr_exec_stream", status, err);
+    }
+    bool ok = true;
+    unsigned long got = 0;
+    for (;;) {
+        rr_payload *chunk = NULL;
+        status = rr_stream_next(stream, &chunk, &err);
+        if (status != RR_STATUS_OK) {
+            ok = failed("rr_stream_next", status, err);
+            break;
+        }
+        if (chunk == NULL) {
+            break; /* after the last chunk */
+        }
+        size_t len = 0;
+        const uint8_t *data = rr_payload_body(chunk, &len);
+        char expected[64];
+        int expected_len = got < chunks ? snprintf(expected, sizeof expected, "chunk %lu of %lu", got + 1, chunks) : 0;
+        if (len != (size_t)expected_len || memcmp(data, expected, len) != 0) {
+            fprintf(stderr, "host: chunk %lu is \"%.*s\", expected \"%s\"\n", got + 1, (int)len, (const char *)data,
+                    expected_len > 0 ? expected : "(the empty last part)");
+            ok = false;
+        }
+        got++;
+        rr_payload_free(chunk);
+    }
+    rr_stream_free(stream);
+    if (got != chunks + 1) {
+        fprintf(stderr, "host: the stream gave %lu chunks, expected %lu and the last part\n", got, chunks);
+        ok = false;
+    }
+    printf("stream: %lu chunks%s\n", got, ok ? ", each as expected" : ", NOT as expected");
+    return ok;
+}
+
 static bool run_host(const struct options *opts)
 {
     rr_error *err = NULL;
@@ -244,6 +298,11 @@ static bool run_host(const struct options *opts)
         return failed("rr_config_new", status, err);
     }
     rr_config_set_num_workers(config, opts->workers);
+    status = rr_config_set_protocol(config, (uint32_t)opts->protocol, &err);
+    if (status != RR_STATUS_OK) {
+        rr_config_free(config);
+        return failed("rr_config_set_protocol", status, err);
+    }
 
     rr_server *server = NULL;
     status = rr_server_new(config, &server, &err);
@@ -305,6 +364,9 @@ static bool run_host(const struct options *opts)
     pthread_mutex_unlock(&print_lock);
 
     bool ok = bad == 0;
+    if (opts->stream_chunks > 0) {
+        ok = run_stream(server, opts->stream_chunks) && ok;
+    }
     status = rr_server_stop(server, &err);
     if (status != RR_STATUS_OK) {
         ok = failed("rr_server_stop", status, err);
@@ -316,9 +378,9 @@ static bool run_host(const struct options *opts)
 int main(int argc, char **argv)
 {
     struct options opts = {
-        .relay = "pipes", .workers = 4, .threads = 4, .tasks = 1000, .body_bytes = 16, .quiet = false};
+        .relay = "pipes", .workers = 4, .threads = 4, .tasks = 1000, .body_bytes = 16, .protocol = 1, .quiet = false};
     int c;
-    while ((c = getopt(argc, argv, "r:n:t:k:b:qh")) != -1) {
+    while ((c = getopt(argc, argv, "r:p:n:t:k:b:s:qh")) != -1) {
         bool ok = true;
         switch (c) {
         case 'r': opts.relay = optarg; break;
@@ -326,6 +388,8 @@ int main(int argc, char **argv)
         case 't': ok = parse_count(optarg, 1, &opts.threads); break;
         case 'k': ok = parse_count(optarg, 0, &opts.tasks); break;
         case 'b': ok = parse_count(optarg, 0, &opts.body_bytes); break;
+        case 'p': ok = parse_count(optarg, 1, &opts.protocol) && opts.protocol <= 2; break;
+        case 's': ok = parse_count(optarg, 0, &opts.stream_chunks); break;
         case 'q': opts.quiet = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -341,8 +405,13 @@ int main(int argc, char **argv)
         return 2;
     }
     opts.command = argv[optind];
-    printf("host: libroadrunner %s, %lu workers over %s, %lu threads x %lu tasks of %lu bytes: %s\n", rr_version(),
-           opts.workers, opts.relay, opts.threads, opts.tasks, opts.body_bytes, opts.command);
+    if (opts.stream_chunks > 0 && opts.protocol != 2) {
+        fprintf(stderr, "host: -s needs -p 2 (streamed answers are protocol V2's)\n");
+        return 2;
+    }
+    printf("host: libroadrunner %s, %lu workers over %s (protocol %lu), %lu threads x %lu tasks of %lu bytes: %s\n",
+           rr_version(), opts.workers, opts.relay, opts.protocol, opts.threads, opts.tasks, opts.body_bytes,
+           opts.command);
     fflush(stdout);
     return run_host(&opts) ? 0 : 1;
 }
