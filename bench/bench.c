@@ -15,10 +15,17 @@
  *   --allow-idle  let CPUs sleep when idle (by default the run holds PM QoS
  *                 /dev/cpu_dma_latency = 0, see hold_cpus_awake in common.h)
  *   --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]
- *               [--pin-workers] [--batch-workers]
+ *               [--pin-workers] [--batch-workers] [--protocol 1|2] [--stream]
  *                 only run N tasks of B bytes (default 16 B, 1 worker x 1 caller) and exit
- *                 (for strace -c -f, perf: what one task costs the host); the last two
- *                 turn on worker_cpu_affinity and worker_sched_batch
+ *                 (for strace -c -f, perf: what one task costs the host); --pin-workers and
+ *                 --batch-workers turn on worker_cpu_affinity and worker_sched_batch;
+ *                 --protocol 2 runs pool and workers in protocol V2; --stream (V2) makes
+ *                 every task a stream of 16 chunks of 64 KiB read with rr_stream_next
+ *
+ * Protocol V2 (goridge 3/4 frames) is measured beside V1: the same echo_worker with
+ * --protocol 2, the pool with rr_config_set_protocol(RR_PROTOCOL_V2), against floor pairs
+ * moving V2 frames; and V2 streams (echo_worker --stream: 16 chunks of 64 KiB per task)
+ * read with rr_exec_stream/rr_stream_next, against a floor pair reading the same frames.
  *
  * The output ends with the two "floor ratio:" lines, the project's headline numbers.
  */
@@ -132,10 +139,17 @@ static struct {
     bool sched_batch;
 } pool_scheduling;
 
+/* The protocol every pool made from now on speaks (1 or 2): with 2, the pool is
+ * configured with RR_PROTOCOL_V2 and its echo_workers get "--protocol 2". V1 except while
+ * the V2 points are measured. */
+static int pool_protocol = 1;
+
 /* One measured configuration and its results, one per round. "floor" points have
  * workers = callers = the number of pairs. */
 typedef struct {
-    const char *section; /* main, one_core, split_sends, scaling */
+    const char *section; /* main, one_core, split_sends, scaling; v2 (main's shapes in protocol V2),
+                            v2_stream (streams: body = the chunk size, tasks = streams of STREAM_CHUNKS
+                            chunks), one_core_v2 (one_core in protocol V2) */
     const char *kind;    /* floor, pool, opt_in (main: pool with the opt-in settings), by_hand_locked and
                             by_hand_pipelined (main: by_hand.c), naive (split_sends) */
     channel ch;
@@ -207,6 +221,13 @@ static void progress(const char *kind, const point *p, const result *r) {
             kind, channel_names[p->ch], b, p->workers, p->callers, r->tasks_per_s, r->p50_us, r->p99_us);
 }
 
+/* A stream measurement: chunks/s and MB/s (the latencies are per whole stream). */
+static void progress_stream(const char *kind, const point *p, const result *r) {
+    fprintf(stderr, "  %-9s %-5s %-5s %2d x 64 KiB %2dw x %3dc  %9.0f chunks/s  %7.1f MB/s  p50 %8.1f us  p99 %8.1f us\n",
+            p->section, kind, channel_names[p->ch], STREAM_CHUNKS, p->workers, p->callers,
+            r->tasks_per_s * STREAM_CHUNKS, r->mb_per_s, r->p50_us, r->p99_us);
+}
+
 /* ================================================================ the pool side */
 
 static void fail_rr(const char *what, rr_status st, rr_error *err) {
@@ -223,6 +244,9 @@ static rr_server *pool_new(channel ch, int workers, const char *extra_arg, long 
     make_relay(ch, relay, sizeof relay);
     /* The command is split like a shell would: quote the path. */
     int n = snprintf(command, sizeof command, "'%s'", opt.worker);
+    if (pool_protocol == 2) {
+        n += snprintf(command + n, sizeof command - (size_t)n, " --protocol 2");
+    }
     if (extra_arg) {
         n += snprintf(command + n, sizeof command - (size_t)n, " %s", extra_arg);
     }
@@ -240,6 +264,9 @@ static rr_server *pool_new(channel ch, int workers, const char *extra_arg, long 
     rr_config_set_relay_timeout_ms(cfg, 20000);
     rr_config_set_worker_cpu_affinity(cfg, pool_scheduling.cpu_affinity);
     rr_config_set_worker_sched_batch(cfg, pool_scheduling.sched_batch);
+    if (pool_protocol == 2 && (st = rr_config_set_protocol(cfg, RR_PROTOCOL_V2, &err)) != RR_STATUS_OK) {
+        fail_rr("rr_config_set_protocol", st, err);
+    }
     st = rr_server_new(cfg, &s, &err);
     rr_config_free(cfg);
     if (st != RR_STATUS_OK) {
@@ -325,12 +352,88 @@ static void pool_measure(rr_server *s, int callers, size_t body_len, result *out
     }
 }
 
+/* ---- V2 streams through the library: a pool of `echo_worker --protocol 2 --stream N`. */
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define STREAM_WORKER_ARG "--stream " STRINGIFY(STREAM_CHUNKS)
+
+/* One streamed task: rr_exec_stream, then rr_stream_next until the end, every chunk
+ * freed. With check, the first chunk's bytes are compared with the worker's pattern. */
+static int pool_stream_task(rr_server *s, bool check) {
+    rr_stream *st;
+    rr_error *err = NULL;
+    rr_status status = rr_exec_stream(s, bench_context, bench_context_len, bench_body(16), 16, &st, &err);
+    if (status != RR_STATUS_OK) {
+        if (atomic_fetch_add(&exec_errors_shown, 1) < 3) {
+            fprintf(stderr, "bench: rr_exec_stream failed: %s: %s\n", rr_status_str(status),
+                    err ? rr_error_message(err) : "");
+        }
+        rr_error_free(err);
+        return -1;
+    }
+    long chunks = 0;
+    bool ok = true;
+    for (;;) {
+        rr_payload *chunk;
+        status = rr_stream_next(st, &chunk, &err);
+        if (status != RR_STATUS_OK) {
+            if (atomic_fetch_add(&exec_errors_shown, 1) < 3) {
+                fprintf(stderr, "bench: rr_stream_next failed: %s: %s\n", rr_status_str(status),
+                        err ? rr_error_message(err) : "");
+            }
+            rr_error_free(err);
+            ok = false;
+            break;
+        }
+        if (!chunk) {
+            break;
+        }
+        size_t len;
+        const uint8_t *body = rr_payload_body(chunk, &len);
+        ok = ok && len == STREAM_CHUNK_BYTES && (!check || chunks > 0 || memcmp(body, bench_body(len), len) == 0);
+        chunks++;
+        rr_payload_free(chunk);
+    }
+    rr_stream_free(st);
+    return ok && chunks == STREAM_CHUNKS ? 0 : -1;
+}
+
+static int pool_stream_op(void *arg, int thread) {
+    (void)thread;
+    return pool_stream_task(((pool_job *)arg)->s, false);
+}
+
+static void pool_stream_measure(rr_server *s, int callers, result *out) {
+    if (pool_stream_task(s, true) < 0) {
+        fprintf(stderr, "bench: the pool's stream is not %d chunks of the worker's %d bytes\n", STREAM_CHUNKS,
+                STREAM_CHUNK_BYTES);
+        exit(1);
+    }
+    pool_job job = {.s = s};
+    if (run_timed(callers, pool_stream_op, &job, opt.seconds, 50, (size_t)STREAM_CHUNKS * STREAM_CHUNK_BYTES, out) <
+        0) {
+        fprintf(stderr, "bench: a pool stream measurement failed\n");
+        exit(1);
+    }
+}
+
 /* ================================================================ the floor side */
 
 static void floor_start(floor_pair *p, int pairs, channel ch, const char *extra_arg) {
     for (int i = 0; i < pairs; i++) {
         if (floor_pair_start(&p[i], opt.worker, extra_arg, ch) < 0) {
             fprintf(stderr, "bench: cannot start floor pair %d over %s\n", i, channel_names[ch]);
+            exit(1);
+        }
+    }
+}
+
+/* Floor pairs speaking protocol V2 (the worker with "--protocol 2" and extra_args). */
+static void floor_start_v2(floor_pair *p, int pairs, channel ch, const char *const *extra_args) {
+    for (int i = 0; i < pairs; i++) {
+        if (floor_pair_start_protocol(&p[i], opt.worker, extra_args, ch, 2) < 0) {
+            fprintf(stderr, "bench: cannot start V2 floor pair %d over %s\n", i, channel_names[ch]);
             exit(1);
         }
     }
@@ -376,8 +479,60 @@ static void section_by_hand(void) {
     floor_stop(pairs, 4);
 }
 
+/* Protocol V2 on one channel, the shapes of the big table: 1 and 2 V2 floor pairs, a V2
+ * pool of 1 x 1 and of 4 x 16; then streams (1 x 1): a V2 floor pair whose worker streams,
+ * and a pool of such workers read with rr_exec_stream/rr_stream_next. */
+static void section_v2(channel ch) {
+    floor_pair pairs[2];
+    floor_start_v2(pairs, 2, ch, NULL);
+    for (int b = 0; b < NBODIES; b++) {
+        for (int n = 1; n <= 2; n++) {
+            result r;
+            point *p = find_point("v2", "floor", ch, bodies[b], n, n);
+            floor_run(pairs, n, bodies[b], &r);
+            add_round(p, &r);
+            progress("floor", p, &r);
+        }
+    }
+    floor_stop(pairs, 2);
+
+    pool_protocol = 2;
+    static const int shapes[2][2] = {{1, 1}, {4, 16}};
+    for (int k = 0; k < 2; k++) {
+        rr_server *s = pool_start(ch, shapes[k][0], NULL, 0);
+        for (int b = 0; b < NBODIES; b++) {
+            result r;
+            point *p = find_point("v2", "pool", ch, bodies[b], shapes[k][0], shapes[k][1]);
+            pool_measure(s, shapes[k][1], bodies[b], &r);
+            add_round(p, &r);
+            progress("pool", p, &r);
+        }
+        pool_stop(s);
+    }
+
+    result r;
+    static const char *const stream_args[] = {"--stream", STRINGIFY(STREAM_CHUNKS), NULL};
+    floor_start_v2(pairs, 1, ch, stream_args);
+    point *p = find_point("v2_stream", "floor", ch, STREAM_CHUNK_BYTES, 1, 1);
+    if (floor_stream_measure(pairs, 1, STREAM_CHUNKS, STREAM_CHUNK_BYTES, opt.seconds, &r) < 0) {
+        fprintf(stderr, "bench: a floor stream measurement failed\n");
+        exit(1);
+    }
+    add_round(p, &r);
+    progress_stream("floor", p, &r);
+    floor_stop(pairs, 1);
+
+    rr_server *s = pool_start(ch, 1, STREAM_WORKER_ARG, 0);
+    p = find_point("v2_stream", "pool", ch, STREAM_CHUNK_BYTES, 1, 1);
+    pool_stream_measure(s, 1, &r);
+    add_round(p, &r);
+    progress_stream("pool", p, &r);
+    pool_stop(s);
+    pool_protocol = 1;
+}
+
 /* The big table: every channel and body, 1 worker x 1 caller against 1 floor pair and
- * 4 workers x 16 callers against 2 floor pairs. */
+ * 4 workers x 16 callers against 2 floor pairs; then the same in protocol V2. */
 static void section_main(void) {
     for (int ch = 0; ch < 3; ch++) {
         floor_pair pairs[2];
@@ -422,6 +577,7 @@ static void section_main(void) {
             }
             pool_stop(s);
         }
+        section_v2((channel)ch);
     }
 }
 
@@ -465,6 +621,23 @@ static void section_one_core(void) {
             rr_worker_info_free(infos, ninfos);
         }
         p = find_point("one_core", "pool", CH_PIPES, 16, 1, 1);
+        pool_measure(s, 1, 16, &r);
+        add_round(p, &r);
+        progress("pool", p, &r);
+        pool_stop(s);
+
+        /* The same in protocol V2 (V2 floor pair, V2 pool): V2 against V1 without the
+         * scheduler's placement in the way. */
+        floor_start_v2(&pair, 1, CH_PIPES, NULL);
+        p = find_point("one_core_v2", "floor", CH_PIPES, 16, 1, 1);
+        floor_run(&pair, 1, 16, &r);
+        add_round(p, &r);
+        progress("floor", p, &r);
+        floor_stop(&pair, 1);
+        pool_protocol = 2;
+        s = pool_start(CH_PIPES, 1, NULL, 0);
+        pool_protocol = 1;
+        p = find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1);
         pool_measure(s, 1, 16, &r);
         add_round(p, &r);
         progress("pool", p, &r);
@@ -695,20 +868,22 @@ static void section_scaling(void) {
 typedef struct {
     pool_job job;
     long tasks;
+    bool stream;
     int failed;
 } loop_arg;
 
 static void *exec_loop_thread(void *p) {
     loop_arg *la = p;
     for (long i = 0; i < la->tasks && !la->failed; i++) {
-        la->failed = pool_op(&la->job, 0) < 0;
+        la->failed = (la->stream ? pool_stream_op(&la->job, 0) : pool_op(&la->job, 0)) < 0;
     }
     return NULL;
 }
 
-static int exec_loop(long tasks, channel ch, int workers, int callers, size_t body_len) {
-    rr_server *s = pool_start(ch, workers, NULL, 0);
-    loop_arg la = {.job = {.s = s, .body = bench_body(body_len), .body_len = body_len}, .tasks = tasks / callers};
+static int exec_loop(long tasks, channel ch, int workers, int callers, size_t body_len, bool stream) {
+    rr_server *s = pool_start(ch, workers, stream ? STREAM_WORKER_ARG : NULL, 0);
+    loop_arg la = {.job = {.s = s, .body = bench_body(body_len), .body_len = body_len}, .tasks = tasks / callers,
+                   .stream = stream};
     pthread_t tid[256];
     uint64_t t0 = now_ns();
     for (int i = 0; i < callers; i++) {
@@ -720,8 +895,15 @@ static int exec_loop(long tasks, channel ch, int workers, int callers, size_t bo
     double secs = (double)(now_ns() - t0) / 1e9;
     pool_stop(s);
     long done = la.tasks * callers;
-    printf("%ld tasks of %zu B over %s, %d workers x %d callers, in %.3f s: %.0f tasks/s\n", done, body_len,
-           channel_names[ch], workers, callers, secs, (double)done / secs);
+    if (stream) {
+        printf("%ld V2 streams of %d x %d B over %s, %d workers x %d callers, in %.3f s: %.0f streams/s, %.0f "
+               "chunks/s, %.1f MB/s\n",
+               done, STREAM_CHUNKS, STREAM_CHUNK_BYTES, channel_names[ch], workers, callers, secs, (double)done / secs,
+               (double)done * STREAM_CHUNKS / secs, (double)done * STREAM_CHUNKS * STREAM_CHUNK_BYTES / secs / 1e6);
+    } else {
+        printf("%ld tasks of %zu B over %s (protocol V%d), %d workers x %d callers, in %.3f s: %.0f tasks/s\n", done,
+               body_len, channel_names[ch], pool_protocol, workers, callers, secs, (double)done / secs);
+    }
     return la.failed;
 }
 
@@ -750,6 +932,52 @@ static void print_pair_table(const char *title, int workers, int callers, int pa
                    f->med.tasks_per_s, f->med.p50_us, f->med.p99_us, p->med.tasks_per_s, p->med.p50_us,
                    p->med.p99_us, mb, ratio_of(p, f), shaky ? "*" : " ");
         }
+    }
+}
+
+/* The V2 rows of one shape: V2 floor and V2 pool, and beside them the V1 pool of the same
+ * shape, relay and body (from the table above) and V2/V1. */
+static void print_v2_table(const char *title, int workers, int callers, int pairs) {
+    printf("\n%s\n", title);
+    printf("%-6s %-7s | %11s %8s %8s | %11s %8s %8s %9s | %10s | %11s %6s\n", "relay", "body", "floor/s", "p50 us",
+           "p99 us", "pool/s", "p50 us", "p99 us", "pool MB/s", "pool/floor", "V1 pool/s", "V2/V1");
+    for (int ch = 0; ch < 3; ch++) {
+        for (int b = 0; b < NBODIES; b++) {
+            point *f = find_point("v2", "floor", (channel)ch, bodies[b], pairs, pairs);
+            point *p = find_point("v2", "pool", (channel)ch, bodies[b], workers, callers);
+            point *v1 = find_point("main", "pool", (channel)ch, bodies[b], workers, callers);
+            char name[32], mb[32];
+            body_name(bodies[b], name, sizeof name);
+            if (bodies[b] >= 4096) {
+                snprintf(mb, sizeof mb, "%.1f", p->med.mb_per_s);
+            } else {
+                snprintf(mb, sizeof mb, "-");
+            }
+            bool shaky = unstable(f) || unstable(p) || unstable(v1);
+            any_unstable |= shaky;
+            printf("%-6s %-7s | %11.0f %8.1f %8.1f | %11.0f %8.1f %8.1f %9s | %9.2f%s | %11.0f %6.2f\n",
+                   channel_names[ch], name, f->med.tasks_per_s, f->med.p50_us, f->med.p99_us, p->med.tasks_per_s,
+                   p->med.p50_us, p->med.p99_us, mb, ratio_of(p, f), shaky ? "*" : " ", v1->med.tasks_per_s,
+                   ratio_of(p, v1));
+        }
+    }
+}
+
+static void print_stream_table(void) {
+    printf("\nProtocol V2 streams, 1 worker x 1 caller: every task answered with %d chunks of 64 KiB (STREAM on all\n"
+           "but the last; the worker sets PING on every 5th and waits for the PONG), read with rr_exec_stream +\n"
+           "rr_stream_next, against 1 V2 floor pair reading the same frames; p50/p99 per whole stream\n",
+           STREAM_CHUNKS);
+    printf("%-6s | %11s %9s %8s | %11s %9s %8s %8s | %10s\n", "relay", "floor ch/s", "MB/s", "p50 us", "pool ch/s",
+           "MB/s", "p50 us", "p99 us", "pool/floor");
+    for (int ch = 0; ch < 3; ch++) {
+        point *f = find_point("v2_stream", "floor", (channel)ch, STREAM_CHUNK_BYTES, 1, 1);
+        point *p = find_point("v2_stream", "pool", (channel)ch, STREAM_CHUNK_BYTES, 1, 1);
+        bool shaky = unstable(f) || unstable(p);
+        any_unstable |= shaky;
+        printf("%-6s | %11.0f %9.1f %8.1f | %11.0f %9.1f %8.1f %8.1f | %9.2f%s\n", channel_names[ch],
+               f->med.tasks_per_s * STREAM_CHUNKS, f->med.mb_per_s, f->med.p50_us, p->med.tasks_per_s * STREAM_CHUNKS,
+               p->med.mb_per_s, p->med.p50_us, p->med.p99_us, ratio_of(p, f), shaky ? "*" : " ");
     }
 }
 
@@ -784,6 +1012,13 @@ static void print_tables(double run_seconds) {
            locked->med.tasks_per_s, locked->med.p50_us, locked->med.p99_us, ratio_of(pool16, locked));
     printf("  tasks queued in worker pipes  %9.0f tasks/s  p50 %6.1f us  p99 %7.1f us  pool/this %.2f\n",
            pipelined->med.tasks_per_s, pipelined->med.p50_us, pipelined->med.p99_us, ratio_of(pool16, pipelined));
+
+    printf("\nProtocol V2 (goridge 3/4: a task and an answer are one frame each, 16-byte header with CRC): echo_worker\n"
+           "--protocol 2, the pool set to RR_PROTOCOL_V2, against V2 floor pairs moving the same frames. V1 pool/s is\n"
+           "the V1 pool of the same shape above; V2/V1 = V2 pool/s / V1 pool/s.\n");
+    print_v2_table("Protocol V2, 1 worker x 1 caller, against 1 V2 floor pair", 1, 1, 1);
+    print_v2_table("Protocol V2, 4 workers x 16 callers, against 2 V2 floor pairs", 4, 16, 2);
+    print_stream_table();
     if (any_unstable) {
         printf("* the rounds of the floor or the pool differ by more than 2x in tasks/s: scheduler placement,\n"
                "  not code; trust the one-core figures below for 1 caller.\n");
@@ -798,6 +1033,12 @@ static void print_tables(double run_seconds) {
            f1->med.p99_us);
     printf("  pool  %9.0f tasks/s  p50 %6.1f us  p99 %6.1f us  pool/floor %.2f\n", p1->med.tasks_per_s,
            p1->med.p50_us, p1->med.p99_us, ratio_of(p1, f1));
+    point *f1v2 = find_point("one_core_v2", "floor", CH_PIPES, 16, 1, 1);
+    point *p1v2 = find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1);
+    printf("  V2 floor %6.0f tasks/s  p50 %6.1f us  p99 %6.1f us\n", f1v2->med.tasks_per_s, f1v2->med.p50_us,
+           f1v2->med.p99_us);
+    printf("  V2 pool  %6.0f tasks/s  p50 %6.1f us  p99 %6.1f us  pool/floor %.2f  V2/V1 pool %.2f\n",
+           p1v2->med.tasks_per_s, p1v2->med.p50_us, p1v2->med.p99_us, ratio_of(p1v2, f1v2), ratio_of(p1v2, p1));
 
     point *ss = find_point("split_sends", "pool", CH_TCP, 16, 1, 1);
     point *nv = find_point("split_sends", "naive", CH_TCP, 16, 1, 1);
@@ -887,9 +1128,11 @@ static void write_json(const char *path, double run_seconds) {
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&t));
     fprintf(f, "{\n  \"meta\": {\"library_version\": \"%s\", \"cpus\": %ld, \"cpu\": \"%s\", \"kernel\": \"%s %s\", "
                "\"date\": \"%s\", \"rounds\": %d, \"seconds\": %.2f, \"context_bytes\": %zu, "
-               "\"one_core_seconds\": %.2f, \"run_seconds\": %.1f, \"cpus_awake\": %s},\n",
+               "\"one_core_seconds\": %.2f, \"run_seconds\": %.1f, \"cpus_awake\": %s, \"stream_chunks\": %d, "
+               "\"stream_chunk_bytes\": %d},\n",
             rr_version(), sysconf(_SC_NPROCESSORS_ONLN), cpu, u.sysname, u.release, date, opt.rounds, opt.seconds,
-            bench_context_len, opt.seconds * ONE_CORE_STRETCH, run_seconds, opt.cpus_awake ? "true" : "false");
+            bench_context_len, opt.seconds * ONE_CORE_STRETCH, run_seconds, opt.cpus_awake ? "true" : "false",
+            STREAM_CHUNKS, STREAM_CHUNK_BYTES);
     fprintf(f, "  \"points\": [\n");
     for (int i = 0; i < npoints; i++) {
         point *p = &points[i];
@@ -927,11 +1170,15 @@ static void write_json(const char *path, double run_seconds) {
     point *f2 = find_point("main", "floor", CH_PIPES, 16, 2, 2);
     fprintf(f,
             "},\n  \"ratios\": {\"one_core_1x1_pipes_16\": %.4f, \"pipes_16_4x16_vs_2_pairs\": %.4f, "
-            "\"pipes_16_4x16_opt_in_vs_2_pairs\": %.4f, \"pipes_16_4x16_vs_by_hand_locked\": %.4f}\n}\n",
+            "\"pipes_16_4x16_opt_in_vs_2_pairs\": %.4f, \"pipes_16_4x16_vs_by_hand_locked\": %.4f, "
+            "\"one_core_1x1_pipes_16_v2\": %.4f, \"one_core_1x1_pipes_16_v2_vs_v1\": %.4f}\n}\n",
             ratio_of(p1, f1), ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), f2),
             ratio_of(find_point("main", "opt_in", CH_PIPES, 16, 4, 16), f2),
             ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16),
-                     find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16)));
+                     find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16)),
+            ratio_of(find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1),
+                     find_point("one_core_v2", "floor", CH_PIPES, 16, 1, 1)),
+            ratio_of(find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1), p1));
     fclose(f);
 }
 
@@ -954,6 +1201,7 @@ int main(int argc, char **argv) {
     int loop_workers = 1, loop_callers = 1;
     long loop_body = 16;
     channel exec_loop_relay = CH_PIPES;
+    bool loop_stream = false;
     default_worker();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
@@ -983,12 +1231,16 @@ int main(int argc, char **argv) {
             pool_scheduling.cpu_affinity = true;
         } else if (strcmp(argv[i], "--batch-workers") == 0) {
             pool_scheduling.sched_batch = true;
+        } else if (strcmp(argv[i], "--protocol") == 0 && i + 1 < argc) {
+            pool_protocol = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--stream") == 0) {
+            loop_stream = true;
         } else if (strcmp(argv[i], "--child-rss") == 0 && i + 1 < argc) {
             child_rss_workers = atoi(argv[++i]);
         } else {
             fprintf(stderr, "usage: bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH] [--allow-idle]\n"
                             "       bench --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]\n"
-                            "                           [--pin-workers] [--batch-workers]\n");
+                            "                           [--pin-workers] [--batch-workers] [--protocol 1|2] [--stream]\n");
             return 2;
         }
     }
@@ -1006,9 +1258,14 @@ int main(int argc, char **argv) {
     if (child_rss_workers > 0) {
         return child_rss(child_rss_workers);
     }
-    if ((pool_scheduling.cpu_affinity || pool_scheduling.sched_batch) && exec_loop_tasks == 0) {
-        /* A full run measures the defaults and the opt-ins side by side on its own. */
-        fprintf(stderr, "bench: --pin-workers and --batch-workers go with --exec-loop\n");
+    if ((pool_scheduling.cpu_affinity || pool_scheduling.sched_batch || pool_protocol != 1 || loop_stream) &&
+        exec_loop_tasks == 0) {
+        /* A full run measures the defaults, the opt-ins and V2 side by side on its own. */
+        fprintf(stderr, "bench: --pin-workers, --batch-workers, --protocol and --stream go with --exec-loop\n");
+        return 2;
+    }
+    if ((pool_protocol != 1 && pool_protocol != 2) || (loop_stream && pool_protocol != 2)) {
+        fprintf(stderr, "bench: --protocol is 1 or 2, and --stream needs --protocol 2\n");
         return 2;
     }
     if (exec_loop_tasks > 0) {
@@ -1016,7 +1273,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench: --workers must be positive, --callers 1..256, --body 0..1048576\n");
             return 2;
         }
-        return exec_loop(exec_loop_tasks, exec_loop_relay, loop_workers, loop_callers, (size_t)loop_body);
+        return exec_loop(exec_loop_tasks, exec_loop_relay, loop_workers, loop_callers, (size_t)loop_body, loop_stream);
     }
 
     char cpu[128];

@@ -32,7 +32,7 @@ $(BENCH_DIR)/floor: $(BENCH_DIR)/floor.c $(BENCH_COMMON)
 $(BENCH_DIR)/bench: $(BENCH_DIR)/bench.c $(BENCH_DIR)/by_hand.c $(BENCH_DIR)/by_hand.h $(BENCH_COMMON) include/rr.h | lib
 	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $(BENCH_DIR)/bench.c $(BENCH_DIR)/by_hand.c $(BENCH_DIR)/common.c $(BENCH_LDFLAGS)
 
-bench: lib $(BENCH_PROGS)  ## run the benchmark against the floor and print the table (~1.5 min)
+bench: lib $(BENCH_PROGS)  ## run the benchmark against the floor and print the table (~3 min)
 	$(BENCH_DIR)/bench $(BENCH_ARGS)
 
 bench-report: lib $(BENCH_PROGS)  ## bench + scaling points, then write BENCHMARKS.md and bench/tasks-per-second.svg

@@ -360,14 +360,64 @@ static int listen_on(channel ch, const char *relay, char *unix_path, size_t path
 }
 
 int floor_pair_start(floor_pair *p, const char *worker, const char *extra_arg, channel ch) {
+    const char *extra[] = {extra_arg, NULL};
+    return floor_pair_start_protocol(p, worker, extra, ch, 1);
+}
+
+/* The pid handshake, V1 or V2: our pid, then the worker's. Returns 0 or -1. */
+static int floor_handshake(floor_pair *p) {
+    char hello[64];
+    int n = snprintf(hello, sizeof hello, "{\"pid\":%d}", (int)getpid());
+    const uint8_t *answer;
+    size_t answer_len, total;
+    if (p->protocol == 2) {
+        v2_frame f;
+        if (v2_send(p->fd_write, V2_CONTROL | V2_CODEC_JSON, 0, NULL, 0, hello, (size_t)n, NULL, 0) < 0 ||
+            v2_read_frame(&p->r, &f) < 0 || !(f.h.flags & V2_CONTROL)) {
+            return -1;
+        }
+        answer = p->r.buf + p->r.start + f.payload_off;
+        answer_len = f.h.payload_len;
+        total = f.total;
+    } else {
+        message m;
+        if (send_message(p->fd_write, FLAG_CONTROL, hello, (size_t)n, -1, NULL, 0) < 0 ||
+            read_message(&p->r, &m, always_single) < 0 || !(m.flags_a & FLAG_CONTROL)) {
+            return -1;
+        }
+        answer = p->r.buf + p->r.start + m.a_off;
+        answer_len = m.a_len;
+        total = m.total;
+    }
+    const char *pid_at = memmem(answer, answer_len, "\"pid\":", 6);
+    if (!pid_at || strtol(pid_at + 6, NULL, 10) != p->pid) {
+        fprintf(stderr, "floor: the handshake answer does not carry the worker's pid\n");
+        return -1;
+    }
+    rbuf_consume(&p->r, total);
+    return 0;
+}
+
+int floor_pair_start_protocol(floor_pair *p, const char *worker, const char *const *extra_args, channel ch,
+                              int protocol) {
     char relay[128], env_slot[160], unix_path[108] = "";
     make_relay(ch, relay, sizeof relay);
-    char *argv[] = {(char *)worker, (char *)extra_arg, NULL};
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = (char *)worker;
+    if (protocol == 2) {
+        argv[argc++] = "--protocol";
+        argv[argc++] = "2";
+    }
+    for (int i = 0; extra_args && extra_args[i] && argc < 15; i++) {
+        argv[argc++] = (char *)extra_args[i];
+    }
+    argv[argc] = NULL;
     char **env = worker_env(relay, env_slot, sizeof env_slot);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     int to_child[2] = {-1, -1}, from_child[2] = {-1, -1}, listener = -1;
-    *p = (floor_pair){.pid = -1, .fd_read = -1, .fd_write = -1};
+    *p = (floor_pair){.pid = -1, .fd_read = -1, .fd_write = -1, .protocol = protocol};
 
     if (ch == CH_PIPES) {
         if (pipe2(to_child, O_CLOEXEC) < 0 || pipe2(from_child, O_CLOEXEC) < 0) {
@@ -421,20 +471,10 @@ int floor_pair_start(floor_pair *p, const char *worker, const char *extra_arg, c
         goto fail;
     }
     /* The handshake, as the library does it: our pid, then the worker's. */
-    char hello[64];
-    int n = snprintf(hello, sizeof hello, "{\"pid\":%d}", (int)getpid());
-    message m;
-    if (send_message(p->fd_write, FLAG_CONTROL, hello, (size_t)n, -1, NULL, 0) < 0 ||
-        read_message(&p->r, &m, always_single) < 0 || !(m.flags_a & FLAG_CONTROL)) {
-        fprintf(stderr, "floor: the worker failed the handshake\n");
+    if (floor_handshake(p) < 0) {
+        fprintf(stderr, "floor: the worker failed the V%d handshake\n", protocol);
         goto fail;
     }
-    const char *pid_at = memmem(p->r.buf + p->r.start + m.a_off, m.a_len, "\"pid\":", 6);
-    if (!pid_at || strtol(pid_at + 6, NULL, 10) != p->pid) {
-        fprintf(stderr, "floor: the handshake answer does not carry the worker's pid\n");
-        goto fail;
-    }
-    rbuf_consume(&p->r, m.total);
     posix_spawn_file_actions_destroy(&fa);
     free(env);
     return 0;
@@ -463,6 +503,9 @@ fail:
 }
 
 int floor_pair_send(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len) {
+    if (p->protocol == 2) {
+        return v2_send_message(p->fd_write, V2_CODEC_RAW, 0, ctx, ctx_len, body, body_len);
+    }
     return send_message(p->fd_write, FLAG_CONTROL | FLAG_RAW, ctx, ctx_len, FLAG_RAW, body, body_len);
 }
 
@@ -474,7 +517,40 @@ long floor_pair_roundtrip(floor_pair *p, const uint8_t *ctx, size_t ctx_len, con
     return floor_pair_receive(p, answer);
 }
 
+/* The next V2 answer frame: checks it as the library does (not CONTROL, not ERROR, one
+ * option within the payload), answers a PING with a PONG. Returns the body's length, or
+ * -1; *body_off is the body's offset from r.buf + r.start, *more whether STREAM was set.
+ * The caller consumes f->total. */
+static long v2_receive_answer(floor_pair *p, v2_frame *f, size_t *body_off, int *more) {
+    if (v2_read_frame(&p->r, f) < 0) {
+        return -1;
+    }
+    if ((f->h.stream & V2_PING) && v2_send(p->fd_write, 0, V2_PONG, NULL, 0, NULL, 0, NULL, 0) < 0) {
+        return -1;
+    }
+    if ((f->h.flags & (V2_CONTROL | V2_ERROR)) || f->h.noptions != 1 || f->options[0] > f->h.payload_len) {
+        return -1;
+    }
+    *body_off = f->payload_off + f->options[0];
+    *more = (f->h.stream & V2_STREAM) != 0;
+    return (long)(f->h.payload_len - f->options[0]);
+}
+
 long floor_pair_receive(floor_pair *p, const uint8_t **answer) {
+    if (p->protocol == 2) {
+        v2_frame f;
+        size_t body_off;
+        int more;
+        long len = v2_receive_answer(p, &f, &body_off, &more);
+        if (len < 0 || more) {
+            return -1;
+        }
+        if (answer) {
+            *answer = p->r.buf + p->r.start + body_off;
+        }
+        rbuf_consume(&p->r, f.total);
+        return len;
+    }
     message m;
     if (read_message(&p->r, &m, answer_is_single) < 0 || !(m.flags_a & FLAG_CONTROL) || (m.flags_a & FLAG_ERROR)) {
         return -1;
@@ -490,7 +566,11 @@ long floor_pair_receive(floor_pair *p, const uint8_t **answer) {
 void floor_pair_stop(floor_pair *p) {
     if (p->fd_write >= 0 && p->pid > 0) {
         static const char stop[] = "{\"stop\":true}";
-        send_message(p->fd_write, FLAG_CONTROL, stop, sizeof stop - 1, -1, NULL, 0);
+        if (p->protocol == 2) {
+            v2_send(p->fd_write, V2_CONTROL | V2_CODEC_JSON, 0, NULL, 0, stop, sizeof stop - 1, NULL, 0);
+        } else {
+            send_message(p->fd_write, FLAG_CONTROL, stop, sizeof stop - 1, -1, NULL, 0);
+        }
     }
     if (p->fd_write >= 0 && p->fd_write != p->fd_read) {
         close(p->fd_write);
@@ -502,7 +582,7 @@ void floor_pair_stop(floor_pair *p) {
         waitpid(p->pid, NULL, 0);
     }
     rbuf_free(&p->r);
-    *p = (floor_pair){.pid = -1, .fd_read = -1, .fd_write = -1};
+    *p = (floor_pair){.pid = -1, .fd_read = -1, .fd_write = -1, .protocol = p->protocol};
 }
 
 typedef struct {
@@ -530,6 +610,56 @@ int floor_measure(floor_pair *p, int pairs, size_t body_len, double seconds, res
         }
     }
     return run_timed(pairs, floor_op, &job, seconds, 50, body_len, out);
+}
+
+/* ---------------------------------------------------------------- V2 streams */
+
+long floor_pair_stream(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len,
+                       size_t *bytes) {
+    if (p->protocol != 2 || floor_pair_send(p, ctx, ctx_len, body, body_len) < 0) {
+        return -1;
+    }
+    long chunks = 0;
+    *bytes = 0;
+    for (;;) {
+        v2_frame f;
+        size_t body_off;
+        int more;
+        long len = v2_receive_answer(p, &f, &body_off, &more);
+        if (len < 0) {
+            return -1;
+        }
+        rbuf_consume(&p->r, f.total);
+        chunks++;
+        *bytes += (size_t)len;
+        if (!more) {
+            return chunks;
+        }
+    }
+}
+
+typedef struct {
+    floor_pair *pairs;
+    long chunks;
+    size_t chunk_bytes;
+} stream_job;
+
+static int stream_op(void *arg, int thread) {
+    stream_job *job = arg;
+    size_t bytes;
+    long got = floor_pair_stream(&job->pairs[thread], bench_context, bench_context_len, bench_body(16), 16, &bytes);
+    return got == job->chunks && bytes == (size_t)job->chunks * job->chunk_bytes ? 0 : -1;
+}
+
+int floor_stream_measure(floor_pair *p, int pairs, long chunks, size_t chunk_bytes, double seconds, result *out) {
+    stream_job job = {.pairs = p, .chunks = chunks, .chunk_bytes = chunk_bytes};
+    for (int i = 0; i < pairs; i++) {
+        if (stream_op(&job, i) < 0) {
+            fprintf(stderr, "floor: the worker's stream is not %ld chunks of %zu bytes\n", chunks, chunk_bytes);
+            return -1;
+        }
+    }
+    return run_timed(pairs, stream_op, &job, seconds, 50, (size_t)chunks * chunk_bytes, out);
 }
 
 void body_name(size_t len, char *buf, size_t buflen) {

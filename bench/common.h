@@ -65,15 +65,20 @@ void make_relay(channel ch, char *buf, size_t len);
 typedef struct {
     pid_t pid;
     int fd_read, fd_write; /* the same socket for unix/tcp */
+    int protocol;          /* 1: V1 frames, 2: V2 frames */
     rbuf r;
 } floor_pair;
 
 /* Starts `worker` (an echo_worker path, plus one extra argument or NULL) on channel ch and
- * does the pid handshake. Returns 0 or -1 (with a message on stderr). */
+ * does the pid handshake, in protocol V1. Returns 0 or -1 (with a message on stderr). */
 int floor_pair_start(floor_pair *p, const char *worker, const char *extra_arg, channel ch);
-/* One task: writes context+body in one writev, reads the two-frame answer. Returns the
- * answer's body length, or -1. When answer is not NULL it receives the answer's body,
- * valid until the next call on p. */
+/* The same in `protocol` (1 or 2: the worker is given "--protocol 2"), with extra_args
+ * (NULL-terminated, or NULL) for the worker. */
+int floor_pair_start_protocol(floor_pair *p, const char *worker, const char *const *extra_args, channel ch,
+                              int protocol);
+/* One task: writes context+body in one writev (V1: two frames; V2: one frame), reads the
+ * answer (V1: two frames; V2: one). Returns the answer's body length, or -1. When answer
+ * is not NULL it receives the answer's body, valid until the next call on p. */
 long floor_pair_roundtrip(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len,
                           const uint8_t **answer);
 /* The two halves of a round trip, for hosts that let tasks queue in the worker's pipe:
@@ -85,6 +90,19 @@ void floor_pair_stop(floor_pair *p);
 
 /* Measures `pairs` floor pairs (p[0..pairs)), one thread each, echoing body_len bytes. */
 int floor_measure(floor_pair *p, int pairs, size_t body_len, double seconds, result *out);
+
+/* ---- V2 streams: a floor pair whose worker runs `--stream N` ---- */
+/* The chunk size and chunks per stream of the stream benchmarks (floor and pool). */
+#define STREAM_CHUNK_BYTES 65536
+#define STREAM_CHUNKS 16
+/* One streamed task: writes the task (context + body), then reads frames until one
+ * without STREAM, answering every PING with a PONG at once (as the library's host side
+ * does). Returns the number of chunks, or -1; *bytes receives the body bytes read. */
+long floor_pair_stream(floor_pair *p, const uint8_t *ctx, size_t ctx_len, const uint8_t *body, size_t body_len,
+                       size_t *bytes);
+/* Measures `pairs` stream pairs, one thread each: one op = one stream of `chunks` chunks
+ * of chunk_bytes (out->tasks_per_s counts streams; out->mb_per_s counts chunk bodies). */
+int floor_stream_measure(floor_pair *p, int pairs, long chunks, size_t chunk_bytes, double seconds, result *out);
 
 /* The context every benchmark sends (floor and pool alike). */
 extern const uint8_t bench_context[];

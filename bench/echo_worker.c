@@ -5,10 +5,20 @@
  * per answer, and exits on the stop command or at EOF.
  *
  *   RR_RELAY            pipes (default; stdin/stdout), tcp://host:port, unix://path
+ *   --protocol 1|2      1 (default): RoadRunner 1.x frames (17-byte prefixes, two frames
+ *                       per message); 2: goridge 3/4 frames (12-byte header with CRC,
+ *                       one frame per message, the context's length as its one option)
+ *   --stream N          (protocol 2) answer every task, whatever it holds, with a stream
+ *                       of N chunks instead of the echo: N frames with an empty context
+ *                       and a body of --chunk-bytes bytes, STREAM set on all but the last
+ *   --chunk-bytes B     size of a chunk's body (default 65536)
+ *   --ping-every K      (with --stream) set PING on every Kth chunk (except the last) and
+ *                       wait for the host's PONG before sending the next one, as the
+ *                       library's own worker side does (default 5; 0: never ping)
  *   --boot-sleep-ms N   sleep N ms before connecting/handshaking (start-up benchmark)
- *   --split-sends       over TCP: send every prefix and every payload with separate
- *                       send() calls and leave Nagle on, as PHP's socket relay does;
- *                       a server that does not ACK promptly stalls ~40 ms per task
+ *   --split-sends       (protocol 1) over TCP: send every prefix and every payload with
+ *                       separate send() calls and leave Nagle on, as PHP's socket relay
+ *                       does; a server that does not ACK promptly stalls ~40 ms per task
  */
 #define _GNU_SOURCE
 #include "proto.h"
@@ -98,17 +108,154 @@ static int single_frame(uint8_t flags) {
     return ((flags & FLAG_CONTROL) && !(flags & FLAG_RAW)) || (flags & FLAG_ERROR);
 }
 
+/* ---------------------------------------------------------------- protocol V2 */
+
+typedef struct {
+    long chunks;        /* 0: echo; N: answer every task with a stream of N chunks */
+    size_t chunk_bytes; /* body bytes per chunk */
+    long ping_every;    /* PING on every Kth chunk (0: never) */
+    uint8_t *chunk;     /* chunk_bytes of pattern */
+} stream_mode;
+
+/* Waits for the host's PONG (it may send a STOP instead: returns 1 then; 0 on the PONG). */
+static int v2_wait_pong(rbuf *r) {
+    for (;;) {
+        v2_frame f;
+        int rc = v2_read_frame(r, &f);
+        if (rc < 0) {
+            die(rc == -2 ? "invalid V2 header while waiting for a PONG" : "cannot read the PONG");
+        }
+        uint8_t bits = f.h.stream;
+        rbuf_consume(r, f.total);
+        if (bits & V2_STOP) {
+            return 1;
+        }
+        if (bits & V2_PONG) {
+            return 0;
+        }
+        errno = EPROTO;
+        die("the host sent something else than a PONG or a STOP in the middle of a stream");
+    }
+}
+
+/* Answers one task with a stream of m->chunks chunks. */
+static void v2_stream_answer(int out_fd, rbuf *r, const stream_mode *m) {
+    int awaiting_pong = 0;
+    for (long i = 1; i <= m->chunks; i++) {
+        if (awaiting_pong) {
+            awaiting_pong = 0;
+            if (v2_wait_pong(r)) {
+                /* The host stopped the stream: end it with an empty last frame. */
+                if (v2_send_message(out_fd, V2_CODEC_RAW, 0, NULL, 0, NULL, 0) < 0) {
+                    die("cannot end a stopped stream");
+                }
+                return;
+            }
+        }
+        int last = i == m->chunks;
+        int ping = !last && m->ping_every > 0 && i % m->ping_every == 0;
+        uint8_t bits = (uint8_t)((last ? 0 : V2_STREAM) | (ping ? V2_PING : 0));
+        if (v2_send_message(out_fd, V2_CODEC_RAW, bits, NULL, 0, m->chunk, m->chunk_bytes) < 0) {
+            die("cannot send a chunk");
+        }
+        awaiting_pong = ping;
+    }
+}
+
+static int v2_serve(int in_fd, int out_fd, const stream_mode *m) {
+    rbuf r;
+    if (rbuf_init(&r, in_fd) < 0) {
+        die("out of memory");
+    }
+    char handshake[64];
+    for (;;) {
+        v2_frame f;
+        int rc = v2_read_frame(&r, &f);
+        if (rc == -1 && errno == 0) {
+            return 0; /* EOF between messages: the server is gone or done with us */
+        }
+        if (rc < 0) {
+            die(rc == -2 ? "invalid V2 header (CRC or version)" : "cannot read a task");
+        }
+        const uint8_t *payload = r.buf + r.start + f.payload_off;
+        if (f.h.flags & V2_CONTROL) {
+            /* {"pid":N} (handshake) or {"stop":true}; a substring test is enough. */
+            if (memmem(payload, f.h.payload_len, "\"stop\"", 6)) {
+                return 0;
+            }
+            if (memmem(payload, f.h.payload_len, "\"pid\"", 5)) {
+                int n = snprintf(handshake, sizeof handshake, "{\"pid\":%d}", (int)getpid());
+                /* CONTROL alone, no option: what RoadRunner's PHP worker answers. */
+                if (v2_send(out_fd, V2_CONTROL, 0, NULL, 0, handshake, (size_t)n, NULL, 0) < 0) {
+                    die("cannot answer the handshake");
+                }
+            }
+            rbuf_consume(&r, f.total);
+            continue;
+        }
+        if (f.h.flags & V2_ERROR) {
+            errno = EPROTO;
+            die("the server sent an error frame");
+        }
+        if ((f.h.stream & (V2_PONG | V2_STOP)) && f.h.payload_len == 0) {
+            /* A PONG or a STOP that came after its stream had ended: nothing to do. */
+            rbuf_consume(&r, f.total);
+            continue;
+        }
+        if (m->chunks > 0) {
+            rbuf_consume(&r, f.total);
+            v2_stream_answer(out_fd, &r, m);
+            continue;
+        }
+        size_t ctx_len = f.h.noptions >= 1 ? f.options[0] : 0;
+        if (ctx_len > f.h.payload_len) {
+            errno = EPROTO;
+            die("the task's context length is past the end of its payload");
+        }
+        /* Echo: the same codec bits, the context and the body as they came. */
+        uint8_t codec = f.h.flags & (uint8_t)~(V2_CONTROL | V2_ERROR);
+        if (v2_send_message(out_fd, codec, 0, payload, ctx_len, payload + ctx_len, f.h.payload_len - ctx_len) < 0) {
+            die("cannot send the answer");
+        }
+        rbuf_consume(&r, f.total);
+    }
+}
+
 int main(int argc, char **argv) {
-    long boot_sleep_ms = 0;
+    long boot_sleep_ms = 0, protocol = 1;
     int split_sends = 0;
+    stream_mode stream = {.chunk_bytes = 65536, .ping_every = 5};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--boot-sleep-ms") == 0 && i + 1 < argc) {
             boot_sleep_ms = strtol(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--split-sends") == 0) {
             split_sends = 1;
+        } else if (strcmp(argv[i], "--protocol") == 0 && i + 1 < argc) {
+            protocol = strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--stream") == 0 && i + 1 < argc) {
+            stream.chunks = strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc) {
+            stream.chunk_bytes = (size_t)strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--ping-every") == 0 && i + 1 < argc) {
+            stream.ping_every = strtol(argv[++i], NULL, 10);
         } else {
-            fprintf(stderr, "usage: echo_worker [--boot-sleep-ms N] [--split-sends]\n");
+            fprintf(stderr, "usage: echo_worker [--protocol 1|2] [--stream N [--chunk-bytes B] [--ping-every K]]\n"
+                            "                   [--boot-sleep-ms N] [--split-sends]\n");
             return 2;
+        }
+    }
+    if ((protocol != 1 && protocol != 2) || stream.chunks < 0 || stream.ping_every < 0 ||
+        stream.chunk_bytes > UINT32_MAX / 2 || (protocol == 1 && stream.chunks > 0) || (protocol == 2 && split_sends)) {
+        fprintf(stderr, "echo_worker: --protocol is 1 or 2; --stream needs protocol 2, --split-sends protocol 1\n");
+        return 2;
+    }
+    if (stream.chunks > 0) {
+        stream.chunk = malloc(stream.chunk_bytes ? stream.chunk_bytes : 1);
+        if (!stream.chunk) {
+            die("out of memory");
+        }
+        for (size_t i = 0; i < stream.chunk_bytes; i++) {
+            stream.chunk[i] = (uint8_t)('a' + i % 26);
         }
     }
     /* A closed relay must end the worker through write() errors, not a signal. */
@@ -137,6 +284,9 @@ int main(int argc, char **argv) {
         die("unknown RR_RELAY (pipes, tcp://host:port or unix://path)");
     }
     split_sends = split_sends && is_tcp;
+    if (protocol == 2) {
+        return v2_serve(in_fd, out_fd, &stream);
+    }
 
     rbuf r;
     if (rbuf_init(&r, in_fd) < 0) {

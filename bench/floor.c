@@ -6,8 +6,16 @@
  * the two-frame answer. "2 pairs" runs two such parents (threads) and two workers at
  * once. Whatever a pool adds on top of this is its own overhead.
  *
+ * With --protocol 2 both sides speak V2 (goridge 3/4) instead: the handshake and every
+ * task and answer are one V2 frame each (16-byte header with the context's length as
+ * its option, CRC checked on every header read), the byte counts a V2 pool moves.
+ * With --stream (V2), the worker answers every task with a stream of 16 chunks of 64 KiB
+ * (STREAM on all but the last, PING on every 5th) and the parent reads them, answering
+ * each PING with a PONG, as the library's host side does: chunks/s and MB/s.
+ *
  *   floor [--seconds S] [--worker PATH] [--channel pipes|unix|tcp|all]
- *         [--pairs N[,N...]] [--body BYTES[,BYTES...]] [--allow-idle]
+ *         [--pairs N[,N...]] [--body BYTES[,BYTES...]] [--protocol 1|2] [--stream]
+ *         [--allow-idle]
  *
  * Like bench/bench, it keeps the CPUs out of sleeping idle states while it runs (see
  * hold_cpus_awake in common.h) unless --allow-idle is given.
@@ -51,27 +59,41 @@ static int parse_list(const char *s, long *out, int max) {
 /* Measures one channel with the given pair counts and bodies; one set of workers is
  * started for the largest pair count and reused. */
 static int run_channel(const char *worker, channel ch, const long *pairs, int npairs, const long *bodies, int nbodies,
-                       double seconds) {
+                       double seconds, int protocol, int stream) {
     int most = 0;
     for (int i = 0; i < npairs; i++) {
         most = pairs[i] > most ? (int)pairs[i] : most;
     }
     floor_pair *p = calloc((size_t)most, sizeof *p);
+    char chunks_arg[32];
+    snprintf(chunks_arg, sizeof chunks_arg, "%d", STREAM_CHUNKS);
+    const char *stream_args[] = {"--stream", chunks_arg, NULL};
     for (int i = 0; i < most; i++) {
-        if (floor_pair_start(&p[i], worker, NULL, ch) < 0) {
+        if (floor_pair_start_protocol(&p[i], worker, stream ? stream_args : NULL, ch, protocol) < 0) {
             return -1;
         }
     }
     int rc = 0;
-    for (int b = 0; b < nbodies && rc == 0; b++) {
+    for (int k = 0; stream && k < npairs && rc == 0; k++) {
+        result r;
+        rc = floor_stream_measure(p, (int)pairs[k], STREAM_CHUNKS, STREAM_CHUNK_BYTES, seconds, &r);
+        if (rc == 0) {
+            printf("floor V2 stream %-5s %2ld pair%s %10.0f chunks/s  %8.1f MB/s  stream of %d x 64 KiB: p50 %8.1f us  "
+                   "p99 %8.1f us\n",
+                   channel_names[ch], pairs[k], pairs[k] == 1 ? " " : "s", r.tasks_per_s * STREAM_CHUNKS, r.mb_per_s,
+                   STREAM_CHUNKS, r.p50_us, r.p99_us);
+            fflush(stdout);
+        }
+    }
+    for (int b = 0; !stream && b < nbodies && rc == 0; b++) {
         for (int k = 0; k < npairs && rc == 0; k++) {
             result r;
             char name[32];
             body_name((size_t)bodies[b], name, sizeof name);
             rc = floor_measure(p, (int)pairs[k], (size_t)bodies[b], seconds, &r);
             if (rc == 0) {
-                printf("floor %-5s %7s %2ld pair%s %10.0f tasks/s  p50 %8.1f us  p99 %8.1f us  %8.1f MB/s\n",
-                       channel_names[ch], name, pairs[k], pairs[k] == 1 ? " " : "s", r.tasks_per_s, r.p50_us,
+                printf("floor V%d %-5s %7s %2ld pair%s %10.0f tasks/s  p50 %8.1f us  p99 %8.1f us  %8.1f MB/s\n",
+                       protocol, channel_names[ch], name, pairs[k], pairs[k] == 1 ? " " : "s", r.tasks_per_s, r.p50_us,
                        r.p99_us, r.mb_per_s);
                 fflush(stdout);
             }
@@ -90,7 +112,7 @@ int main(int argc, char **argv) {
     const char *only = "all";
     long pairs[16] = {1, 2}, bodies[16] = {16};
     int npairs = 2, nbodies = 0; /* 0: the default body sets */
-    int allow_idle = 0;
+    int allow_idle = 0, protocol = 1, stream = 0;
     default_worker(worker, sizeof worker);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
@@ -105,15 +127,24 @@ int main(int argc, char **argv) {
             nbodies = parse_list(argv[++i], bodies, 16);
         } else if (strcmp(argv[i], "--allow-idle") == 0) {
             allow_idle = 1;
+        } else if (strcmp(argv[i], "--protocol") == 0 && i + 1 < argc) {
+            protocol = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--stream") == 0) {
+            stream = 1;
         } else {
             fprintf(stderr,
                     "usage: floor [--seconds S] [--worker PATH] [--channel pipes|unix|tcp|all]\n"
-                    "             [--pairs N[,N...]] [--body BYTES[,BYTES...]] [--allow-idle]\n");
+                    "             [--pairs N[,N...]] [--body BYTES[,BYTES...]] [--protocol 1|2] [--stream]\n"
+                    "             [--allow-idle]\n");
             return 2;
         }
     }
     if (npairs <= 0 || nbodies < 0) {
         fprintf(stderr, "floor: bad --pairs or --body list\n");
+        return 2;
+    }
+    if ((protocol != 1 && protocol != 2) || (stream && protocol != 2)) {
+        fprintf(stderr, "floor: --protocol is 1 or 2, and --stream needs --protocol 2\n");
         return 2;
     }
     /* A worker that dies must show up as a failed write, not kill us. */
@@ -133,7 +164,7 @@ int main(int argc, char **argv) {
             b = big;
             nb = ch == CH_PIPES ? 4 : 1;
         }
-        if (run_channel(worker, (channel)ch, pairs, npairs, b, nb, seconds) < 0) {
+        if (run_channel(worker, (channel)ch, pairs, npairs, b, nb, seconds, protocol, stream) < 0) {
             fprintf(stderr, "floor: the %s measurement failed\n", channel_names[ch]);
             return 1;
         }

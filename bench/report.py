@@ -115,6 +115,52 @@ def by_hand_table(pts):
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
+def v2_table(pts, workers, callers, pairs):
+    """The protocol V2 rows of one shape with the V1 pool of the same shape beside, and whether
+    any of them is marked unstable; ("", False) if the run has no V2 points."""
+    marked = False
+    rows = [
+        "| relay | body | V2 floor tasks/s | V2 floor p50 µs | V2 pool tasks/s | V2 pool p50 µs | V2 pool p99 µs "
+        "| V2 pool MB/s | pool/floor | V1 pool tasks/s | V2/V1 |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for relay in RELAYS:
+        for body in pts.bodies("v2"):
+            f = pts.get("v2", "floor", relay, body, pairs, pairs)
+            p = pts.get("v2", "pool", relay, body, workers, callers)
+            v1 = pts.get("main", "pool", relay, body, workers, callers)
+            if not f or not p:
+                continue
+            mb = f"{p['mb_per_s']:,.0f}" if body >= 4096 else "-"
+            star = (pts.unstable("v2", "floor", relay, body, pairs, pairs)
+                    or pts.unstable("v2", "pool", relay, body, workers, callers)
+                    or pts.unstable("main", "pool", relay, body, workers, callers))
+            marked = marked or star
+            rows.append(
+                f"| {relay} | {body_name(body)} | {num(f['tasks_per_s'])} | {us(f['p50_us'])} "
+                f"| {num(p['tasks_per_s'])} | {us(p['p50_us'])} | {us(p['p99_us'])} | {mb} "
+                f"| {ratio(p, f)}{' *' if star else ''} | {num(v1['tasks_per_s']) if v1 else '-'} | {ratio(p, v1)} |")
+    return ("\n".join(rows), marked) if len(rows) > 2 else ("", False)
+
+
+def stream_table(pts, chunks):
+    """The V2 stream rows (chunks/s and MB/s, pool against floor), or "" if the run has none."""
+    rows = ["| relay | floor chunks/s | floor MB/s | pool chunks/s | pool MB/s | pool p50 µs per stream "
+            "| pool p99 µs per stream | pool/floor |", "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    for relay in RELAYS:
+        for body in pts.bodies("v2_stream"):
+            f = pts.get("v2_stream", "floor", relay, body, 1, 1)
+            p = pts.get("v2_stream", "pool", relay, body, 1, 1)
+            if not f or not p:
+                continue
+            star = (pts.unstable("v2_stream", "floor", relay, body, 1, 1)
+                    or pts.unstable("v2_stream", "pool", relay, body, 1, 1))
+            rows.append(f"| {relay} | {num(f['tasks_per_s'] * chunks)} | {f['mb_per_s']:,.0f} "
+                        f"| {num(p['tasks_per_s'] * chunks)} | {p['mb_per_s']:,.0f} | {us(p['p50_us'])} "
+                        f"| {us(p['p99_us'])} | {ratio(p, f)}{' *' if star else ''} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def nice_ceiling(x):
     """A round number at or above x for the chart's axis (1, 1.5, 2, ... 8 x 10^k)."""
     if x <= 0:
@@ -229,7 +275,11 @@ def main():
         "- *One core*: the host, the library's threads and the workers are all pinned to CPU 0 "
         "(`sched_setaffinity` on every thread; children inherit it). This removes cross-CPU wake-ups, "
         "which on a small VM dominate a 1-caller round trip and vary from run to run.\n"
-        "- MB/s is body bytes echoed per second in one direction.\n"
+        "- MB/s is body bytes echoed per second in one direction (streams: chunk bodies received per second).\n"
+        + ("- *Protocol V2* rows: the same worker with `--protocol 2`, the pool with `RR_PROTOCOL_V2`, floor "
+           "pairs moving V2 frames (one frame per task and per answer); measured in the same rounds as V1, right "
+           "after the V1 rows of each relay.\n"
+           if any(p["section"] == "v2" for p in data["points"]) else "")
         + ("- CPU idle states: the run held PM QoS `/dev/cpu_dma_latency` = 0, so idle CPUs poll instead of "
            "halting (on a VM, waking a halted vCPU costs tens of µs per message and made 1-caller results "
            "vary several-fold between runs). `bench/bench --allow-idle` measures without it.\n"
@@ -260,6 +310,37 @@ def main():
                   "worker never waits for a task; the pool does not do that (a task goes to a free worker, never "
                   "behind a slow one). pool/this divides the pool's 4 × 16 figure above by the row's.\n")
         md.append(by_hand + "\n")
+    v2_sections = []
+    for title, shape in (("1 worker × 1 caller, against 1 V2 floor pair", (1, 1, 1)),
+                         ("4 workers × 16 callers, against 2 V2 floor pairs", (4, 16, 2))):
+        table, star = v2_table(pts, *shape)
+        marked = marked or star
+        if table:
+            v2_sections.append((title, table))
+    if v2_sections:
+        md.append("## Protocol V2\n")
+        md.append("The same shapes in protocol V2 (goridge 3/4, RoadRunner 2.x to 2025.x workers): a task and its "
+                  "answer are one frame each (a 16-byte header with a CRC, the context's length as its option, then "
+                  "context and body) instead of V1's two frames of 17-byte prefixes. The worker is the same "
+                  "`bench/echo_worker` with `--protocol 2`, the pool is set to `RR_PROTOCOL_V2` "
+                  "(`rr_config_set_protocol`), and the floor pairs move the same V2 frames. *V1 pool tasks/s* is the "
+                  "V1 pool of the same shape, relay and body from the tables above (same rounds); V2/V1 divides "
+                  "the V2 pool's figure by it.\n")
+        for title, table in v2_sections:
+            md.append(f"### {title}\n")
+            md.append(table + "\n")
+    chunks = meta.get("stream_chunks", 16)
+    streams = stream_table(pts, chunks)
+    if streams:
+        md.append(f"### Streams (1 worker × 1 caller, {chunks} chunks of "
+                  f"{body_name(meta.get('stream_chunk_bytes', 65536))} per task)\n")
+        md.append(f"`bench/echo_worker --protocol 2 --stream {chunks}` answers every task with {chunks} frames of "
+                  "64 KiB, STREAM set on all but the last; like the library's own worker side it sets PING on every "
+                  "5th chunk and waits for the host's PONG before sending the next. The pool reads them with "
+                  "`rr_exec_stream` and `rr_stream_next` (each chunk freed); the floor is one parent reading the "
+                  "same frames from the same worker, answering each PING with a PONG. Latencies are per whole "
+                  "stream.\n")
+        md.append(streams + "\n")
     if marked:
         md.append("\\* The rounds of the floor or of the pool differ by more than 2× in tasks/s on that row: the "
                   "median there reflects where the scheduler put the processes more than the code.\n")
@@ -271,6 +352,14 @@ def main():
     md.append(f"| floor | {num(f1['tasks_per_s'])} | {us(f1['p50_us'])} | {us(f1['p99_us'])} |")
     md.append(f"| pool | {num(p1['tasks_per_s'])} | {us(p1['p50_us'])} | {us(p1['p99_us'])} |")
     md.append(f"\npool/floor: **{ratio(p1, f1)}**\n")
+    f1v2 = pts.get("one_core_v2", "floor", "pipes", 16, 1, 1)
+    p1v2 = pts.get("one_core_v2", "pool", "pipes", 16, 1, 1)
+    if f1v2 and p1v2:
+        md.append("The same in protocol V2, in the same rounds:\n")
+        md.append("| | tasks/s | p50 µs | p99 µs |\n|---|--:|--:|--:|")
+        md.append(f"| V2 floor | {num(f1v2['tasks_per_s'])} | {us(f1v2['p50_us'])} | {us(f1v2['p99_us'])} |")
+        md.append(f"| V2 pool | {num(p1v2['tasks_per_s'])} | {us(p1v2['p50_us'])} | {us(p1v2['p99_us'])} |")
+        md.append(f"\nV2 pool/V2 floor: **{ratio(p1v2, f1v2)}**; V2 pool/V1 pool: **{ratio(p1v2, p1)}**\n")
 
     scaling = []
     for n in sorted({p["workers"] for p in data["points"] if p["section"] == "scaling" and p["kind"] == "floor"}):
@@ -335,11 +424,13 @@ def main():
     md.append("## Reproducing\n")
     md.append(
         "```sh\n"
-        "make bench          # the tables above without the scaling points (about 1.5 minutes)\n"
+        "make bench          # the tables above without the scaling points (about 3 minutes)\n"
         "make bench-report   # everything, then rewrites this file and the chart\n"
-        "bench/floor         # the floor alone\n"
+        "bench/floor [--protocol 2 [--stream]]   # the floor alone (V1, V2, V2 streams)\n"
         "bench/bench --exec-loop 100000 [--relay tcp] [--workers 4 --callers 16] [--pin-workers] [--batch-workers]\n"
-        "                    # for strace/perf; the last two: the opt-in scheduling settings\n"
+        "                    [--protocol 2 [--stream]]\n"
+        "                    # for strace/perf; --pin-workers, --batch-workers: the opt-in scheduling settings;\n"
+        "                    # --protocol 2: V2; --stream: every task a V2 stream of 16 x 64 KiB\n"
         "```\n")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
