@@ -27,7 +27,6 @@ declare(strict_types=1);
 
 const HEADER_SIZE = 12;
 const FLAG_CONTROL = 0x01;
-const FLAG_JSON = 0x08;
 const FLAG_ERROR = 0x40;
 const STREAM_MORE = 0x01;
 const STREAM_STOP = 0x02;
@@ -191,7 +190,9 @@ while (true) {
             fail("invalid control frame: " . var_export($payload, true));
         }
         if (!empty($message['pid'])) {
-            write_all($out, frame(FLAG_CONTROL | FLAG_JSON, 0, [], json_encode(['pid' => getmypid()])));
+            // CONTROL alone, as spiral/roadrunner-worker answers (the pool accepts
+            // CONTROL|JSON as well).
+            write_all($out, frame(FLAG_CONTROL, 0, [], json_encode(['pid' => getmypid()])));
         }
         if (!empty($message['stop'])) {
             exit(0);
