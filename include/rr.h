@@ -392,6 +392,35 @@ typedef struct rr_event rr_event;
 typedef struct rr_payload rr_payload;
 
 /**
+ * Where the outcomes of submitted tasks arrive, one `rr_completion` per task, to be
+ * taken with `rr_queue_next` when `rr_queue_fd` says some wait.
+ *
+ * A task submitted with `rr_exec_submit` runs on no thread of the caller's and on no
+ * thread of its own: it is written to a free worker at once by the submitting thread,
+ * or waits in line with `rr_exec` callers (first come, first served), and one library
+ * thread per server reads the answers. It follows the rules of `rr_exec`:
+ * allocate_timeout (counted from submission), max_queue (refused at submission),
+ * exec_ttl, job and worker errors, stop requests rerouted, max_jobs; a task submitted
+ * before `rr_server_reconfigure` or `rr_server_reset` completes on the old pool or the
+ * new one, once. Stopping or freeing a server: its waiting tasks complete with
+ * `RR_STATUS_STATE`, its running ones finish as `rr_server_stop` lets them.
+ *
+ * Every task accepted by `rr_exec_submit` completes exactly once, until the queue is
+ * freed. Tags need not be unique.
+ *
+ * Thread-safety: every function but `rr_queue_free` may be called from any thread at
+ * once; one queue may receive tasks of several servers, and several threads may take
+ * from it. `rr_queue_free` must not race with other calls on the queue.
+ *
+ * Lifetime: made by `rr_queue_new`, released by `rr_queue_free`. It may outlive the
+ * servers whose tasks it received, and they it.
+ *
+ * Methods: `rr_queue_new`, `rr_queue_fd`, `rr_exec_submit`, `rr_queue_next`,
+ * `rr_queue_cancel`, `rr_queue_free`.
+ */
+typedef struct rr_queue rr_queue;
+
+/**
  * A server: a pool of worker processes (and the relay listener they connect to, for
  * socket relays) that runs tasks given by `rr_exec`.
  *
@@ -469,6 +498,34 @@ typedef struct rr_worker rr_worker;
  * the same server (that would deadlock), and must not unwind (C++ exceptions, longjmp).
  */
 typedef void (*rr_event_callback)(void *userdata, const struct rr_event *event);
+
+/**
+ * The outcome of one submitted task, filled in by `rr_queue_next`.
+ *
+ * On `RR_STATUS_OK`, `payload` holds the answer (as `rr_exec` would return it: a
+ * streamed answer joined) and `error` is NULL; otherwise `payload` is NULL and `error`
+ * holds the details, its status equal to `status` (`RR_STATUS_CANCELLED` for a
+ * cancelled task). The caller owns both and releases them with `rr_payload_free` and
+ * `rr_error_free`.
+ */
+typedef struct rr_completion {
+  /**
+   * The tag the task was submitted with.
+   */
+  uint64_t tag;
+  /**
+   * `RR_STATUS_OK`, or the task's failure.
+   */
+  rr_status status;
+  /**
+   * The answer, on `RR_STATUS_OK`; NULL otherwise.
+   */
+  struct rr_payload *payload;
+  /**
+   * Why there is no answer; NULL on `RR_STATUS_OK`.
+   */
+  struct rr_error *error;
+} rr_completion;
 
 /**
  * A snapshot of a server's counters, filled in by `rr_server_stats`. Plain data,
@@ -922,6 +979,83 @@ uint8_t rr_payload_codec(const struct rr_payload *p);
  * payload with `free()`: it belongs to the library's allocator.
  */
 void rr_payload_free(struct rr_payload *p);
+
+/**
+ * Makes an empty queue. On success `*out` receives it; the caller owns it and releases
+ * it with `rr_queue_free`.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `out` is NULL;
+ * `RR_STATUS_INTERNAL` when the system gives no eventfd (out of descriptors).
+ */
+RR_MUST_USE rr_status rr_queue_new(struct rr_queue **out, struct rr_error **err_out);
+
+/**
+ * A descriptor that is readable exactly while at least one completion waits in `q`:
+ * give it to poll, epoll, select, libuv or asyncio's `add_reader`, then call
+ * `rr_queue_next` (with timeout 0) until it returns `RR_STATUS_TIMEOUT`. Level-
+ * triggered: it stays readable until every waiting completion was taken.
+ *
+ * Owned by `q`: only poll it; never read, write or close it. Valid until
+ * `rr_queue_free(q)`. NULL `q` gives -1. Never blocks.
+ */
+int rr_queue_fd(const struct rr_queue *q);
+
+/**
+ * Submits a task to `s` and returns at once: its outcome arrives on `q` as an
+ * `rr_completion` carrying `tag`. `context` and `body` are copied (NULL when their
+ * length is 0 is fine); the caller may reuse them as soon as this returns. Blocks
+ * nothing: a task for which a worker is free is written to it now (as much as the
+ * worker's buffer takes), otherwise it waits in line.
+ *
+ * Returns `RR_STATUS_OK` once the task is accepted: then exactly one completion comes
+ * for it (unless `q` is freed first). Errors known at once are returned, and then
+ * nothing is posted for the task: `RR_STATUS_NULL_ARGUMENT` (`s`, `q`, or a NULL buffer
+ * with a length), `RR_STATUS_STATE` (the server is not started, or is being freed),
+ * `RR_STATUS_QUEUE_FULL` (max_queue tasks and callers already wait), or the error of
+ * a pool that could not be kept alive (`RR_STATUS_WORKER_ERROR`).
+ */
+RR_MUST_USE
+rr_status rr_exec_submit(struct rr_server *s,
+                         struct rr_queue *q,
+                         const uint8_t *context,
+                         size_t context_len,
+                         const uint8_t *body,
+                         size_t body_len,
+                         uint64_t tag,
+                         struct rr_error **err_out);
+
+/**
+ * Takes the oldest waiting completion of `q` into `*out`, waiting for one up to
+ * `timeout_ms`: 0 does not wait, -1 waits as long as it takes.
+ *
+ * Returns `RR_STATUS_OK` whenever it fills `*out` (the task's own outcome is in
+ * `out->status`); `RR_STATUS_TIMEOUT` when no completion came in time (`*out` is left
+ * untouched); `RR_STATUS_NULL_ARGUMENT` when `q` or `out` is NULL;
+ * `RR_STATUS_INVALID_ARGUMENT` for a `timeout_ms` below -1.
+ */
+RR_MUST_USE
+rr_status rr_queue_next(struct rr_queue *q,
+                        int64_t timeout_ms,
+                        struct rr_completion *out,
+                        struct rr_error **err_out);
+
+/**
+ * Cancels every outstanding task of `q` submitted with `tag`: each completes at once
+ * with `RR_STATUS_CANCELLED`. One still waiting for a worker never runs; one running
+ * has its worker killed (it may be mid-answer) and replaced. Returns without waiting
+ * for the kill. No outstanding task with that tag: nothing happens.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `q` is NULL.
+ */
+RR_MUST_USE rr_status rr_queue_cancel(struct rr_queue *q, uint64_t tag, struct rr_error **err_out);
+
+/**
+ * Releases `q`: its outstanding tasks are cancelled (as by `rr_queue_cancel`; running
+ * ones have their workers killed, not waited for) and the completions not taken are
+ * freed. No completion arrives after it returns, and it returns at once. Must not race
+ * with other calls on `q`, nor be called twice. NULL is fine.
+ */
+void rr_queue_free(struct rr_queue *q);
 
 /**
  * Makes a server from a copy of `cfg` (which may be freed right after). The server is

@@ -25,6 +25,7 @@
 //! medians): strict arrival order ~93k tasks/s, CPU-local order ~116k, CPU-local order
 //! with the task sent ahead ~150k (4 workers and 4 callers, with no waiting: ~220k).
 
+use crate::pool::AsyncTask;
 use crate::relay::Sent;
 use crate::sync::{Condvar, Mutex};
 use crate::worker::{TaskFailure, Worker};
@@ -69,7 +70,7 @@ pub(crate) struct WaitQueue {
 }
 
 struct Waiter {
-    slot: Arc<Slot>,
+    who: Waiting,
     /// Where the caller ran when it began to wait.
     cpu: i32,
     /// How many callers that came later were served first.
@@ -83,12 +84,29 @@ impl WaitQueue {
 
     /// Queues `slot`, whose thread runs on `cpu`.
     pub(crate) fn push(&mut self, slot: Arc<Slot>, cpu: i32) {
-        self.waiting.push_back(Waiter { slot, cpu, passed_over: 0 });
+        self.waiting.push_back(Waiter { who: Waiting::Caller(slot), cpu, passed_over: 0 });
+    }
+
+    /// Queues a submitted task (it waits on no thread, so on no CPU: served in its turn).
+    pub(crate) fn push_task(&mut self, task: AsyncTask) {
+        self.waiting.push_back(Waiter { who: Waiting::Task(task), cpu: -1, passed_over: 0 });
+    }
+
+    /// Takes the submitted task of ticket `id` out of the queue, if it still waits.
+    pub(crate) fn remove_task(&mut self, id: u64) -> Option<AsyncTask> {
+        let position = self
+            .waiting
+            .iter()
+            .position(|waiter| matches!(&waiter.who, Waiting::Task(task) if task.ticket.id() == id))?;
+        match self.waiting.remove(position)?.who {
+            Waiting::Task(task) => Some(task),
+            Waiting::Caller(_) => None,
+        }
     }
 
     /// The oldest waiter.
     pub(crate) fn pop_oldest(&mut self) -> Option<Claimed> {
-        self.waiting.pop_front().map(|waiter| Claimed(Some(waiter.slot)))
+        self.waiting.pop_front().map(|waiter| Claimed::of(waiter.who))
     }
 
     /// The waiter to hand a worker freed by a thread on `cpu`: the oldest one that
@@ -96,7 +114,9 @@ impl WaitQueue {
     /// all was passed over often enough (or nobody there waits on this CPU).
     pub(crate) fn pop_nearest(&mut self, cpu: i32) -> Option<Claimed> {
         let oldest = self.waiting.front()?;
-        let chosen = if oldest.passed_over >= MAX_PASSED_OVER {
+        // A submitted task first in line is served at once: it has no thread to wake,
+        // so no CPU to prefer, and callers that came after it never pass it.
+        let chosen = if oldest.passed_over >= MAX_PASSED_OVER || matches!(oldest.who, Waiting::Task(_)) {
             0
         } else {
             let nearest = self.waiting.iter().take(NEAREST_SEARCH_DEPTH).position(|waiter| waiter.cpu == cpu);
@@ -105,29 +125,57 @@ impl WaitQueue {
         for waiter in self.waiting.iter_mut().take(chosen) {
             waiter.passed_over += 1;
         }
-        self.waiting.remove(chosen).map(|waiter| Claimed(Some(waiter.slot)))
+        self.waiting.remove(chosen).map(|waiter| Claimed::of(waiter.who))
     }
 
     /// Takes `slot` out of the queue; false if it was no longer there (something was
     /// delivered to it, or is on its way).
     pub(crate) fn remove(&mut self, slot: &Arc<Slot>) -> bool {
-        let position = self.waiting.iter().position(|waiter| Arc::ptr_eq(&waiter.slot, slot));
+        let position = self
+            .waiting
+            .iter()
+            .position(|waiter| matches!(&waiter.who, Waiting::Caller(mine) if Arc::ptr_eq(mine, slot)));
         position.and_then(|i| self.waiting.remove(i)).is_some()
     }
 
     /// Empties the queue, oldest first.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Claimed> + '_ {
-        self.waiting.drain(..).map(|waiter| Claimed(Some(waiter.slot)))
+        self.waiting.drain(..).map(|waiter| Claimed::of(waiter.who))
     }
 }
 
-/// A waiter taken off the queue, to be delivered to. A waiter off the queue waits for
-/// its delivery without a deadline (see `LentTask`), so one is always made: if the
-/// claim is dropped without [`Claimed::deliver`] (a panic on the way), the waiter is
-/// told to look at the pool again.
-pub(crate) struct Claimed(Option<Arc<Slot>>);
+/// Who waits in line for a worker.
+enum Waiting {
+    /// A caller, blocked in its slot.
+    Caller(Arc<Slot>),
+    /// A submitted task, on no thread (see `pool::submit`).
+    Task(AsyncTask),
+}
+
+/// A waiter taken off the queue.
+pub(crate) enum Claimed {
+    /// A caller, to be delivered to (see [`ClaimedCaller`]).
+    Caller(ClaimedCaller),
+    /// A submitted task, to be started on the worker freed for it.
+    Task(AsyncTask),
+}
 
 impl Claimed {
+    fn of(who: Waiting) -> Claimed {
+        match who {
+            Waiting::Caller(slot) => Claimed::Caller(ClaimedCaller(Some(slot))),
+            Waiting::Task(task) => Claimed::Task(task),
+        }
+    }
+}
+
+/// A caller taken off the queue, to be delivered to. A caller off the queue waits for
+/// its delivery without a deadline (see `LentTask`), so one is always made: if the
+/// claim is dropped without [`ClaimedCaller::deliver`] (a panic on the way), the caller is
+/// told to look at the pool again.
+pub(crate) struct ClaimedCaller(Option<Arc<Slot>>);
+
+impl ClaimedCaller {
     /// The task the waiter offered, if any (see [`Slot::lent_task`]).
     pub(crate) fn lent_task(&self) -> Option<LentTask> {
         self.0.as_ref().and_then(|slot| slot.lent_task())
@@ -141,7 +189,7 @@ impl Claimed {
     }
 }
 
-impl Drop for Claimed {
+impl Drop for ClaimedCaller {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
             slot.deliver(Delivery::Recheck);
@@ -270,8 +318,15 @@ mod tests {
 
     /// Which of `slots` was claimed; the claim is then delivered, so that dropping it
     /// does not deliver a recheck.
+    fn caller(popped: Option<Claimed>) -> ClaimedCaller {
+        match popped.expect("a waiter") {
+            Claimed::Caller(caller) => caller,
+            Claimed::Task(_) => panic!("a task, where a caller was queued"),
+        }
+    }
+
     fn position(slots: &[Arc<Slot>], popped: Option<Claimed>) -> usize {
-        let popped = popped.expect("a waiter");
+        let popped = caller(popped);
         let slot = popped.0.clone().expect("a claimed slot");
         popped.deliver(Delivery::Pending);
         slots.iter().position(|mine| Arc::ptr_eq(mine, &slot)).expect("one of ours")
@@ -302,11 +357,11 @@ mod tests {
         // Workers keep being freed on CPU 1, where new callers keep arriving.
         for round in 0..MAX_PASSED_OVER {
             queue.push(Arc::new(Slot::new()), 1);
-            let served = queue.pop_nearest(1).expect("a waiter");
+            let served = caller(queue.pop_nearest(1));
             assert!(!Arc::ptr_eq(served.0.as_ref().unwrap(), &oldest), "served too early, in round {round}");
         }
         queue.push(Arc::new(Slot::new()), 1);
-        let served = queue.pop_nearest(1).expect("a waiter");
+        let served = caller(queue.pop_nearest(1));
         assert!(Arc::ptr_eq(served.0.as_ref().unwrap(), &oldest), "passed over more than {MAX_PASSED_OVER} times");
     }
 

@@ -80,6 +80,9 @@ pub(crate) enum RelayError {
     Protocol(String),
     /// The read or write itself failed.
     Io(io::Error),
+    /// A relay that does not wait (see [`Relay::set_waiting`]) has no more bytes now;
+    /// what arrived so far is kept, and the same call goes on from there next time.
+    WouldBlock,
 }
 
 impl fmt::Display for RelayError {
@@ -115,6 +118,7 @@ impl fmt::Display for RelayError {
             RelayError::Timeout => write!(f, "timed out waiting for the peer"),
             RelayError::Protocol(what) => write!(f, "protocol error: {what}"),
             RelayError::Io(e) => write!(f, "relay I/O failed: {e}"),
+            RelayError::WouldBlock => write!(f, "no more bytes yet"),
         }
     }
 }
@@ -163,6 +167,27 @@ pub(crate) struct Relay {
     /// Reads and blocked writes fail with `Timeout` after this instant (handshakes,
     /// exec_ttl, stop).
     deadline: Option<Instant>,
+    /// Whether reads wait for bytes (the default); if not, they fail with `WouldBlock`.
+    waits: bool,
+    /// Set by the owner of a relay that does not wait, when it learnt that the peer
+    /// ended: a read that finds nothing is then its end of the stream.
+    peer_ended: bool,
+    /// The frame being read when a read that does not wait ran out of bytes.
+    pending: Option<PendingFrame>,
+}
+
+/// The head of a frame, and how many of its payload bytes are still to come.
+#[derive(Debug, Clone, Copy)]
+struct PendingFrame {
+    head: FrameHead,
+    size: u64,
+    left: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FrameHead {
+    V1(Prefix),
+    V2(frame_v2::Header, [u32; frame_v2::MAX_OPTIONS]),
 }
 
 impl Relay {
@@ -193,7 +218,30 @@ impl Relay {
             end: 0,
             max_frame,
             deadline: None,
+            waits: true,
+            peer_ended: false,
+            pending: None,
         }
+    }
+
+    /// Makes reads wait for bytes (`true`, the default) or fail with `WouldBlock` when
+    /// none are there (for an event loop that polls the descriptor itself). The read
+    /// descriptor must be non-blocking for the latter (see [`Relay::make_nonblocking`]).
+    pub(crate) fn set_waiting(&mut self, waits: bool) {
+        self.waits = waits;
+    }
+
+    /// Puts the read descriptor in non-blocking mode, once: a read that would wait then
+    /// fails at once (the waits go through `poll`, as they do anyway with a deadline or
+    /// the peer's end to watch).
+    pub(crate) fn make_nonblocking(&mut self) -> io::Result<()> {
+        sys::set_nonblocking(self.read_fd.as_raw_fd(), true)
+    }
+
+    /// Notes that the peer has ended (for a relay that does not wait: its owner watches
+    /// the peer's end itself).
+    pub(crate) fn set_peer_ended(&mut self) {
+        self.peer_ended = true;
     }
 
     /// Keeps `reader`, the read end of the pipe this relay writes to, open: then writing
@@ -388,13 +436,38 @@ impl Relay {
 
     /// Reads the next frame, appending its payload to `out`; returns its prefix.
     /// `Closed` means the peer closed the channel cleanly between frames.
+    ///
+    /// A relay that does not wait may fail with `WouldBlock`: the same call later goes on
+    /// with the same `out`.
     pub(crate) fn receive(&mut self, out: &mut Vec<u8>) -> Result<Prefix, RelayError> {
-        let prefix = self.receive_prefix()?;
-        if prefix.size > self.max_frame {
-            return Err(RelayError::TooLarge { size: prefix.size, limit: self.max_frame });
-        }
-        self.receive_payload(prefix.size, out)?;
+        let pending = match self.pending.take() {
+            Some(pending) => pending,
+            None => {
+                let prefix = self.receive_prefix()?;
+                if prefix.size > self.max_frame {
+                    return Err(RelayError::TooLarge { size: prefix.size, limit: self.max_frame });
+                }
+                let left = usize::try_from(prefix.size)
+                    .map_err(|_| RelayError::TooLarge { size: prefix.size, limit: self.max_frame })?;
+                PendingFrame { head: FrameHead::V1(prefix), size: prefix.size, left }
+            }
+        };
+        let FrameHead::V1(prefix) = pending.head else {
+            return Err(RelayError::Protocol("a V2 frame was half read where a V1 frame is read".into()));
+        };
+        self.finish_payload(pending, out)?;
         Ok(prefix)
+    }
+
+    /// Reads the rest of `pending`'s payload into `out`; keeps it pending on `WouldBlock`.
+    fn finish_payload(&mut self, mut pending: PendingFrame, out: &mut Vec<u8>) -> Result<(), RelayError> {
+        match self.receive_payload(pending.size, &mut pending.left, out) {
+            Err(RelayError::WouldBlock) => {
+                self.pending = Some(pending);
+                Err(RelayError::WouldBlock)
+            }
+            other => other,
+        }
     }
 
     /// Reads the next V2 frame (protocol V2), appending its payload to `out`; returns
@@ -404,6 +477,19 @@ impl Relay {
         &mut self,
         out: &mut Vec<u8>,
     ) -> Result<(frame_v2::Header, [u32; frame_v2::MAX_OPTIONS]), RelayError> {
+        let pending = match self.pending.take() {
+            Some(pending) => pending,
+            None => self.receive_v2_head()?,
+        };
+        let FrameHead::V2(header, options) = pending.head else {
+            return Err(RelayError::Protocol("a V1 frame was half read where a V2 frame is read".into()));
+        };
+        self.finish_payload(pending, out)?;
+        Ok((header, options))
+    }
+
+    /// Reads a V2 header and its options; consumes nothing until all of them are here.
+    fn receive_v2_head(&mut self) -> Result<PendingFrame, RelayError> {
         self.buffer_at_least(frame_v2::HEADER_LEN)?;
         let bytes: &[u8; frame_v2::HEADER_LEN] =
             self.buffer[self.start..self.start + frame_v2::HEADER_LEN].try_into().expect("12 bytes");
@@ -419,17 +505,16 @@ impl Relay {
                 return Err(RelayError::NotAFrame { seen, why });
             }
         };
-        self.start += frame_v2::HEADER_LEN;
         let options_len = 4 * header.options;
-        self.buffer_at_least(options_len)?;
+        self.buffer_at_least(frame_v2::HEADER_LEN + options_len)?;
+        self.start += frame_v2::HEADER_LEN;
         let options = frame_v2::decode_options(&self.buffer[self.start..self.start + options_len], header.options);
         self.start += options_len;
         let size = u64::from(header.payload_len);
         if size > self.max_frame {
             return Err(RelayError::TooLarge { size, limit: self.max_frame });
         }
-        self.receive_payload(size, out)?;
-        Ok((header, options))
+        Ok(PendingFrame { head: FrameHead::V2(header, options), size, left: size as usize })
     }
 
     /// Reads until at least `len` bytes are buffered (`len` is at most a header's size).
@@ -463,27 +548,28 @@ impl Relay {
         Ok(prefix)
     }
 
-    fn receive_payload(&mut self, size: u64, out: &mut Vec<u8>) -> Result<(), RelayError> {
+    /// Reads the `left` bytes still to come of a payload of `size` bytes into `out`,
+    /// counting `left` down as they come (so that a `WouldBlock` loses nothing).
+    fn receive_payload(&mut self, size: u64, left: &mut usize, out: &mut Vec<u8>) -> Result<(), RelayError> {
         let size_usize = usize::try_from(size).map_err(|_| RelayError::TooLarge { size, limit: self.max_frame })?;
-        let mut left = size_usize;
         if out.capacity() == 0 {
             // One allocation for the whole message when it has all arrived (a small
             // answer's context and body come in one read): size it by what is here.
-            out.reserve_exact((self.end - self.start).max(left.min(ALLOCATION_AHEAD)));
+            out.reserve_exact((self.end - self.start).max((*left).min(ALLOCATION_AHEAD)));
         }
-        let buffered = left.min(self.end - self.start);
+        let buffered = (*left).min(self.end - self.start);
         out.extend_from_slice(&self.buffer[self.start..self.start + buffered]);
         self.start += buffered;
-        left -= buffered;
-        while left > 0 {
-            let arrived = if left >= DIRECT_READ_MIN {
+        *left -= buffered;
+        while *left > 0 {
+            let arrived = if *left >= DIRECT_READ_MIN {
                 // Grow with what has arrived (never by the declared size alone), only
                 // when the room left is small, then read straight into the destination.
                 if out.capacity() - out.len() < DIRECT_READ_MIN {
-                    out.reserve_exact(left.min(out.len().max(ALLOCATION_AHEAD)));
+                    out.reserve_exact((*left).min(out.len().max(ALLOCATION_AHEAD)));
                 }
                 let spare = out.spare_capacity_mut();
-                let want = spare.len().min(left);
+                let want = spare.len().min(*left);
                 // SAFETY: the spare capacity holds at least `want` writable bytes.
                 let got = unsafe { self.read_into(spare.as_mut_ptr().cast(), want) }?;
                 // SAFETY: `read_into` initialised `got` bytes of the spare capacity.
@@ -494,15 +580,15 @@ impl Relay {
                 self.start = 0;
                 self.end = 0;
                 self.fill()?;
-                let take = left.min(self.end);
+                let take = (*left).min(self.end);
                 out.extend_from_slice(&self.buffer[..take]);
                 self.start = take;
                 take
             };
             if arrived == 0 {
-                return Err(RelayError::Truncated { wanted: size, got: (size_usize - left) as u64 });
+                return Err(RelayError::Truncated { wanted: size, got: (size_usize - *left) as u64 });
             }
-            left -= arrived;
+            *left -= arrived;
         }
         Ok(())
     }
@@ -539,24 +625,36 @@ impl Relay {
             // stall it ~40 ms. Quick ACK mode does not stick, so re-arm it per read.
             let _ = sys::set_socket_option(fd, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1);
         }
-        if self.deadline.is_some() || self.peer_end.is_some() {
-            match sys::wait_for(fd, libc::POLLIN, self.peer_end_fd(), self.deadline)? {
-                sys::Ready::Yes => {}
-                sys::Ready::TimedOut => return Err(RelayError::Timeout),
-                sys::Ready::Gone => {
-                    let in_flight = self.transport == Transport::Tcp
-                        && sys::wait_for(fd, libc::POLLIN, None, Some(Instant::now() + TCP_IN_FLIGHT_GRACE))?
-                            == sys::Ready::Yes;
-                    if !in_flight {
-                        // The peer ended and nothing it sent is left: its end of the
-                        // stream, whoever else still holds the channel open.
-                        return Ok(0);
+        let mut must_wait = self.waits && (self.deadline.is_some() || self.peer_end.is_some());
+        loop {
+            if must_wait {
+                match sys::wait_for(fd, libc::POLLIN, self.peer_end_fd(), self.deadline)? {
+                    sys::Ready::Yes => {}
+                    sys::Ready::TimedOut => return Err(RelayError::Timeout),
+                    sys::Ready::Gone => {
+                        let in_flight = self.transport == Transport::Tcp
+                            && sys::wait_for(fd, libc::POLLIN, None, Some(Instant::now() + TCP_IN_FLIGHT_GRACE))?
+                                == sys::Ready::Yes;
+                        if !in_flight {
+                            // The peer ended and nothing it sent is left: its end of the
+                            // stream, whoever else still holds the channel open.
+                            return Ok(0);
+                        }
                     }
                 }
             }
+            // SAFETY: forwarded from our caller's contract.
+            match unsafe { sys::read_raw(fd, ptr, len) } {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.waits {
+                        return if self.peer_ended { Ok(0) } else { Err(RelayError::WouldBlock) };
+                    }
+                    // A non-blocking descriptor read by a relay that waits: wait, then read.
+                    must_wait = true;
+                }
+                other => return Ok(other?),
+            }
         }
-        // SAFETY: forwarded from our caller's contract.
-        Ok(unsafe { sys::read_raw(fd, ptr, len) }?)
     }
 }
 

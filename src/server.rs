@@ -12,13 +12,15 @@ use crate::error::{Error, Result};
 use crate::event::{EventBus, EventKind, Listener};
 use crate::factory::{self, Factory};
 use crate::owner_process::OwnerProcess;
-use crate::pool::{ExecError, FailureHook, Pool, Stream};
+use crate::pool::{AsyncTask, ExecError, FailureHook, Pool, ResubmitHook, Stream, Submitted};
+use crate::queue::CompletionQueue;
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
 use crate::sync::{Mutex, RwLock};
 use crate::Payload;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 enum Phase {
     /// Built, or stopped: no listener, no pool.
@@ -117,6 +119,7 @@ impl Server {
             self.inner.events.clone(),
             self.inner.counters.clone(),
             self.inner.failure_hook(),
+            self.inner.resubmit_hook(),
         ) {
             Ok(pool) => pool,
             Err(e) => {
@@ -183,6 +186,36 @@ impl Server {
                 Err(ExecError::Failed(error)) => return Err(error),
                 // The pool was swapped out while we waited: the task goes to the new one.
                 Err(ExecError::Retired) => continue,
+            }
+        }
+    }
+
+    /// Submits a task and returns at once: its outcome arrives on `queue`, as a
+    /// [`Completion`](crate::Completion) with `tag`. The inputs are copied. Errors known
+    /// now (the server not started, `max_queue` reached) are returned, and then nothing
+    /// arrives for the task. It shares the workers with `exec` callers, first come, first
+    /// served; its `allocate_timeout` counts from now.
+    pub fn submit(&self, queue: &CompletionQueue, context: &[u8], body: &[u8], tag: u64) -> Result<()> {
+        self.check_process()?;
+        let ticket = queue.ticket(tag)?;
+        let allocate_timeout = self.inner.config.lock().config.allocate_timeout;
+        let mut task = AsyncTask::new(ticket.clone(), context, body, Instant::now() + allocate_timeout);
+        loop {
+            let pool = match &*self.inner.phase.read() {
+                Phase::Running { pool, .. } => pool.clone(),
+                Phase::Idle => {
+                    queue.forget(&ticket);
+                    return Err(Error::state("the server is not started (call start first)"));
+                }
+            };
+            match pool.submit(task) {
+                Ok(Submitted::Accepted) => return Ok(()),
+                // The pool was swapped out just now: the task goes to the new one.
+                Ok(Submitted::Retired(back)) => task = back,
+                Err(error) => {
+                    queue.forget(&ticket);
+                    return Err(error);
+                }
             }
         }
     }
@@ -282,6 +315,28 @@ impl Inner {
         Box::new(move |pool: &Arc<Pool>, error: &Error| Inner::rebuild_after_failure(&server, pool, error))
     }
 
+    /// What a retired pool of this server does with a submitted task it will not run:
+    /// submit it to the current pool; with none, it completes with a state error.
+    fn resubmit_hook(self: &Arc<Self>) -> ResubmitHook {
+        let server = Arc::downgrade(self);
+        Box::new(move |mut task: AsyncTask| loop {
+            let pool = server.upgrade().and_then(|inner| match &*inner.phase.read() {
+                Phase::Running { pool, .. } => Some(pool.clone()),
+                Phase::Idle => None,
+            });
+            let Some(pool) = pool else {
+                task.ticket.complete(Err(Error::state("the server was stopped before the task got a worker")));
+                return;
+            };
+            let ticket = task.ticket.clone();
+            match pool.submit(task) {
+                Ok(Submitted::Accepted) => return,
+                Ok(Submitted::Retired(back)) => task = back,
+                Err(error) => return ticket.complete(Err(error)),
+            }
+        })
+    }
+
     /// A state error for `what` unless the server is running.
     fn expect_running(&self, what: &str) -> Result<()> {
         match &*self.phase.read() {
@@ -305,6 +360,7 @@ impl Inner {
             self.events.clone(),
             self.counters.clone(),
             self.failure_hook(),
+            self.resubmit_hook(),
         )?;
         let old = {
             let mut phase = self.phase.write();

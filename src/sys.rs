@@ -517,3 +517,92 @@ pub(crate) fn close_inherited_descriptors_on_exec() {
     // SAFETY: no memory arguments.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
+
+/// A new eventfd, non-blocking and close-on-exec; in semaphore mode with `semaphore`
+/// (each read takes one from the counter, so it stays readable while the count is above
+/// zero).
+pub(crate) fn eventfd(semaphore: bool) -> io::Result<OwnedFd> {
+    let flags = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
+    // SAFETY: no memory arguments; returns a new descriptor or -1.
+    let fd = check(unsafe { libc::eventfd(0, flags) } as isize)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Adds `n` to an eventfd's counter.
+pub(crate) fn eventfd_add(fd: &OwnedFd, n: u64) -> io::Result<()> {
+    let bytes = n.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live array.
+    check(unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), 8) } as isize).map(|_| ())
+}
+
+/// Takes from an eventfd's counter (one in semaphore mode, all otherwise); `Ok(0)` when it
+/// was zero.
+pub(crate) fn eventfd_take(fd: &OwnedFd) -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: reads 8 bytes into a live array.
+    match check(unsafe { libc::read(fd.as_raw_fd(), bytes.as_mut_ptr().cast(), 8) } as isize) {
+        Ok(_) => Ok(u64::from_ne_bytes(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A new epoll instance (close-on-exec).
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; returns a new descriptor or -1.
+    let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as isize)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// What an epoll instance watches a descriptor for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// Adds `fd` to `epoll` (`add`), or changes what it is watched for, with `key` as its data.
+pub(crate) fn epoll_watch(epoll: &OwnedFd, fd: RawFd, interest: Interest, key: u64, add: bool) -> io::Result<()> {
+    let events = match interest {
+        Interest::Read => libc::EPOLLIN,
+        Interest::Write => libc::EPOLLOUT,
+    } as u32;
+    let mut event = libc::epoll_event { events, u64: key };
+    let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
+    // SAFETY: a live epoll descriptor and a live event struct.
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) } as isize).map(|_| ())
+}
+
+/// Removes `fd` from `epoll`.
+pub(crate) fn epoll_forget(epoll: &OwnedFd, fd: RawFd) -> io::Result<()> {
+    // SAFETY: a live epoll descriptor; the event may be NULL for EPOLL_CTL_DEL.
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) } as isize)
+        .map(|_| ())
+}
+
+/// Waits for events on `epoll` until `deadline` (if any); returns the keys of the ready
+/// descriptors in `keys` (cleared first).
+pub(crate) fn epoll_wait(epoll: &OwnedFd, deadline: Option<Instant>, keys: &mut Vec<u64>) -> io::Result<()> {
+    const BATCH: usize = 64;
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+    keys.clear();
+    let ms = match deadline {
+        None => -1,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0));
+            ms.min(i32::MAX as u128) as i32
+        }
+    };
+    // SAFETY: a live epoll descriptor and a buffer of BATCH events.
+    match check(unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as i32, ms) } as isize) {
+        Ok(n) => {
+            keys.extend(events[..n].iter().map(|event| event.u64));
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -78,32 +78,51 @@ pub(crate) fn receive_control(relay: &mut Relay, protocol: Protocol) -> Result<V
 /// Reads an answer: V1, the whole answer; V2, the next frame of it (answering a PING with
 /// a PONG at once, before anything else is written to the worker).
 pub(crate) fn receive_answer(relay: &mut Relay, protocol: Protocol) -> Result<Answer, RelayError> {
+    read_answer(relay, protocol, &mut AnswerRead::default())
+}
+
+/// An answer being read by a relay that does not wait: what has arrived so far.
+#[derive(Default)]
+pub(crate) struct AnswerRead {
+    bytes: Vec<u8>,
+    /// V1: the context's length, once its frame was read.
+    context_len: Option<usize>,
+}
+
+/// [`receive_answer`], resumable: with a relay that does not wait, `WouldBlock` keeps what
+/// arrived in `state` (and in the relay), and the next call with the same `state` goes on.
+pub(crate) fn read_answer(relay: &mut Relay, protocol: Protocol, state: &mut AnswerRead) -> Result<Answer, RelayError> {
     match protocol {
-        Protocol::V1 => receive_answer_v1(relay),
-        Protocol::V2 => receive_answer_v2(relay),
+        Protocol::V1 => read_answer_v1(relay, state),
+        Protocol::V2 => read_answer_v2(relay, &mut state.bytes),
     }
 }
 
-fn receive_answer_v1(relay: &mut Relay) -> Result<Answer, RelayError> {
-    let mut bytes = Vec::new();
-    let head = relay.receive(&mut bytes)?;
-    if !head.has(V1_CONTROL) {
-        return Err(RelayError::Protocol(format!(
-            "the answer's first frame (flags {}) lacks the CONTROL flag; a context frame was expected",
-            head.flags
-        )));
-    }
-    if head.has(V1_ERROR) {
-        return Ok(Answer::JobError(bytes));
-    }
-    let context_len = bytes.len();
-    relay.receive(&mut bytes)?;
-    Ok(Answer::Data { payload: Payload::from_parts(bytes, context_len), more: false })
+fn read_answer_v1(relay: &mut Relay, state: &mut AnswerRead) -> Result<Answer, RelayError> {
+    let context_len = match state.context_len {
+        Some(context_len) => context_len,
+        None => {
+            let head = relay.receive(&mut state.bytes)?;
+            if !head.has(V1_CONTROL) {
+                return Err(RelayError::Protocol(format!(
+                    "the answer's first frame (flags {}) lacks the CONTROL flag; a context frame was expected",
+                    head.flags
+                )));
+            }
+            if head.has(V1_ERROR) {
+                return Ok(Answer::JobError(std::mem::take(&mut state.bytes)));
+            }
+            *state.context_len.insert(state.bytes.len())
+        }
+    };
+    relay.receive(&mut state.bytes)?;
+    state.context_len = None;
+    Ok(Answer::Data { payload: Payload::from_parts(std::mem::take(&mut state.bytes), context_len), more: false })
 }
 
-fn receive_answer_v2(relay: &mut Relay) -> Result<Answer, RelayError> {
-    let mut bytes = Vec::new();
-    let (header, options) = relay.receive_v2(&mut bytes)?;
+fn read_answer_v2(relay: &mut Relay, bytes: &mut Vec<u8>) -> Result<Answer, RelayError> {
+    let (header, options) = relay.receive_v2(bytes)?;
+    let bytes = std::mem::take(bytes);
     if header.has_stream(PING) {
         relay.send_v2(0, PONG, &[], &[])?;
     }

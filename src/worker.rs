@@ -18,7 +18,7 @@ use crate::process::Process;
 use crate::relay::{Relay, RelayError, Sent};
 use crate::state::{WorkerInfo, WorkerState};
 use crate::sys;
-use crate::wire::{self, Answer};
+use crate::wire::{self, Answer, AnswerRead};
 use std::fmt;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -138,6 +138,9 @@ impl Worker {
     /// Wraps a started process whose relay answered the handshake.
     pub(crate) fn new(process: Arc<Process>, mut relay: Relay, protocol: Protocol, codec: u8) -> Worker {
         relay.watch_peer_end(process.end_fd());
+        // Reads go through poll anyway (the pidfd, exec_ttl); non-blocking, the same
+        // descriptor serves the reactor, which must never block on it.
+        let _ = relay.make_nonblocking();
         let status = Arc::new(WorkerStatus {
             id: NEXT_WORKER_ID.fetch_add(1, Ordering::Relaxed),
             pid: process.pid(),
@@ -248,6 +251,40 @@ impl Worker {
         sent.map_err(|error| self.send_failure(error))
     }
 
+    /// Sends more of a task `already` bytes of which were sent, as much as the worker's
+    /// buffer takes now (never waiting); how far it got.
+    pub(crate) fn continue_sending_task(
+        &mut self,
+        context: &[u8],
+        body: &[u8],
+        already: usize,
+    ) -> Result<Sent, TaskFailure> {
+        let sent = wire::send_task(&mut self.relay, self.protocol, self.codec, context, body, already, false);
+        sent.map_err(|error| self.send_failure(error))
+    }
+
+    /// Makes reads of answers wait for bytes (`true`, the default), or fail with
+    /// `RelayError::WouldBlock` (for the reactor, which polls the descriptors itself).
+    pub(crate) fn set_reads_wait(&mut self, wait: bool) {
+        self.relay.set_waiting(wait);
+    }
+
+    /// The descriptors answers are read from and tasks written to (one, for a socket).
+    pub(crate) fn relay_fds(&self) -> (std::os::fd::RawFd, std::os::fd::RawFd) {
+        (self.relay.read_fd(), self.relay.write_fd())
+    }
+
+    /// The deadline of the task it runs (exec_ttl), if any.
+    pub(crate) fn task_deadline(&self) -> Option<Instant> {
+        self.relay.deadline()
+    }
+
+    /// Notes that its process ended (the reactor saw its pidfd): a read that finds
+    /// nothing is then the end of the relay.
+    pub(crate) fn note_process_ended(&mut self) {
+        self.relay.set_peer_ended();
+    }
+
     /// Sends what is left of a task `already` bytes of which were sent.
     pub(crate) fn send_rest_of_task(&mut self, context: &[u8], body: &[u8], already: usize) -> Result<(), TaskFailure> {
         let sent = wire::send_task(&mut self.relay, self.protocol, self.codec, context, body, already, true);
@@ -278,7 +315,15 @@ impl Worker {
     /// for the first chunk of a streamed one: then the exec_ttl deadline stays set for
     /// the rest, which [`Worker::receive_chunk`] reads).
     pub(crate) fn receive_outcome(&mut self) -> Result<Outcome, TaskFailure> {
-        let outcome = match wire::receive_answer(&mut self.relay, self.protocol) {
+        self.read_outcome(&mut AnswerRead::default())
+    }
+
+    /// [`Worker::receive_outcome`], resumable: when reads do not wait (see
+    /// [`Worker::set_reads_wait`]), a failure with `RelayError::WouldBlock` keeps what
+    /// arrived in `state`, and the next call with it goes on.
+    pub(crate) fn read_outcome(&mut self, state: &mut AnswerRead) -> Result<Outcome, TaskFailure> {
+        let outcome = match wire::read_answer(&mut self.relay, self.protocol, state) {
+            Err(RelayError::WouldBlock) => return Err(TaskFailure { error: RelayError::WouldBlock, delivered: true }),
             Ok(Answer::JobError(message)) => Outcome::JobError(message),
             Ok(Answer::Data { payload, more: true }) => {
                 self.status.num_execs.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +352,13 @@ impl Worker {
 
     /// Reads the next chunk of the streamed answer the worker is sending.
     pub(crate) fn receive_chunk(&mut self) -> Result<Chunk, TaskFailure> {
-        let chunk = match wire::receive_answer(&mut self.relay, self.protocol) {
+        self.read_chunk(&mut AnswerRead::default())
+    }
+
+    /// [`Worker::receive_chunk`], resumable (as [`Worker::read_outcome`]).
+    pub(crate) fn read_chunk(&mut self, state: &mut AnswerRead) -> Result<Chunk, TaskFailure> {
+        let chunk = match wire::read_answer(&mut self.relay, self.protocol, state) {
+            Err(RelayError::WouldBlock) => return Err(TaskFailure { error: RelayError::WouldBlock, delivered: true }),
             Ok(Answer::Data { payload, more: true }) => return Ok(Chunk::More(payload)),
             Ok(Answer::Data { payload, more: false }) => Chunk::Last(payload),
             Ok(Answer::JobError(message)) => Chunk::JobError(message),

@@ -34,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod payload;
+pub mod queue;
 pub mod server;
 pub mod stats;
 pub mod status;

@@ -70,6 +70,12 @@ pub(crate) fn catch_or_default<T: PanicDefault>(body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| T::panic_default())
 }
 
+/// Runs `body`, turning a panic into `value` (for an export whose type's
+/// [`PanicDefault`] would mean something there, such as 0 for a file descriptor).
+pub(crate) fn catch_or<T>(value: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(value)
+}
+
 /// Runs `body`, turning a panic into an internal error that carries its message.
 pub(crate) fn catch_as_error(body: impl FnOnce() -> Result<(), Error>) -> Result<(), Error> {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {

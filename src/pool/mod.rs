@@ -9,16 +9,21 @@
 //!
 //! One job per file: `take` (taking a worker for a task and giving it back), `retire`
 //! (the one way a worker leaves the pool), `replace` (starting workers, keeping the pool
-//! full), `supervisor` (the thread that stops retired workers and refills), `stop`.
+//! full), `supervisor` (the thread that stops retired workers and refills), `stop`,
+//! `stream` (answers read chunk by chunk), `submit` (tasks submitted to a completion
+//! queue) and `reactor` (the thread that reads their answers).
 
+mod reactor;
 mod replace;
 mod retire;
 mod stop;
 mod stream;
+mod submit;
 mod supervisor;
 mod take;
 
 pub use stream::Stream;
+pub(crate) use submit::{AsyncTask, ResubmitHook, Submitted};
 
 use crate::config::ValidConfig;
 use crate::error::{Error, ErrorKind, Result};
@@ -37,9 +42,10 @@ use crate::worker::{Chunk, Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::Sender;
 use retire::Leaving;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 use supervisor::Order;
@@ -96,8 +102,12 @@ struct Workers {
     members: HashMap<u64, Member>,
     /// Workers taken for a task (see `take::Lease`).
     busy: usize,
-    /// Callers waiting for a worker (served about in arrival order; see `handoff`).
+    /// Callers and submitted tasks waiting for a worker (served about in arrival order;
+    /// see `handoff`).
     waiters: WaitQueue,
+    /// The allocate deadlines of the submitted tasks in `waiters`, earliest first, with
+    /// their ticket ids (entries of tasks no longer waiting are skipped when due).
+    task_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Replacements being started by the supervisor.
     starting: usize,
     phase: Phase,
@@ -129,7 +139,11 @@ pub(crate) struct Pool {
     /// Busy workers whose lease a stream holds, outside any call into the library.
     held_by_streams: AtomicUsize,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// Reads the answers of submitted tasks; started with the first one.
+    reactor: OnceLock<Arc<reactor::Reactor>>,
     on_failure: FailureHook,
+    /// Where submitted tasks go once this pool is retired.
+    resubmit: ResubmitHook,
     counters: Arc<Counters>,
 }
 
@@ -141,6 +155,7 @@ impl Pool {
         events: EventBus,
         counters: Arc<Counters>,
         on_failure: FailureHook,
+        resubmit: ResubmitHook,
     ) -> Result<Arc<Pool>> {
         let spec = CommandSpec {
             argv: config.argv.clone(),
@@ -162,6 +177,7 @@ impl Pool {
                 members: HashMap::new(),
                 busy: 0,
                 waiters: WaitQueue::default(),
+                task_deadlines: BinaryHeap::new(),
                 starting: 0,
                 phase: Phase::Running,
             }),
@@ -169,7 +185,9 @@ impl Pool {
             orders,
             held_by_streams: AtomicUsize::new(0),
             supervisor: Mutex::new(None),
+            reactor: OnceLock::new(),
             on_failure,
+            resubmit,
             counters,
             config,
         });

@@ -2,11 +2,12 @@
 //! replacement for each worker that leaves; a pool that cannot keep any worker alive
 //! fails and tells its owner.
 
+use super::take::Lease;
 use super::{Member, Phase, Pool};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventKind;
 use crate::factory::SpawnSettings;
-use crate::handoff::{Delivery, Handed};
+use crate::handoff::{Claimed, Delivery, Handed};
 use crate::limits::WorkerLimits;
 use crate::placement::CpuSlot;
 use crate::process::CommandSpec;
@@ -115,11 +116,17 @@ impl Pool {
             }
             workers.members.insert(status.id(), Member { status: status.clone(), process: process.clone(), _cpu: cpu });
             match workers.waiters.pop_oldest() {
-                Some(claimed) => {
+                Some(Claimed::Caller(claimed)) => {
                     workers.busy += 1;
                     worker.status().set_state(WorkerState::Working);
                     drop(workers);
                     claimed.deliver(Delivery::Worker(Handed { worker, sent: None }));
+                }
+                Some(Claimed::Task(task)) => {
+                    workers.busy += 1;
+                    worker.status().set_state(WorkerState::Working);
+                    drop(workers);
+                    self.start_async(Lease::new(self, worker), task);
                 }
                 None => workers.idle.push(worker),
             }
@@ -165,14 +172,15 @@ impl Pool {
     /// owner is told (it rebuilds the pool). Once: a pool that is not running is left
     /// as it is.
     pub(super) fn fail(self: &Arc<Self>, error: Error) {
-        {
+        let orphans = {
             let mut workers = self.workers.lock();
             if workers.phase != Phase::Running {
                 return;
             }
             workers.phase = Phase::Failed(error.clone());
-            Pool::wake_waiters(&mut workers);
-        }
+            Pool::wake_waiters(&mut workers)
+        };
+        self.settle_orphans(orphans);
         self.events.emit(EventKind::PoolError, None, Some(error.message().to_string()));
         (self.on_failure)(self, &error);
     }

@@ -10,7 +10,7 @@ use super::retire::Leaving;
 use super::{ExecError, Phase, Pool, Workers};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
-use crate::handoff::{Delivery, Handed, LentTask, Slot};
+use crate::handoff::{Claimed, Delivery, Handed, LentTask, Slot};
 use crate::relay::Sent;
 use crate::state::WorkerState;
 use crate::stats::Counters;
@@ -30,7 +30,7 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// Holds `worker`, already counted busy.
-    fn new(pool: &Arc<Pool>, worker: Worker) -> Lease {
+    pub(super) fn new(pool: &Arc<Pool>, worker: Worker) -> Lease {
         Lease { pool: pool.clone(), worker: Some(worker), for_stream: false }
     }
 
@@ -44,6 +44,10 @@ impl Lease {
     /// The pool the worker belongs to.
     pub(super) fn pool(&self) -> Arc<Pool> {
         self.pool.clone()
+    }
+
+    pub(super) fn worker_ref(&self) -> &Worker {
+        self.worker.as_ref().expect("a lease holds its worker until it ends")
     }
 
     pub(super) fn worker(&mut self) -> &mut Worker {
@@ -65,7 +69,19 @@ impl Lease {
     /// Gives the worker back after a task it answered: to a waiting caller, to the
     /// idle list, or out of the pool when one of its limits (max_jobs, ttl, max_memory)
     /// says so, when it answered more than once, or when it exited.
-    pub(super) fn give_back(mut self) {
+    pub(super) fn give_back(self) {
+        self.hand_on(Some(sys::current_cpu()))
+    }
+
+    /// As `give_back`, for the reactor: the worker goes to the longest-waiting caller or
+    /// task, whatever its CPU (the reactor's CPU tells nothing about who submitted).
+    pub(super) fn give_back_in_arrival_order(self) {
+        self.hand_on(None)
+    }
+
+    /// `give_back`, choosing among the waiters by the CPU the freeing thread runs on
+    /// (see `handoff`), or strictly in arrival order with `None`.
+    fn hand_on(mut self, cpu: Option<i32>) {
         let pool = self.pool.clone();
         let worker = self.worker();
         let pid = worker.pid();
@@ -87,10 +103,20 @@ impl Lease {
             // watcher's report takes, so one of the two always sees it.
             return pool.retire(&mut workers, self.take(), Leaving::Died, true);
         }
-        match workers.waiters.pop_nearest(sys::current_cpu()) {
+        let next = match cpu {
+            Some(cpu) => workers.waiters.pop_nearest(cpu),
+            None => workers.waiters.pop_oldest(),
+        };
+        match next {
             // The worker stays busy: it goes straight to a waiting caller (see
             // `handoff`), with that caller's task already sent if it lent it.
-            Some(claimed) => {
+            Some(Claimed::Task(task)) => {
+                // The oldest in line is a submitted task: this worker runs it now.
+                worker.status().set_state(WorkerState::Working);
+                drop(workers);
+                pool.start_async(self, task);
+            }
+            Some(Claimed::Caller(claimed)) => {
                 worker.status().set_state(WorkerState::Working);
                 drop(workers);
                 let sent = claimed.lent_task().map(|task| {
@@ -214,7 +240,7 @@ impl Pool {
     /// one idle the shortest time) among those given back on the calling thread's CPU,
     /// or else the last of all (a CPU-local wake-up is cheaper; see `handoff`). One that
     /// died while idle (its watcher has not reported it yet) leaves the pool here.
-    fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
+    pub(super) fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
         let cpu = sys::current_cpu();
         while !workers.idle.is_empty() {
             let nearest = workers.idle.iter().rposition(|worker| worker.idle_on_cpu() == cpu);

@@ -1,0 +1,223 @@
+//! Tasks submitted without waiting (`Server::submit`): started on an idle worker by the
+//! submitting thread, or queued in line with the blocking callers (first come, first
+//! served), and read by the pool's reactor thread (`reactor`), which posts each outcome
+//! to the task's completion queue. A submitted task is never run by a thread of its own.
+
+use super::reactor::{Reactor, Running};
+use super::take::Lease;
+use super::{Phase, Pool, Workers, MAX_REROUTES_PER_TASK};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::EventKind;
+use crate::queue::Ticket;
+use crate::state::WorkerState;
+use crate::stats::Counters;
+use std::cmp::Reverse;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+/// A task submitted to a completion queue: its inputs (copied), its ticket, and how far
+/// it got.
+pub(crate) struct AsyncTask {
+    pub(crate) ticket: Arc<Ticket>,
+    /// The context, then the body.
+    input: Vec<u8>,
+    context_len: usize,
+    /// When it must have a worker (allocate_timeout, counted from its submission).
+    deadline: Instant,
+    /// Times it moved to another worker (stop requests, workers gone before it reached them).
+    reroutes: usize,
+    /// Why the last worker never got it, when that is why it moved.
+    undelivered: Option<Error>,
+}
+
+impl AsyncTask {
+    /// A task of copies of `context` and `body`, for `ticket`, to have a worker by `deadline`.
+    pub(crate) fn new(ticket: Arc<Ticket>, context: &[u8], body: &[u8], deadline: Instant) -> AsyncTask {
+        let mut input = Vec::with_capacity(context.len() + body.len());
+        input.extend_from_slice(context);
+        input.extend_from_slice(body);
+        AsyncTask { ticket, input, context_len: context.len(), deadline, reroutes: 0, undelivered: None }
+    }
+
+    pub(crate) fn context(&self) -> &[u8] {
+        &self.input[..self.context_len]
+    }
+
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.input[self.context_len..]
+    }
+}
+
+/// What became of a submission.
+pub(crate) enum Submitted {
+    /// It runs, or waits in line.
+    Accepted,
+    /// The pool was retired by a reconfigure: submit it to the current pool.
+    Retired(AsyncTask),
+}
+
+/// What a pool does with a task it cannot run because it was retired: its owner submits
+/// it to the current pool.
+pub(crate) type ResubmitHook = Box<dyn Fn(AsyncTask) + Send + Sync>;
+
+impl Pool {
+    /// Starts `task` on an idle worker now, or queues it; errors known at once (a pool
+    /// stopped or failed, max_queue reached) are returned, the task dropped, and nothing
+    /// posted.
+    pub(crate) fn submit(self: &Arc<Self>, task: AsyncTask) -> Result<Submitted> {
+        let mut workers = self.workers.lock();
+        match &workers.phase {
+            Phase::Running => {}
+            Phase::Retired => return Ok(Submitted::Retired(task)),
+            Phase::Stopped => return Err(Error::state("the server was stopped")),
+            Phase::Failed(error) => return Err(error.clone()),
+        }
+        if let Some(worker) = self.take_idle(&mut workers) {
+            workers.busy += 1;
+            worker.status().set_state(WorkerState::Working);
+            drop(workers);
+            self.start_async(Lease::new(self, worker), task);
+            return Ok(Submitted::Accepted);
+        }
+        let max_queue = self.config.config.max_queue as usize;
+        if max_queue > 0 && workers.waiters.len() >= max_queue {
+            Counters::bump(&self.counters.queue_full);
+            let message =
+                format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiters.len());
+            self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
+            return Err(Error::new(ErrorKind::QueueFull, message));
+        }
+        self.queue_task(&mut workers, task);
+        Ok(Submitted::Accepted)
+    }
+
+    /// Puts `task` in line for a worker, with its allocate deadline watched by the reactor.
+    fn queue_task(self: &Arc<Self>, workers: &mut Workers, task: AsyncTask) {
+        let (id, deadline) = (task.ticket.id(), task.deadline);
+        let pool = Arc::downgrade(self);
+        task.ticket.set_waiting(Box::new(move || withdraw(&pool, id)));
+        workers.waiters.push_task(task);
+        workers.task_deadlines.push(Reverse((deadline, id)));
+        let earliest = workers.task_deadlines.peek().is_some_and(|Reverse((first, _))| *first == deadline);
+        let reactor = self.reactor();
+        if earliest {
+            reactor.wake();
+        }
+    }
+
+    /// Runs `task` on the worker of `lease` (counted busy): sends what fits now, and
+    /// gives the worker to the reactor, which sends the rest and reads the answer. A task
+    /// cancelled meanwhile does not run: the worker is given back as it is.
+    pub(super) fn start_async(self: &Arc<Self>, mut lease: Lease, task: AsyncTask) {
+        if task.ticket.is_done() {
+            lease.give_back();
+            return;
+        }
+        let deadline = self.task_deadline();
+        let worker = lease.worker();
+        let sent = worker.start_sending_task(task.context(), task.body(), deadline);
+        task.ticket.set_running(Some(worker.process().clone()));
+        self.reactor().run(Running::new(lease, task, sent));
+    }
+
+    /// This pool's reactor, started on first use.
+    pub(super) fn reactor(self: &Arc<Self>) -> &Arc<Reactor> {
+        self.reactor.get_or_init(|| Reactor::start(self))
+    }
+
+    /// Completes `task`'s ticket with the outcome of its run.
+    pub(super) fn complete_task(&self, task: &AsyncTask, result: Result<crate::Payload>) {
+        task.ticket.set_running(None);
+        task.ticket.complete(result);
+    }
+
+    /// Runs `task` again, on another worker: its worker asked to be replaced, or never
+    /// got it (`undelivered`). Bounded, as for `exec`.
+    pub(super) fn reroute(self: &Arc<Self>, mut task: AsyncTask, undelivered: Option<Error>) {
+        task.ticket.set_running(None);
+        task.reroutes += 1;
+        if undelivered.is_some() {
+            task.undelivered = undelivered;
+        }
+        if task.reroutes > MAX_REROUTES_PER_TASK {
+            Counters::bump(&self.counters.worker_errors);
+            let error = match task.undelivered.take() {
+                Some(failure) => failure.context(format!(
+                    "{} workers in a row were gone before the task reached them; the last one",
+                    MAX_REROUTES_PER_TASK + 1
+                )),
+                None => Error::new(
+                    ErrorKind::WorkerError,
+                    format!(
+                        "{} workers in a row asked to be replaced instead of running the task; giving up on it",
+                        MAX_REROUTES_PER_TASK + 1
+                    ),
+                ),
+            };
+            task.ticket.complete(Err(error));
+            return;
+        }
+        self.resubmit_or_fail(task);
+    }
+
+    /// Submits `task` here again, or where the pool's owner says once this pool is
+    /// retired; a task no pool takes completes with the reason.
+    pub(super) fn resubmit_or_fail(self: &Arc<Self>, task: AsyncTask) {
+        let ticket = task.ticket.clone();
+        match self.submit(task) {
+            Ok(Submitted::Accepted) => {}
+            Ok(Submitted::Retired(task)) => (self.resubmit)(task),
+            Err(error) => ticket.complete(Err(error)),
+        }
+    }
+
+    /// Tasks taken out of the queue because the pool changed phase: they go where the
+    /// pool's phase says (retired: the current pool; stopped or failed: that error).
+    pub(super) fn settle_orphans(self: &Arc<Self>, tasks: Vec<AsyncTask>) {
+        for task in tasks {
+            self.resubmit_or_fail(task);
+        }
+    }
+
+    /// Completes the waiting tasks whose allocate deadline passed, with a timeout.
+    /// Returns the next deadline of a waiting task.
+    pub(super) fn expire_waiting_tasks(&self, now: Instant) -> Option<Instant> {
+        let mut expired = Vec::new();
+        let next = {
+            let mut workers = self.workers.lock();
+            while let Some(Reverse((deadline, id))) = workers.task_deadlines.peek().copied() {
+                if deadline > now {
+                    break;
+                }
+                workers.task_deadlines.pop();
+                if let Some(task) = workers.waiters.remove_task(id) {
+                    expired.push((task, workers.busy));
+                }
+            }
+            workers.task_deadlines.peek().map(|Reverse((deadline, _))| *deadline)
+        };
+        for (task, busy) in expired {
+            Counters::bump(&self.counters.timeouts);
+            task.ticket.complete(Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
+                    self.config.config.allocate_timeout.as_millis(),
+                    self.config.config.num_workers
+                ),
+            )));
+        }
+        next
+    }
+}
+
+/// Takes the task of ticket `id` out of the queue of `pool` (a cancel); true if it
+/// still waited there.
+fn withdraw(pool: &Weak<Pool>, id: u64) -> bool {
+    let Some(pool) = pool.upgrade() else { return false };
+    let withdrawn = pool.workers.lock().waiters.remove_task(id);
+    if withdrawn.is_some() {
+        Counters::bump(&pool.counters.tasks_cancelled);
+    }
+    withdrawn.is_some()
+}
