@@ -104,6 +104,31 @@ impl WaitQueue {
         }
     }
 
+    /// Takes out of the queue the submitted tasks whose allocate deadline is `now` or past.
+    pub(crate) fn remove_tasks_due(&mut self, now: Instant) -> Vec<AsyncTask> {
+        let mut due = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for waiter in self.waiting.drain(..) {
+            match waiter.who {
+                Waiting::Task(task) if task.deadline() <= now => due.push(task),
+                who => kept.push_back(Waiter { who, ..waiter }),
+            }
+        }
+        self.waiting = kept;
+        due
+    }
+
+    /// The earliest allocate deadline of the submitted tasks in the queue.
+    pub(crate) fn earliest_task_deadline(&self) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .filter_map(|waiter| match &waiter.who {
+                Waiting::Task(task) => Some(task.deadline()),
+                Waiting::Caller(_) => None,
+            })
+            .min()
+    }
+
     /// The oldest waiter.
     pub(crate) fn pop_oldest(&mut self) -> Option<Claimed> {
         self.waiting.pop_front().map(|waiter| Claimed::of(waiter.who))

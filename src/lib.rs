@@ -25,6 +25,7 @@ mod placement;
 mod pool;
 mod process;
 mod queue;
+mod ready_signal;
 mod relay;
 pub mod stats;
 mod stderr;

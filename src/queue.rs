@@ -1,10 +1,12 @@
 //! The completion queue: tasks submitted without waiting (`Server::submit`), and their
 //! outcomes, taken by an event loop when the queue's descriptor says some are there.
 //!
-//! A queue counts its waiting completions in an eventfd in semaphore mode: every
-//! completion posted adds one, every completion taken reads one, both under the queue's
-//! lock, so the descriptor is readable exactly while completions wait. One queue may
-//! serve several servers, and several threads may take from it.
+//! The queue's descriptor is an eventfd that is readable exactly while completions
+//! wait: the completion that makes the list non-empty writes it, the one that empties
+//! the list reads it, both under the queue's lock. (Not one count per completion: with
+//! many in flight, the host is woken once for a batch, and the library makes two system
+//! calls per batch rather than two per task.) One queue may serve several servers, and
+//! several threads may take from it.
 //!
 //! Each submitted task has a [`Ticket`], shared by the queue (to cancel it) and by the
 //! pool that runs it. A ticket completes once: the first outcome posted wins (a cancel
@@ -13,11 +15,11 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
+use crate::ready_signal::ReadySignal;
 use crate::sync::{Condvar, Mutex};
-use crate::sys;
 use crate::Payload;
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -41,11 +43,13 @@ pub(crate) struct QueueShared {
     state: Mutex<QueueState>,
     arrived: Condvar,
     /// Readable exactly while completions wait (see the module docs).
-    signal: OwnedFd,
+    signal: ReadySignal,
 }
 
 struct QueueState {
     ready: VecDeque<Completion>,
+    /// Threads blocked in `next` (only they need the condition variable's wake-up).
+    sleepers: usize,
     /// Tasks submitted and not completed, by ticket id.
     outstanding: HashMap<u64, Arc<Ticket>>,
     closed: bool,
@@ -57,11 +61,16 @@ static NEXT_TICKET: AtomicU64 = AtomicU64::new(1);
 impl CompletionQueue {
     /// A new, empty queue.
     pub fn new() -> Result<CompletionQueue> {
-        let signal = sys::eventfd(true)
+        let signal = ReadySignal::new()
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot make the queue's eventfd: {e}")))?;
         Ok(CompletionQueue {
             shared: Arc::new(QueueShared {
-                state: Mutex::new(QueueState { ready: VecDeque::new(), outstanding: HashMap::new(), closed: false }),
+                state: Mutex::new(QueueState {
+                    ready: VecDeque::new(),
+                    sleepers: 0,
+                    outstanding: HashMap::new(),
+                    closed: false,
+                }),
                 arrived: Condvar::new(),
                 signal,
             }),
@@ -71,7 +80,7 @@ impl CompletionQueue {
     /// The descriptor that is readable exactly while completions wait: for poll, epoll
     /// or an event loop. Only poll it: never read, write or close it.
     pub fn fd(&self) -> RawFd {
-        self.shared.signal.as_raw_fd()
+        self.shared.signal.fd()
     }
 
     /// The next completion: `None` if none came within `timeout` (`Some(ZERO)`: do not
@@ -81,17 +90,22 @@ impl CompletionQueue {
         let mut state = self.shared.state.lock();
         loop {
             if let Some(completion) = state.ready.pop_front() {
-                let _ = sys::eventfd_take(&self.shared.signal);
+                if state.ready.is_empty() {
+                    self.shared.signal.lower();
+                }
                 return Some(completion);
             }
+            if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+                return None;
+            }
+            state.sleepers += 1;
             match deadline {
                 None => self.shared.arrived.wait(&mut state),
                 Some(deadline) => {
-                    if self.shared.arrived.wait_until(&mut state, deadline).timed_out() && state.ready.is_empty() {
-                        return None;
-                    }
+                    self.shared.arrived.wait_until(&mut state, deadline);
                 }
             }
+            state.sleepers -= 1;
         }
     }
 
@@ -115,7 +129,7 @@ impl CompletionQueue {
             queue: Arc::downgrade(&self.shared),
             done: AtomicBool::new(false),
             running: Mutex::new(None),
-            withdraw: Mutex::new(None),
+            waiting_in: Mutex::new(None),
         });
         let mut state = self.shared.state.lock();
         if state.closed {
@@ -129,6 +143,26 @@ impl CompletionQueue {
     pub(crate) fn forget(&self, ticket: &Ticket) {
         ticket.done.store(true, Ordering::Release);
         self.shared.state.lock().outstanding.remove(&ticket.id);
+    }
+}
+
+impl QueueShared {
+    /// Posts the completion of ticket `id` (dropped if the queue is being freed).
+    fn post(&self, id: u64, completion: Completion) {
+        let mut state = self.state.lock();
+        state.outstanding.remove(&id);
+        if state.closed {
+            return;
+        }
+        state.ready.push_back(completion);
+        if state.ready.len() == 1 {
+            self.signal.raise();
+        }
+        let wake = state.sleepers > 0;
+        drop(state);
+        if wake {
+            self.arrived.notify_one();
+        }
     }
 }
 
@@ -148,9 +182,12 @@ impl Drop for CompletionQueue {
     }
 }
 
-/// How a pool takes back a task that waits for a worker, for a cancel: true if it was
-/// still waiting (then it never runs).
-pub(crate) type Withdraw = Box<dyn Fn() -> bool + Send + Sync>;
+/// Where a task waits for a worker (a pool's line), to take it back for a cancel.
+pub(crate) trait TaskLine: Send + Sync {
+    /// Takes the task of ticket `id` out of the line; true if it still waited there
+    /// (then it never runs).
+    fn withdraw(&self, id: u64) -> bool;
+}
 
 /// One submitted task, shared by its queue and the pool that runs it.
 pub(crate) struct Ticket {
@@ -159,10 +196,11 @@ pub(crate) struct Ticket {
     queue: Weak<QueueShared>,
     /// Set once an outcome was posted (or the task was given up at submission).
     done: AtomicBool,
-    /// The worker running the task, while it does: a cancel kills it.
+    /// The worker running the task, while it does: a cancel kills it. Its lock also
+    /// orders a cancel's kill against the end of the run (see `stop_running`).
     running: Mutex<Option<Arc<Process>>>,
-    /// How to take the task back while it waits for a worker.
-    withdraw: Mutex<Option<Withdraw>>,
+    /// The line the task waits in, while it waits for a worker.
+    waiting_in: Mutex<Option<Weak<dyn TaskLine>>>,
 }
 
 impl Ticket {
@@ -176,51 +214,52 @@ impl Ticket {
         self.done.load(Ordering::Acquire)
     }
 
-    /// Posts the task's outcome, unless one was posted already.
-    pub(crate) fn complete(&self, result: Result<Payload>) {
+    /// Posts the task's outcome, unless one was posted already; true if this one was.
+    pub(crate) fn complete(&self, result: Result<Payload>) -> bool {
         if self.done.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
-        let Some(queue) = self.queue.upgrade() else { return };
-        let mut state = queue.state.lock();
-        state.outstanding.remove(&self.id);
-        if state.closed {
-            return;
+        if let Some(queue) = self.queue.upgrade() {
+            queue.post(self.id, Completion { tag: self.tag, result });
         }
-        state.ready.push_back(Completion { tag: self.tag, result });
-        let _ = sys::eventfd_add(&queue.signal, 1);
-        drop(state);
-        queue.arrived.notify_one();
+        true
     }
 
-    /// The task waits for a worker: `withdraw` takes it back (for a cancel).
-    pub(crate) fn set_waiting(&self, withdraw: Withdraw) {
-        *self.withdraw.lock() = Some(withdraw);
+    /// The task waits for a worker in `line`, which takes it back for a cancel.
+    pub(crate) fn set_waiting(&self, line: Weak<dyn TaskLine>) {
+        *self.waiting_in.lock() = Some(line);
     }
 
-    /// The task runs on `process` (or stopped running, with `None`). A task cancelled
-    /// in the meantime has its worker killed here.
-    pub(crate) fn set_running(&self, process: Option<Arc<Process>>) {
-        *self.withdraw.lock() = None;
-        *self.running.lock() = process.clone();
-        if let (Some(process), true) = (process, self.is_done()) {
+    /// The task runs on `process` from now on. A task cancelled in the meantime has its
+    /// worker killed here.
+    pub(crate) fn start_running(&self, process: &Arc<Process>) {
+        *self.waiting_in.lock() = None;
+        let mut running = self.running.lock();
+        *running = Some(process.clone());
+        if self.is_done() {
             process.signal(libc::SIGKILL);
         }
     }
 
+    /// The task's run ended (or moves to another worker): from now on a cancel kills no
+    /// worker for it. True if it was cancelled before that: its worker may have been
+    /// killed, and must not run another task.
+    pub(crate) fn stop_running(&self) -> bool {
+        *self.running.lock() = None;
+        self.is_done()
+    }
+
     /// Completes the task with `Cancelled`, then stops it: taken back if it waits, its
-    /// worker killed if it runs.
+    /// worker killed if it runs. Nothing if it completed already.
     fn cancel(&self) {
-        if self.is_done() {
+        if !self.complete(Err(Error::new(ErrorKind::Cancelled, "the task was cancelled (rr_queue_cancel)"))) {
             return;
         }
-        let withdraw = self.withdraw.lock().take();
-        self.complete(Err(Error::new(ErrorKind::Cancelled, "the task was cancelled (rr_queue_cancel)")));
-        if let Some(withdraw) = withdraw {
-            withdraw();
+        let line = self.waiting_in.lock().take().and_then(|line| line.upgrade());
+        if let Some(line) = line {
+            line.withdraw(self.id);
         }
-        let running = self.running.lock().clone();
-        if let Some(process) = running {
+        if let Some(process) = &*self.running.lock() {
             process.signal(libc::SIGKILL);
         }
     }

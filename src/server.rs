@@ -332,7 +332,10 @@ impl Inner {
             match pool.submit(task) {
                 Ok(Submitted::Accepted) => return,
                 Ok(Submitted::Retired(back)) => task = back,
-                Err(error) => return ticket.complete(Err(error)),
+                Err(error) => {
+                    ticket.complete(Err(error));
+                    return;
+                }
             }
         })
     }

@@ -518,11 +518,9 @@ pub(crate) fn close_inherited_descriptors_on_exec() {
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
 }
 
-/// A new eventfd, non-blocking and close-on-exec; in semaphore mode with `semaphore`
-/// (each read takes one from the counter, so it stays readable while the count is above
-/// zero).
-pub(crate) fn eventfd(semaphore: bool) -> io::Result<OwnedFd> {
-    let flags = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | if semaphore { libc::EFD_SEMAPHORE } else { 0 };
+/// A new eventfd, non-blocking and close-on-exec (readable while its counter is above 0).
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    let flags = libc::EFD_CLOEXEC | libc::EFD_NONBLOCK;
     // SAFETY: no memory arguments; returns a new descriptor or -1.
     let fd = check(unsafe { libc::eventfd(0, flags) } as isize)?;
     // SAFETY: a new descriptor that nothing else owns.
@@ -536,8 +534,7 @@ pub(crate) fn eventfd_add(fd: &OwnedFd, n: u64) -> io::Result<()> {
     check(unsafe { libc::write(fd.as_raw_fd(), bytes.as_ptr().cast(), 8) } as isize).map(|_| ())
 }
 
-/// Takes from an eventfd's counter (one in semaphore mode, all otherwise); `Ok(0)` when it
-/// was zero.
+/// Takes an eventfd's whole counter; `Ok(0)` when it was zero.
 pub(crate) fn eventfd_take(fd: &OwnedFd) -> io::Result<u64> {
     let mut bytes = [0u8; 8];
     // SAFETY: reads 8 bytes into a live array.
@@ -563,23 +560,34 @@ pub(crate) enum Interest {
     Write,
 }
 
-/// Adds `fd` to `epoll` (`add`), or changes what it is watched for, with `key` as its data.
-pub(crate) fn epoll_watch(epoll: &OwnedFd, fd: RawFd, interest: Interest, key: u64, add: bool) -> io::Result<()> {
-    let events = match interest {
-        Interest::Read => libc::EPOLLIN,
-        Interest::Write => libc::EPOLLOUT,
-    } as u32;
-    let mut event = libc::epoll_event { events, u64: key };
-    let op = if add { libc::EPOLL_CTL_ADD } else { libc::EPOLL_CTL_MOD };
-    // SAFETY: a live epoll descriptor and a live event struct.
-    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) } as isize).map(|_| ())
+/// Adds `fd` to `epoll`, level-triggered, with `key` as its data.
+pub(crate) fn epoll_add(epoll: &OwnedFd, fd: RawFd, interest: Interest, key: u64) -> io::Result<()> {
+    epoll_control(epoll, libc::EPOLL_CTL_ADD, fd, epoll_events(interest), key)
 }
 
-/// Removes `fd` from `epoll`.
-pub(crate) fn epoll_forget(epoll: &OwnedFd, fd: RawFd) -> io::Result<()> {
-    // SAFETY: a live epoll descriptor; the event may be NULL for EPOLL_CTL_DEL.
-    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) } as isize)
-        .map(|_| ())
+/// Watches `fd` for one event of `interest` (EPOLLONESHOT), with `key` as its data:
+/// re-arms a descriptor already added, adds it otherwise. Once the event was reported
+/// the descriptor stays in `epoll`, disarmed, until armed again (one system call). If
+/// the descriptor is ready already, the event is reported at once.
+pub(crate) fn epoll_arm_once(epoll: &OwnedFd, fd: RawFd, interest: Interest, key: u64) -> io::Result<()> {
+    let events = epoll_events(interest) | libc::EPOLLONESHOT as u32;
+    match epoll_control(epoll, libc::EPOLL_CTL_MOD, fd, events, key) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => epoll_control(epoll, libc::EPOLL_CTL_ADD, fd, events, key),
+        done => done,
+    }
+}
+
+fn epoll_events(interest: Interest) -> u32 {
+    (match interest {
+        Interest::Read => libc::EPOLLIN,
+        Interest::Write => libc::EPOLLOUT,
+    }) as u32
+}
+
+fn epoll_control(epoll: &OwnedFd, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event { events, u64: key };
+    // SAFETY: a live epoll descriptor and a live event struct.
+    check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), op, fd, &mut event) } as isize).map(|_| ())
 }
 
 /// Waits for events on `epoll` until `deadline` (if any); returns the keys of the ready

@@ -132,6 +132,8 @@ pub(crate) struct Worker {
     extra_output: Option<Vec<u8>>,
     /// Set once the worker was stopped and its end reported.
     finished: bool,
+    /// Whether the pool's reactor watches its pidfd already (from its first submitted task).
+    end_watched: bool,
 }
 
 impl Worker {
@@ -161,6 +163,7 @@ impl Worker {
             idle_on_cpu: -1,
             extra_output: None,
             finished: false,
+            end_watched: false,
         }
     }
 
@@ -277,6 +280,12 @@ impl Worker {
     /// The deadline of the task it runs (exec_ttl), if any.
     pub(crate) fn task_deadline(&self) -> Option<Instant> {
         self.relay.deadline()
+    }
+
+    /// True the first time it is asked: the reactor then starts watching its pidfd
+    /// (once for the worker's life: the pidfd is only ever readable once it ended).
+    pub(crate) fn first_watch_of_end(&mut self) -> bool {
+        !std::mem::replace(&mut self.end_watched, true)
     }
 
     /// Notes that its process ended (the reactor saw its pidfd): a read that finds

@@ -42,8 +42,7 @@ use crate::worker::{Chunk, Outcome, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::Sender;
 use retire::Leaving;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -105,9 +104,11 @@ struct Workers {
     /// Callers and submitted tasks waiting for a worker (served about in arrival order;
     /// see `handoff`).
     waiters: WaitQueue,
-    /// The allocate deadlines of the submitted tasks in `waiters`, earliest first, with
-    /// their ticket ids (entries of tasks no longer waiting are skipped when due).
-    task_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// The earliest allocate deadline of the submitted tasks in `waiters`, or earlier
+    /// (that task may have been served since): when it comes, the reactor looks through
+    /// the line for tasks that waited too long, and notes the next one. Tasks are queued
+    /// in deadline order, but for those moved from a retired pool.
+    next_task_deadline: Option<Instant>,
     /// Replacements being started by the supervisor.
     starting: usize,
     phase: Phase,
@@ -141,6 +142,8 @@ pub(crate) struct Pool {
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// Reads the answers of submitted tasks; started with the first one.
     reactor: OnceLock<Arc<reactor::Reactor>>,
+    /// Held while the reactor starts (two submitting threads start one).
+    reactor_start: Mutex<()>,
     on_failure: FailureHook,
     /// Where submitted tasks go once this pool is retired.
     resubmit: ResubmitHook,
@@ -177,7 +180,7 @@ impl Pool {
                 members: HashMap::new(),
                 busy: 0,
                 waiters: WaitQueue::default(),
-                task_deadlines: BinaryHeap::new(),
+                next_task_deadline: None,
                 starting: 0,
                 phase: Phase::Running,
             }),
@@ -186,6 +189,7 @@ impl Pool {
             held_by_streams: AtomicUsize::new(0),
             supervisor: Mutex::new(None),
             reactor: OnceLock::new(),
+            reactor_start: Mutex::new(()),
             on_failure,
             resubmit,
             counters,

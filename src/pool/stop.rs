@@ -23,7 +23,7 @@ impl Pool {
                 Claimed::Task(task) => orphans.push(task),
             }
         }
-        workers.task_deadlines.clear();
+        workers.next_task_deadline = None;
         orphans
     }
 

@@ -8,10 +8,9 @@ use super::take::Lease;
 use super::{Phase, Pool, Workers, MAX_REROUTES_PER_TASK};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventKind;
-use crate::queue::Ticket;
+use crate::queue::{TaskLine, Ticket};
 use crate::state::WorkerState;
 use crate::stats::Counters;
-use std::cmp::Reverse;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -45,6 +44,11 @@ impl AsyncTask {
 
     pub(crate) fn body(&self) -> &[u8] {
         &self.input[self.context_len..]
+    }
+
+    /// When it must have a worker.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -91,17 +95,18 @@ impl Pool {
         Ok(Submitted::Accepted)
     }
 
-    /// Puts `task` in line for a worker, with its allocate deadline watched by the reactor.
+    /// Puts `task` in line for a worker; the reactor ends its wait at its allocate
+    /// deadline.
     fn queue_task(self: &Arc<Self>, workers: &mut Workers, task: AsyncTask) {
-        let (id, deadline) = (task.ticket.id(), task.deadline);
-        let pool = Arc::downgrade(self);
-        task.ticket.set_waiting(Box::new(move || withdraw(&pool, id)));
+        let deadline = task.deadline;
+        let line: Weak<dyn TaskLine> = Arc::downgrade(self) as Weak<Pool>;
+        task.ticket.set_waiting(line);
         workers.waiters.push_task(task);
-        workers.task_deadlines.push(Reverse((deadline, id)));
-        let earliest = workers.task_deadlines.peek().is_some_and(|Reverse((first, _))| *first == deadline);
-        let reactor = self.reactor();
-        if earliest {
-            reactor.wake();
+        if workers.next_task_deadline.is_none_or(|next| deadline < next) {
+            workers.next_task_deadline = Some(deadline);
+            if let Some(reactor) = self.reactor() {
+                reactor.expect_deadline(deadline);
+            }
         }
     }
 
@@ -113,28 +118,38 @@ impl Pool {
             lease.give_back();
             return;
         }
+        let Some(reactor) = self.reactor() else {
+            lease.give_back();
+            task.ticket.complete(Err(Error::new(ErrorKind::Internal, "cannot start the pool's reactor thread")));
+            return;
+        };
         let deadline = self.task_deadline();
         let worker = lease.worker();
         let sent = worker.start_sending_task(task.context(), task.body(), deadline);
-        task.ticket.set_running(Some(worker.process().clone()));
-        self.reactor().run(Running::new(lease, task, sent));
+        task.ticket.start_running(worker.process());
+        reactor.run(Running::new(lease, task, sent));
     }
 
-    /// This pool's reactor, started on first use.
-    pub(super) fn reactor(self: &Arc<Self>) -> &Arc<Reactor> {
-        self.reactor.get_or_init(|| Reactor::start(self))
-    }
-
-    /// Completes `task`'s ticket with the outcome of its run.
-    pub(super) fn complete_task(&self, task: &AsyncTask, result: Result<crate::Payload>) {
-        task.ticket.set_running(None);
-        task.ticket.complete(result);
+    /// This pool's reactor, started on first use (`None` if its thread cannot start).
+    pub(super) fn reactor(self: &Arc<Self>) -> Option<&Arc<Reactor>> {
+        if let Some(reactor) = self.reactor.get() {
+            return Some(reactor);
+        }
+        let _starting = self.reactor_start.lock();
+        if self.reactor.get().is_none() {
+            match Reactor::start(self) {
+                Ok(reactor) => {
+                    let _ = self.reactor.set(reactor);
+                }
+                Err(e) => eprintln!("libroadrunner: cannot start the reactor thread: {e}"),
+            }
+        }
+        self.reactor.get()
     }
 
     /// Runs `task` again, on another worker: its worker asked to be replaced, or never
     /// got it (`undelivered`). Bounded, as for `exec`.
     pub(super) fn reroute(self: &Arc<Self>, mut task: AsyncTask, undelivered: Option<Error>) {
-        task.ticket.set_running(None);
         task.reroutes += 1;
         if undelivered.is_some() {
             task.undelivered = undelivered;
@@ -167,7 +182,9 @@ impl Pool {
         match self.submit(task) {
             Ok(Submitted::Accepted) => {}
             Ok(Submitted::Retired(task)) => (self.resubmit)(task),
-            Err(error) => ticket.complete(Err(error)),
+            Err(error) => {
+                ticket.complete(Err(error));
+            }
         }
     }
 
@@ -182,21 +199,20 @@ impl Pool {
     /// Completes the waiting tasks whose allocate deadline passed, with a timeout.
     /// Returns the next deadline of a waiting task.
     pub(super) fn expire_waiting_tasks(&self, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
-        let next = {
+        let (expired, busy, next) = {
             let mut workers = self.workers.lock();
-            while let Some(Reverse((deadline, id))) = workers.task_deadlines.peek().copied() {
-                if deadline > now {
-                    break;
-                }
-                workers.task_deadlines.pop();
-                if let Some(task) = workers.waiters.remove_task(id) {
-                    expired.push((task, workers.busy));
-                }
+            match workers.next_task_deadline {
+                Some(next) if next <= now => {}
+                next => return next,
             }
-            workers.task_deadlines.peek().map(|Reverse((deadline, _))| *deadline)
+            // The earliest deadline noted may be of a task served since: the line is
+            // looked through only when that deadline comes (see `Workers`).
+            let expired = workers.waiters.remove_tasks_due(now);
+            let next = workers.waiters.earliest_task_deadline();
+            workers.next_task_deadline = next;
+            (expired, workers.busy, next)
         };
-        for (task, busy) in expired {
+        for task in expired {
             Counters::bump(&self.counters.timeouts);
             task.ticket.complete(Err(Error::new(
                 ErrorKind::Timeout,
@@ -211,13 +227,12 @@ impl Pool {
     }
 }
 
-/// Takes the task of ticket `id` out of the queue of `pool` (a cancel); true if it
-/// still waited there.
-fn withdraw(pool: &Weak<Pool>, id: u64) -> bool {
-    let Some(pool) = pool.upgrade() else { return false };
-    let withdrawn = pool.workers.lock().waiters.remove_task(id);
-    if withdrawn.is_some() {
-        Counters::bump(&pool.counters.tasks_cancelled);
+impl TaskLine for Pool {
+    fn withdraw(&self, id: u64) -> bool {
+        let withdrawn = self.workers.lock().waiters.remove_task(id).is_some();
+        if withdrawn {
+            Counters::bump(&self.counters.tasks_cancelled);
+        }
+        withdrawn
     }
-    withdrawn.is_some()
 }
