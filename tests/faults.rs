@@ -1,5 +1,7 @@
-//! Fault injection: under load from many threads, workers are killed, crash mid-task,
-//! print to stdout, hang, declare huge frames, outgrow their memory and ask to stop.
+//! Fault injection: under load from many threads, and from one thread keeping 64 tasks
+//! in flight through a completion queue (some of them cancelled), workers are killed,
+//! crash mid-task, print to stdout, hang, declare huge frames, outgrow their memory and
+//! ask to stop. Every submitted task completes exactly once.
 //! Every worker logs the id of each task it runs; afterwards, against that log: no task
 //! ran twice, every answered task ran exactly once, no answer went to another task,
 //! every task has its right answer or a clear error, the pool is back at full size, and
@@ -8,7 +10,7 @@
 
 mod common;
 use common::{relay, Relay};
-use roadrunner::{ErrorKind, Protocol, Server, WorkerState};
+use roadrunner::{CompletionQueue, ErrorKind, Protocol, Server, WorkerState};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 
 const WORKERS: u64 = 4;
 const THREADS: usize = 8;
+/// Tasks the submitting thread keeps in flight.
+const IN_FLIGHT: usize = 64;
 
 /// What a task asks of its worker, and which outcomes are right for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,6 +92,63 @@ struct TaskRecord {
     error: Option<ErrorKind>,
     /// Answered, but with bytes that are not this task's.
     wrong_answer: bool,
+    /// Cancelled by its submitter (it may have completed first).
+    cancelled: bool,
+}
+
+impl TaskRecord {
+    fn new(id: String, fault: Fault, outcome: &roadrunner::Result<roadrunner::Payload>, cancelled: bool) -> TaskRecord {
+        let (error, wrong_answer) = match outcome {
+            Ok(answer) => (None, answer.body() != id.as_bytes()),
+            Err(error) => {
+                assert!(!error.message().is_empty(), "{fault:?} task {id}: an error without a message");
+                let wrong = error.kind() == ErrorKind::JobError && error.data() != id.as_bytes();
+                (Some(error.kind()), wrong)
+            }
+        };
+        TaskRecord { id, fault, error, wrong_answer, cancelled }
+    }
+}
+
+/// Keeps `IN_FLIGHT` tasks submitted until `deadline`, cancels about one in 40 right
+/// after submitting it, then takes every outstanding completion: each task must
+/// complete exactly once.
+fn submit_until(server: &Server, deadline: Instant) -> Vec<TaskRecord> {
+    let queue = CompletionQueue::new().unwrap();
+    let mut rng = 0x51f15e5d2a7c3b19u64;
+    let mut outstanding: std::collections::HashMap<u64, (String, Fault, bool)> = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    let mut next_tag = 0u64;
+    loop {
+        let submitting = Instant::now() < deadline;
+        while submitting && outstanding.len() < IN_FLIGHT {
+            let roll = xorshift(&mut rng);
+            let fault = Fault::pick(roll);
+            let id = format!("submitted task {next_tag}");
+            match server.submit(&queue, fault.context(), id.as_bytes(), next_tag) {
+                Ok(()) => {
+                    let cancel = roll % 40 == 7;
+                    if cancel {
+                        queue.cancel(next_tag);
+                    }
+                    outstanding.insert(next_tag, (id, fault, cancel));
+                }
+                Err(error) => records.push(TaskRecord::new(id, fault, &Err(error), false)),
+            }
+            next_tag += 1;
+        }
+        if !submitting && outstanding.is_empty() {
+            break;
+        }
+        let completion = queue.next(Some(Duration::from_secs(30))).unwrap_or_else(|| {
+            panic!("{} submitted tasks never completed, e.g. {:?}", outstanding.len(), outstanding.values().next())
+        });
+        let (id, fault, cancelled) =
+            outstanding.remove(&completion.tag).unwrap_or_else(|| panic!("tag {} completed twice", completion.tag));
+        records.push(TaskRecord::new(id, fault, &completion.result, cancelled));
+    }
+    assert!(queue.next(Some(Duration::ZERO)).is_none(), "a completion after every task completed");
+    records
 }
 
 /// The ids the workers logged, each time one ran a task (`RR_TEST_TASK_LOG`).
@@ -155,21 +216,17 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
                     let id = format!("thread {t} task {i}");
                     i += 1;
                     let outcome = server.exec(fault.context(), id.as_bytes());
-                    let (error, wrong_answer) = match &outcome {
-                        Ok(answer) => (None, answer.body() != id.as_bytes()),
-                        Err(error) => {
-                            assert!(!error.message().is_empty(), "{fault:?} task {id}: an error without a message");
-                            let wrong = error.kind() == ErrorKind::JobError && error.data() != id.as_bytes();
-                            (Some(error.kind()), wrong)
-                        }
-                    };
-                    records.push(TaskRecord { id, fault, error, wrong_answer });
+                    records.push(TaskRecord::new(id, fault, &outcome, false));
                 }
                 records
             })
         })
         .collect();
-    let mut records = Vec::new();
+    let submitter = {
+        let server = server.clone();
+        std::thread::spawn(move || submit_until(&server, deadline))
+    };
+    let mut records = submitter.join().expect("the submitting thread returns");
     for thread in threads {
         records.append(&mut thread.join().expect("every caller returns"));
     }
@@ -210,6 +267,7 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
             // A chaos kill may hit any task mid-way: that is a worker error; on a loaded
             // machine any task may run past exec_ttl.
             Some(ErrorKind::WorkerError | ErrorKind::ExecTtl) => false,
+            Some(ErrorKind::Cancelled) => !r.cancelled,
             Some(kind) => r.fault.expected_error() != Some(kind),
         })
         .collect();
@@ -220,6 +278,8 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
         runs.keys().filter(|id| !ids.contains(id.as_str()) && !id.starts_with("after the storm")).collect();
     let answered_records: Vec<_> =
         records.iter().filter(|r| r.error.is_none() || r.error == Some(ErrorKind::JobError)).collect();
+    let submitted = records.iter().filter(|r| r.id.starts_with("submitted")).count();
+    let cancelled = records.iter().filter(|r| r.error == Some(ErrorKind::Cancelled)).count();
     let answered = answered_records.len();
     let answered_ran_once = answered_records.iter().filter(|r| runs.get(&r.id) == Some(&1)).count();
     let failed_after_running = records
@@ -232,7 +292,7 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
         .count();
     let faults = records.iter().filter(|r| r.fault != Fault::None).count();
     eprintln!(
-        "faults over {kind:?}, protocol {protocol:?}, for {duration:?}: {} tasks, {faults} with an injected fault, {} SIGKILLs; \
+        "faults over {kind:?}, protocol {protocol:?}, for {duration:?}: {} tasks ({submitted} submitted, {cancelled} cancelled), {faults} with an injected fault, {} SIGKILLs; \
          by the workers' log: {answered} answered, {answered_ran_once} of them ran exactly once, {failed_after_running} failed after they ran, {failed_unrun} failed before any worker ran them, \
          {} ran twice, {} answered without running, {} wrong answers, {} stop requests run, {} unknown ids; \
          fds {fds_before} before / {fds_after} after; children {children_during} during / {children_after} after; {stats:?}",
@@ -263,6 +323,7 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
     assert_eq!(after_the_storm, 200, "the tasks after the storm each ran once");
     assert_eq!(fds_after, fds_before, "file descriptors leaked");
     assert!(answered > 100, "the load ran ({answered} tasks answered)");
+    assert!(submitted > 100 && cancelled > 0, "the submitted load ran ({submitted} tasks, {cancelled} cancelled)");
 }
 
 fn soak_duration() -> Duration {
