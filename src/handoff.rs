@@ -7,6 +7,9 @@
 //! exactly one thread. Each thread has one slot for its whole life, so waiting
 //! allocates nothing.
 //!
+//! Submitted tasks (see `pool::submit`) wait in the same line, on no thread: a freed
+//! worker given to one starts it at once, and one first in line is never passed over.
+//!
 //! Which waiter: the longest-waiting one that last ran on the CPU of the thread that
 //! frees the worker, so that the wake-up, and the pipe traffic that follows, stay on
 //! one CPU (waking a thread on another CPU costs an interrupt there, and in a virtual

@@ -353,7 +353,33 @@ fn max_jobs_and_events(kind: Relay) {
     assert!(constructed >= 8, "{constructed} workers constructed; {stats:?}");
 }
 
+fn a_dead_worker_ends_its_task_even_if_its_child_holds_the_relay(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started_with(&relay, "echo", 1, |_| {});
+    let queue = CompletionQueue::new().unwrap();
+    let started = std::time::Instant::now();
+    // The worker's child holds every descriptor of the worker for 30 s; the worker dies.
+    server.submit(&queue, b"!orphan:30", b"", 1).unwrap();
+    let error = queue.next(WAIT).unwrap().result.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::WorkerError, "{error}");
+    assert!(error.message().contains("exited with status 5"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the task ended with the worker, not with its child");
+    server.submit(&queue, b"", b"after", 2).unwrap();
+    assert_eq!(queue.next(WAIT).unwrap().result.unwrap().body(), b"after");
+    // The orphan is not ours to reap; it is killed so that no process is left behind.
+    let orphan: i32 = error
+        .message()
+        .split("orphan ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .expect("the orphan's pid in the stderr tail");
+    // SAFETY: signalling the test worker's own child, named in its stderr.
+    unsafe { libc::kill(orphan, libc::SIGKILL) };
+}
+
 on_every_relay!(
+    a_dead_worker_ends_its_task_even_if_its_child_holds_the_relay,
     v2_streams_are_joined,
     large_tasks_and_answers,
     allocate_timeout_counts_from_submission,

@@ -113,14 +113,19 @@ impl Reactor {
         let watch_end =
             worker.first_watch_of_end().then(|| worker.process().end_fd().map(|fd| fd.as_raw_fd())).flatten();
         let deadline = worker.task_deadline();
-        let arm = if task.sending.is_some() { None } else { Some(worker.relay_fds().0) };
+        let (read_fd, write_fd) = worker.relay_fds();
+        let arm = match &task.sending {
+            None => Some((read_fd, Interest::Read)),
+            Some(Ok(_)) => Some((write_fd, Interest::Write)),
+            // The send failed: the reactor's next pass ends the task.
+            Some(Err(_)) => None,
+        };
         self.running.lock().insert(id, task);
         if let Some(pidfd) = watch_end {
             let _ = sys::epoll_arm_once(&self.epoll, pidfd, Interest::Read, id | END_BIT);
         }
         match arm {
-            Some(read_fd) => self.arm(read_fd, Interest::Read, id),
-            // Not all sent (or the send failed): the reactor's first pass takes it on.
+            Some((fd, interest)) => self.arm(fd, interest, id),
             None => self.wake(),
         }
         if let Some(deadline) = deadline {
@@ -172,7 +177,6 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
     let _ = sys::use_batch_scheduling();
     let mut keys = Vec::new();
     let mut next_waiting_deadline: Option<Instant> = None;
-    let mut look_at_all = false;
     loop {
         let deadline = {
             let running = reactor.running.lock();
@@ -180,16 +184,15 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
         };
         let until = deadline.map_or(NEVER, |d| d.saturating_duration_since(reactor.epoch).as_nanos() as u64);
         reactor.sleeps_until.store(until, Ordering::Release);
-        if !look_at_all {
-            if let Err(e) = sys::epoll_wait(&reactor.epoll, deadline, &mut keys) {
-                // Cannot happen with a live epoll descriptor; do not spin if it does.
-                eprintln!("rr-reactor: epoll_wait failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        if let Err(e) = sys::epoll_wait(&reactor.epoll, deadline, &mut keys) {
+            // Cannot happen with a live epoll descriptor; do not spin if it does.
+            eprintln!("rr-reactor: epoll_wait failed: {e}");
+            std::thread::sleep(Duration::from_millis(10));
         }
         reactor.sleeps_until.store(0, Ordering::Release);
         let Some(pool) = pool.upgrade() else { break };
         let mut ready: Vec<(u64, bool)> = Vec::with_capacity(keys.len());
+        let mut look_at_all = false;
         for &key in &keys {
             if key == WAKE_KEY {
                 let _ = sys::eventfd_take(&reactor.wake);
@@ -199,9 +202,9 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
             }
         }
         keys.clear();
-        if std::mem::take(&mut look_at_all) {
-            // Woken on purpose: a task whose sending must go on, or new deadlines. The
-            // tasks still sending are taken on; the others wait for their events.
+        if look_at_all {
+            // Woken on purpose: a task whose send failed, or new deadlines. The tasks
+            // still sending are looked at; the others wait for their events.
             let sending: Vec<u64> =
                 reactor.running.lock().iter().filter(|(_, r)| r.sending.is_some()).map(|(id, _)| *id).collect();
             ready.extend(sending.into_iter().map(|id| (id, false)));

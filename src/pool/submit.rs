@@ -86,8 +86,10 @@ impl Pool {
         let max_queue = self.config.config.max_queue as usize;
         if max_queue > 0 && workers.waiters.len() >= max_queue {
             Counters::bump(&self.counters.queue_full);
-            let message =
-                format!("{} callers are already waiting for a worker (max_queue {max_queue})", workers.waiters.len());
+            let message = format!(
+                "{} callers and tasks are already waiting for a worker (max_queue {max_queue})",
+                workers.waiters.len()
+            );
             self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
             return Err(Error::new(ErrorKind::QueueFull, message));
         }
