@@ -1,12 +1,16 @@
 //! The completion queue: tasks submitted without waiting (`Server::submit`), and their
 //! outcomes, taken by an event loop when the queue's descriptor says some are there.
 //!
-//! The queue's descriptor is an eventfd that is readable exactly while completions
-//! wait: the completion that makes the list non-empty writes it, the one that empties
-//! the list reads it, both under the queue's lock. (Not one count per completion: with
-//! many in flight, the host is woken once for a batch, and the library makes two system
-//! calls per batch rather than two per task.) One queue may serve several servers, and
-//! several threads may take from it.
+//! The queue's descriptor (`ReadySignal`) is readable exactly while completions wait:
+//! the completion that makes the list non-empty raises it, the one that empties the list
+//! lowers it, both under the queue's lock. (Not one count per completion: with many in
+//! flight, the host is woken once for a batch, and the library makes two system calls
+//! per batch rather than two per task.) The reactor, which posts many completions in
+//! one pass over the answers it found, raises the signals it owes at the end of the pass
+//! ([`deferring_signals`]): the host it wakes would otherwise take the CPU from it at
+//! each completion (measured: 43k wake-ups of the host thread per second, for 80k tasks,
+//! with 64 in flight). One queue may serve several servers, and several threads may
+//! take from it.
 //!
 //! Each submitted task has a [`Ticket`], shared by the queue (to cancel it) and by the
 //! pool that runs it. A ticket completes once: the first outcome posted wins (a cancel
@@ -18,6 +22,7 @@ use crate::process::Process;
 use crate::ready_signal::ReadySignal;
 use crate::sync::{Condvar, Mutex};
 use crate::Payload;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +55,9 @@ struct QueueState {
     ready: VecDeque<Completion>,
     /// Threads blocked in `next` (only they need the condition variable's wake-up).
     sleepers: usize,
+    /// Whether the signal is raised (it is while `ready` is not empty, but for the
+    /// moments a raise is deferred).
+    raised: bool,
     /// Tasks submitted and not completed, by ticket id.
     outstanding: HashMap<u64, Arc<Ticket>>,
     closed: bool,
@@ -68,6 +76,7 @@ impl CompletionQueue {
                 state: Mutex::new(QueueState {
                     ready: VecDeque::new(),
                     sleepers: 0,
+                    raised: false,
                     outstanding: HashMap::new(),
                     closed: false,
                 }),
@@ -90,7 +99,7 @@ impl CompletionQueue {
         let mut state = self.shared.state.lock();
         loop {
             if let Some(completion) = state.ready.pop_front() {
-                if state.ready.is_empty() {
+                if state.ready.is_empty() && std::mem::take(&mut state.raised) {
                     self.shared.signal.lower();
                 }
                 return Some(completion);
@@ -148,15 +157,16 @@ impl CompletionQueue {
 
 impl QueueShared {
     /// Posts the completion of ticket `id` (dropped if the queue is being freed).
-    fn post(&self, id: u64, completion: Completion) {
+    fn post(self: &Arc<Self>, id: u64, completion: Completion) {
         let mut state = self.state.lock();
         state.outstanding.remove(&id);
         if state.closed {
             return;
         }
         state.ready.push_back(completion);
-        if state.ready.len() == 1 {
+        if !state.raised && !defer_signal(self) {
             self.signal.raise();
+            state.raised = true;
         }
         let wake = state.sleepers > 0;
         drop(state);
@@ -164,6 +174,50 @@ impl QueueShared {
             self.arrived.notify_one();
         }
     }
+
+    /// Raises the signal if completions wait and it is not raised (a deferred raise).
+    fn raise_if_waiting(&self) {
+        let mut state = self.state.lock();
+        if !state.raised && !state.ready.is_empty() {
+            self.signal.raise();
+            state.raised = true;
+        }
+    }
+}
+
+thread_local! {
+    /// The queues whose signal this thread owes a raise, while it defers them.
+    static DEFERRED_SIGNALS: RefCell<Option<Vec<Arc<QueueShared>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `body`, in which the completions this thread posts raise no signal; the signals
+/// they owe are raised when it returns (or panics).
+pub(crate) fn deferring_signals<T>(body: impl FnOnce() -> T) -> T {
+    struct RaiseOnDrop;
+    impl Drop for RaiseOnDrop {
+        fn drop(&mut self) {
+            let owed = DEFERRED_SIGNALS.with(|deferred| deferred.borrow_mut().take()).unwrap_or_default();
+            for queue in owed {
+                queue.raise_if_waiting();
+            }
+        }
+    }
+    DEFERRED_SIGNALS.with(|deferred| *deferred.borrow_mut() = Some(Vec::new()));
+    let _raise = RaiseOnDrop;
+    body()
+}
+
+/// Notes that this thread owes `queue` a raise, if it defers them; false if it does not.
+fn defer_signal(queue: &Arc<QueueShared>) -> bool {
+    DEFERRED_SIGNALS.with(|deferred| match deferred.borrow_mut().as_mut() {
+        Some(owed) => {
+            if !owed.iter().any(|known| Arc::ptr_eq(known, queue)) {
+                owed.push(queue.clone());
+            }
+            true
+        }
+        None => false,
+    })
 }
 
 impl Drop for CompletionQueue {

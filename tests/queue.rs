@@ -378,7 +378,44 @@ fn a_dead_worker_ends_its_task_even_if_its_child_holds_the_relay(kind: Relay) {
     unsafe { libc::kill(orphan, libc::SIGKILL) };
 }
 
+/// Whether `fd` is readable within `ms` milliseconds.
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one live pollfd.
+    let ready = unsafe { libc::poll(&mut poll, 1, ms) };
+    assert!(ready >= 0, "poll failed");
+    ready == 1 && poll.revents & libc::POLLIN != 0
+}
+
+fn the_descriptor_is_readable_exactly_while_completions_wait(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started_with(&relay, "echo", 2, |_| {});
+    let queue = CompletionQueue::new().unwrap();
+    let fd = queue.fd();
+    assert!(!readable(fd, 0), "readable with nothing submitted");
+    for round in 0..20u64 {
+        let count = 1 + round % 7;
+        for i in 0..count {
+            server.submit(&queue, b"", b"x", round * 100 + i).unwrap();
+        }
+        let mut taken = 0;
+        while taken < count {
+            assert!(readable(fd, 30_000), "round {round}: not readable while {} completions are due", count - taken);
+            while let Some(completion) = queue.next(Some(Duration::ZERO)) {
+                assert_eq!(completion.tag / 100, round);
+                taken += 1;
+            }
+        }
+        assert!(!readable(fd, 0), "round {round}: readable once every completion was taken");
+    }
+    // A blocking take empties it too.
+    server.submit(&queue, b"", b"y", 1).unwrap();
+    assert!(queue.next(WAIT).is_some());
+    assert!(!readable(fd, 0));
+}
+
 on_every_relay!(
+    the_descriptor_is_readable_exactly_while_completions_wait,
     a_dead_worker_ends_its_task_even_if_its_child_holds_the_relay,
     v2_streams_are_joined,
     large_tasks_and_answers,

@@ -26,6 +26,7 @@ use super::take::Lease;
 use super::Pool;
 use crate::error::{Error, ErrorKind};
 use crate::limits::RetireReason;
+use crate::queue;
 use crate::relay::{RelayError, Sent};
 use crate::stats::Counters;
 use crate::sync::Mutex;
@@ -209,15 +210,17 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
                 reactor.running.lock().iter().filter(|(_, r)| r.sending.is_some()).map(|(id, _)| *id).collect();
             ready.extend(sending.into_iter().map(|id| (id, false)));
         }
-        for (id, ended) in ready {
-            let Some(mut task) = reactor.running.lock().remove(&id) else { continue };
-            if ended {
-                task.lease.worker().note_process_ended();
+        queue::deferring_signals(|| {
+            for (id, ended) in ready {
+                let Some(mut task) = reactor.running.lock().remove(&id) else { continue };
+                if ended {
+                    task.lease.worker().note_process_ended();
+                }
+                if let Some(task) = progress(&pool, reactor, task) {
+                    reactor.running.lock().insert(id, task);
+                }
             }
-            if let Some(task) = progress(&pool, reactor, task) {
-                reactor.running.lock().insert(id, task);
-            }
-        }
+        });
         let now = Instant::now();
         let late: Vec<Running> = {
             let mut running = reactor.running.lock();
