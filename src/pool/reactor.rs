@@ -47,6 +47,13 @@ const WAKE_KEY: u64 = u64::MAX;
 const END_BIT: u64 = 1 << 63;
 /// What `sleeps_until` holds while the reactor waits with no deadline.
 const NEVER: u64 = u64::MAX;
+/// What `sleeps_until` holds while the reactor is not waiting.
+const AWAKE: u64 = 0;
+
+thread_local! {
+    /// Set on the reactor's thread.
+    static ON_REACTOR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// The reactor of one pool.
 pub(crate) struct Reactor {
@@ -134,10 +141,17 @@ impl Reactor {
         }
     }
 
-    /// Wakes the thread if `deadline` comes before the one it sleeps until.
+    /// Makes sure the thread looks at `deadline` (of a task just started or queued): it
+    /// is woken if it sleeps until later, or if it is awake (it may have computed when to
+    /// wake before this task was there); not when this is the reactor's own thread, which
+    /// computes that after its pass.
     pub(super) fn expect_deadline(&self, deadline: Instant) {
-        let at = deadline.saturating_duration_since(self.epoch).as_nanos().min(u128::from(NEVER - 1)) as u64;
-        if at < self.sleeps_until.load(Ordering::Acquire) {
+        if ON_REACTOR_THREAD.get() {
+            return;
+        }
+        let at = deadline.saturating_duration_since(self.epoch).as_nanos().clamp(1, u128::from(NEVER - 1)) as u64;
+        let sleeps_until = self.sleeps_until.load(Ordering::SeqCst);
+        if sleeps_until == AWAKE || at < sleeps_until {
             self.wake();
         }
     }
@@ -171,26 +185,31 @@ impl Reactor {
 
 /// The reactor's loop.
 fn react(reactor: &Reactor, pool: &Weak<Pool>) {
-    // A worker woken by the reactor's write does not preempt it, nor does the host woken
-    // by a completion: the reactor finishes its pass first (only the wake-up of this
-    // thread changes; it still gets its full share of the CPU). One task in flight:
+    // Woken by an answer, the reactor does not preempt the thread running (a worker, the
+    // host): it runs when that one blocks, and often finds more answers then. Only its
+    // wake-ups change; it still gets its full share of the CPU. One task in flight:
     // ~50k tasks/s without, ~70k with (`bench/bench --async`).
     let _ = sys::use_batch_scheduling();
+    ON_REACTOR_THREAD.set(true);
     let mut keys = Vec::new();
     let mut next_waiting_deadline: Option<Instant> = None;
     loop {
+        // Computed, then published (see `expect_deadline`): a task started meanwhile saw
+        // AWAKE and woke the thread, or sees this and wakes it if it is due sooner.
         let deadline = {
             let running = reactor.running.lock();
             running.values().filter_map(|r| r.lease.worker_ref().task_deadline()).chain(next_waiting_deadline).min()
         };
-        let until = deadline.map_or(NEVER, |d| d.saturating_duration_since(reactor.epoch).as_nanos() as u64);
-        reactor.sleeps_until.store(until, Ordering::Release);
+        let until = deadline.map_or(NEVER, |d| {
+            d.saturating_duration_since(reactor.epoch).as_nanos().clamp(1, u128::from(NEVER)) as u64
+        });
+        reactor.sleeps_until.store(until, Ordering::SeqCst);
         if let Err(e) = sys::epoll_wait(&reactor.epoll, deadline, &mut keys) {
             // Cannot happen with a live epoll descriptor; do not spin if it does.
             eprintln!("rr-reactor: epoll_wait failed: {e}");
             std::thread::sleep(Duration::from_millis(10));
         }
-        reactor.sleeps_until.store(0, Ordering::Release);
+        reactor.sleeps_until.store(AWAKE, Ordering::SeqCst);
         let Some(pool) = pool.upgrade() else { break };
         let mut ready: Vec<(u64, bool)> = Vec::with_capacity(keys.len());
         let mut look_at_all = false;
@@ -204,11 +223,11 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
         }
         keys.clear();
         if look_at_all {
-            // Woken on purpose: a task whose send failed, or new deadlines. The tasks
-            // still sending are looked at; the others wait for their events.
-            let sending: Vec<u64> =
-                reactor.running.lock().iter().filter(|(_, r)| r.sending.is_some()).map(|(id, _)| *id).collect();
-            ready.extend(sending.into_iter().map(|id| (id, false)));
+            // Woken on purpose (a task whose send failed, a relay that could not be
+            // armed, new deadlines): every task is looked at; one that waits for its
+            // answer is only read (nothing) and armed again.
+            let all: Vec<u64> = reactor.running.lock().keys().copied().collect();
+            ready.extend(all.into_iter().map(|id| (id, false)));
         }
         queue::deferring_signals(|| {
             for (id, ended) in ready {
