@@ -87,7 +87,7 @@ fn allocate_timeout_counts_from_submission(kind: Relay) {
     let (relay, _dir) = relay(kind);
     let server = started_with(&relay, "echo", 1, |c| c.allocate_timeout = Duration::from_millis(300));
     let queue = CompletionQueue::new().unwrap();
-    server.submit(&queue, b"!sleep:3000", b"held", 1).unwrap();
+    server.submit(&queue, b"!sleep:1500", b"held", 1).unwrap();
     server.submit(&queue, b"", b"never ran", 2).unwrap();
     let first = queue.next(WAIT).unwrap();
     assert_eq!(first.tag, 2, "the waiting task times out first");
@@ -294,9 +294,14 @@ fn one_queue_for_two_servers_and_many_takers(kind: Relay) {
     std::thread::scope(|scope| {
         for _ in 0..3 {
             scope.spawn(|| {
-                while let Some(completion) = queue.next(Some(Duration::from_secs(5))) {
-                    let previous = taken.lock().unwrap().insert(completion.tag, completion);
-                    assert!(previous.is_none(), "a task completed twice");
+                // Until every task was taken (by any taker): a taker stuck in `next`
+                // is woken by the time limit, at the latest.
+                let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                while taken.lock().unwrap().len() < EACH as usize && std::time::Instant::now() < give_up {
+                    if let Some(completion) = queue.next(Some(Duration::from_millis(100))) {
+                        let previous = taken.lock().unwrap().insert(completion.tag, completion);
+                        assert!(previous.is_none(), "a task completed twice");
+                    }
                 }
             });
         }
