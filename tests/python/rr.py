@@ -7,7 +7,7 @@ against include/rr.h, so stale declarations fail the tests.
 
 Two layers:
 - `lib`: the raw functions, with the opaque handle types below (POINTER(rr_server), ...).
-- `Config`, `Server`, `Worker`, `RRError`: a thin Pythonic layer used by the tests.
+- `Config`, `Server`, `Queue`, `Worker`, `RRError`: a thin Pythonic layer used by the tests.
 
 Rules of the C interface this module follows (API.md, STYLE.md sections 5 and 6):
 - Input buffers are passed as bytes (c_char_p: a pointer into the bytes object, embedded
@@ -21,7 +21,7 @@ Rules of the C interface this module follows (API.md, STYLE.md sections 5 and 6)
 import ctypes
 import os
 import threading
-from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int32,
+from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int, c_int32,
                     c_int64, c_size_t, c_uint8, c_uint32, c_uint64, c_void_p, string_at)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -116,6 +116,10 @@ class rr_worker(Structure):
     """Opaque."""
 
 
+class rr_queue(Structure):
+    """Opaque."""
+
+
 class rr_worker_info(Structure):
     _fields_ = [
         ("size", c_size_t),
@@ -141,6 +145,18 @@ class rr_pool_stats(Structure):
 
 
 rr_status = c_uint32
+
+
+class rr_completion(Structure):
+    """Filled in by rr_queue_next; the caller owns `payload` and `error`."""
+    _fields_ = [
+        ("tag", c_uint64),
+        ("status", rr_status),
+        ("payload", POINTER(rr_payload)),
+        ("error", POINTER(rr_error)),
+    ]
+
+
 rr_event_callback = CFUNCTYPE(None, c_void_p, POINTER(rr_event))
 rr_userdata_free = CFUNCTYPE(None, c_void_p)
 
@@ -188,6 +204,14 @@ DECLARATIONS = {
     "rr_server_free": (None, [POINTER(rr_server)]),
     "rr_exec": (rr_status, [POINTER(rr_server), BUF, c_size_t, BUF, c_size_t,
                             POINTER(POINTER(rr_payload)), ERR]),
+    # completion queue
+    "rr_queue_new": (rr_status, [POINTER(POINTER(rr_queue)), ERR]),
+    "rr_queue_fd": (c_int, [POINTER(rr_queue)]),
+    "rr_exec_submit": (rr_status, [POINTER(rr_server), POINTER(rr_queue), BUF, c_size_t, BUF,
+                                   c_size_t, c_uint64, ERR]),
+    "rr_queue_next": (rr_status, [POINTER(rr_queue), c_int64, POINTER(rr_completion), ERR]),
+    "rr_queue_cancel": (rr_status, [POINTER(rr_queue), c_uint64, ERR]),
+    "rr_queue_free": (None, [POINTER(rr_queue)]),
     # payloads
     "rr_payload_context": (OUT_BUF, [POINTER(rr_payload), POINTER(c_size_t)]),
     "rr_payload_body": (OUT_BUF, [POINTER(rr_payload), POINTER(c_size_t)]),
@@ -527,6 +551,114 @@ class Stream:
         if self.ptr:
             lib.rr_stream_free(self.ptr)
             self.ptr = POINTER(rr_stream)()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.free()
+
+
+class Completion:
+    """The outcome of one task of a Queue, copied out of its rr_completion (which is freed):
+    `tag`, `status`, and either `value` (the answer's (context, body), on RR_STATUS_OK) or
+    `error` (an RRError: status, message, data)."""
+
+    __slots__ = ("tag", "status", "value", "error")
+
+    def __init__(self, tag, status, value=None, error=None):
+        self.tag, self.status, self.value, self.error = tag, status, value, error
+
+    def result(self):
+        """The answer's (context, body), or raises the task's RRError."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def __repr__(self):
+        what = self.value if self.error is None else self.error
+        return f"Completion(tag={self.tag}, {STATUS_NAMES.get(self.status, self.status)}, {what!r})"
+
+
+def take_completion(c):
+    """A Completion from a filled rr_completion, whose payload/error are freed. Checks the
+    contract of rr_completion (payload xor error; the error's status is the status)."""
+    payload, error = c.payload, c.error
+    try:
+        if c.status == RR_STATUS_OK:
+            if not payload or error:
+                raise AssertionError(f"completion {c.tag}: OK with payload {bool(payload)} "
+                                     f"and error {bool(error)}")
+            return Completion(c.tag, c.status, value=(
+                _out_bytes(lib.rr_payload_context, payload), _out_bytes(lib.rr_payload_body, payload)))
+        if payload or not error:
+            raise AssertionError(f"completion {c.tag}: {STATUS_NAMES.get(c.status, c.status)} with "
+                                 f"payload {bool(payload)} and error {bool(error)}")
+        err_status, message, data = take_error(error)
+        error = None  # freed by take_error
+        if err_status != c.status:
+            raise AssertionError(f"completion {c.tag}: status {c.status}, its error says {err_status}")
+        return Completion(c.tag, c.status, error=RRError(f"task {c.tag}", c.status, message, data,
+                                                         err_status))
+    finally:
+        if payload:
+            lib.rr_payload_free(payload)
+        if error:
+            lib.rr_error_free(error)
+
+
+class Queue:
+    """rr_queue: submit(server, context, body, tag) tasks, then take their Completions with
+    next(timeout_ms) when fd() is readable; cancel(tag); free() (or `with`)."""
+
+    def __init__(self):
+        self.ptr = POINTER(rr_queue)()
+        call(lib.rr_queue_new, byref(self.ptr))
+
+    def fd(self):
+        """The descriptor readable while completions wait (poll it only)."""
+        return lib.rr_queue_fd(self.ptr)
+
+    def submit(self, server, context=b"", body=b"", tag=0):
+        """rr_exec_submit: returns at once; raises RRError when the task is refused (then no
+        completion comes for it)."""
+        ctx, bdy = _bytes(context), _bytes(body)
+        call(lib.rr_exec_submit, server.ptr, self.ptr, ctx, len(ctx), bdy, len(bdy), tag)
+
+    def next(self, timeout_ms=0):
+        """The oldest waiting Completion, or None when none came within timeout_ms (0: do not
+        wait; -1: wait as long as it takes)."""
+        out = rr_completion()
+        err = POINTER(rr_error)()
+        status = lib.rr_queue_next(self.ptr, timeout_ms, byref(out), byref(err))
+        if status == RR_STATUS_TIMEOUT:
+            if err:
+                lib.rr_error_free(err)
+            return None
+        if status != RR_STATUS_OK:
+            if not err:
+                raise RRError("rr_queue_next", status, f"(no error object) {status_str(status)}")
+            err_status, message, data = take_error(err)
+            raise RRError("rr_queue_next", status, message, data, err_status)
+        if err:
+            lib.rr_error_free(err)
+            raise AssertionError("rr_queue_next returned OK but wrote an error object")
+        return take_completion(out)
+
+    def drain(self):
+        """Every Completion waiting now (next with timeout 0 until none is left)."""
+        out = []
+        while (c := self.next(0)) is not None:
+            out.append(c)
+        return out
+
+    def cancel(self, tag):
+        call(lib.rr_queue_cancel, self.ptr, tag)
+
+    def free(self):
+        if self.ptr:
+            lib.rr_queue_free(self.ptr)
+            self.ptr = POINTER(rr_queue)()
 
     def __enter__(self):
         return self
