@@ -48,7 +48,7 @@ C_TEST_HDRS := $(wildcard tests/c/*.h)
 C_TEST_DEFS := -DRR_CARGO_VERSION='"$(VERSION)"'
 C_TEST_ENV  := RR_TEST_WORKER=$(TEST_WORKER) RR_C_WORKER=$(CURDIR)/$(BUILD)/worker
 
-EXAMPLES := $(BUILD)/host $(BUILD)/worker $(BUILD)/host-cpp $(BUILD)/c-tests
+EXAMPLES := $(BUILD)/host $(BUILD)/async-host $(BUILD)/worker $(BUILD)/host-cpp $(BUILD)/c-tests
 
 DEMO_TCP_PORT ?= 0
 
@@ -81,7 +81,7 @@ lib:  ## cargo build --release: libroadrunner.so/.a and rr-test-worker in target
 	@# Programs linked with -lroadrunner load the soname (build.rs), which cargo does not create.
 	@ln -sf libroadrunner.so $(RELEASE)/$(SONAME)
 
-examples: $(EXAMPLES)  ## build/host, build/worker, build/host-cpp and build/c-tests
+examples: $(EXAMPLES)  ## build/host, build/async-host, build/worker, build/host-cpp and build/c-tests
 
 $(BUILD):
 	mkdir -p $@
@@ -89,6 +89,9 @@ $(BUILD):
 # `lib` is order-only: cargo runs first (it knows when to rebuild), and a program is
 # relinked only when its sources or the header change (the library is shared).
 $(BUILD)/host: examples-c/host.c $(HEADER) | lib $(BUILD)
+	$(CC) $(RR_CFLAGS) $(CFLAGS) -o $@ $< $(RR_LDFLAGS) $(LDFLAGS)
+
+$(BUILD)/async-host: examples-c/async_host.c $(HEADER) | lib $(BUILD)
 	$(CC) $(RR_CFLAGS) $(CFLAGS) -o $@ $< $(RR_LDFLAGS) $(LDFLAGS)
 
 $(BUILD)/worker: examples-c/worker.c $(HEADER) | lib $(BUILD)
@@ -122,8 +125,9 @@ check-header: cbindgen  ## fail when include/rr.h differs from what src/ffi gene
 	if diff -u $(HEADER) "$$tmp"; then echo "$(HEADER) is up to date"; \
 	else echo "$(HEADER) is stale: run 'make header' and commit it" >&2; exit 1; fi
 
-demo: all  ## run build/host with 4 C workers (build/worker) over pipes: answers, events, tasks/s
+demo: all  ## run build/host, then build/async-host, with 4 C workers (build/worker) over pipes: answers, events, tasks/s
 	$(BUILD)/host -n 4 -r pipes -- $(BUILD)/worker
+	$(BUILD)/async-host -n 4 -r pipes -- $(BUILD)/worker
 
 # test-deps runs first and alone: on a machine without php or go, `make test` stops (or
 # installs them) before minutes of building; `all` is built by a sub-make after it, since
@@ -156,7 +160,7 @@ test-c: $(BUILD)/c-tests $(BUILD)/worker  ## the C tests of the whole C interfac
 test-cpp: $(BUILD)/host-cpp $(BUILD)/worker  ## the C++ host over the C worker
 	$(BUILD)/host-cpp -n 2 -t 4 -- $(BUILD)/worker
 
-test-demo: $(BUILD)/host $(BUILD)/worker  ## the C host over pipes, tcp and unix relays, protocols V1 and V2
+test-demo: $(BUILD)/host $(BUILD)/async-host $(BUILD)/worker  ## the C hosts (host, async-host) over pipes, tcp and unix relays, protocols V1 and V2
 	$(BUILD)/host -q -n 4 -r pipes -- $(BUILD)/worker
 	$(BUILD)/host -q -n 4 -r tcp://127.0.0.1:$(DEMO_TCP_PORT) -- $(BUILD)/worker
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
@@ -165,6 +169,11 @@ test-demo: $(BUILD)/host $(BUILD)/worker  ## the C host over pipes, tcp and unix
 	$(BUILD)/host -q -n 2 -b 4096 -r pipes -- $(TEST_WORKER)
 	$(BUILD)/host -q -n 4 -p 2 -s 12 -r pipes -- "$(CURDIR)/$(BUILD)/worker --protocol 2"
 	$(BUILD)/host -q -n 4 -p 2 -s 12 -r tcp://127.0.0.1:$(DEMO_TCP_PORT) -- "$(CURDIR)/$(BUILD)/worker --protocol 2"
+	$(BUILD)/async-host -n 4 -k 2000 -r pipes -- $(BUILD)/worker
+	$(BUILD)/async-host -n 2 -k 1000 -i 16 -r tcp://127.0.0.1:$(DEMO_TCP_PORT) -- $(BUILD)/worker
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	echo "$(BUILD)/async-host -n 4 -k 1000 -p 2 -r unix://$$dir/rr.sock -- \"$(CURDIR)/$(BUILD)/worker --protocol 2\""; \
+	$(BUILD)/async-host -n 4 -k 1000 -p 2 -r "unix://$$dir/rr.sock" -- "$(CURDIR)/$(BUILD)/worker --protocol 2"
 
 test-python: lib  ## the Python (ctypes) tests in tests/python
 	RR_LIB=$(CURDIR)/$(LIB_SO) RR_TEST_WORKER=$(TEST_WORKER) $(LIMIT) $(PYTHON) -m unittest discover -s tests/python -v

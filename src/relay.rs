@@ -386,6 +386,12 @@ impl Relay {
 
     /// Writes `parts` in one vectored write, from `already` bytes in.
     fn write_parts(&mut self, parts: &[&[u8]], already: usize, when_full: sys::WhenFull) -> Result<Sent, RelayError> {
+        if self.peer_ended && matches!(when_full, sys::WhenFull::Stop) {
+            // Its owner learnt that the peer ended: what is written would only fill a
+            // pipe whose reader is kept open (see `keep_write_pipe_reader`), and the
+            // room it waits for would never come.
+            return Err(RelayError::Io(io::Error::from_raw_os_error(libc::EPIPE)));
+        }
         let write_fd = self.write_fd();
         let is_socket = self.transport != Transport::Pipes;
         let total: usize = parts.iter().map(|part| part.len()).sum();

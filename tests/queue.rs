@@ -419,7 +419,31 @@ fn the_descriptor_is_readable_exactly_while_completions_wait(kind: Relay) {
     assert!(!readable(fd, 0));
 }
 
+fn a_worker_that_dies_while_a_large_task_is_written(kind: Relay) {
+    let (relay, _dir) = relay(kind);
+    let server = started_with(&relay, "echo", 1, |c| c.destroy_timeout = Duration::from_secs(3));
+    let queue = CompletionQueue::new().unwrap();
+    let large: Vec<u8> = (0..1_000_000u32).map(|i| (i % 249) as u8).collect();
+    // The worker answers, then exits once 60000 bytes of the next task wait unread: the
+    // task never reached it whole, so it runs on the replacement.
+    server.submit(&queue, b"!die-when-full:60000", b"first", 1).unwrap();
+    assert_eq!(queue.next(WAIT).unwrap().result.unwrap().body(), b"first");
+    server.submit(&queue, b"", &large, 2).unwrap();
+    let second = queue.next(WAIT).expect("the task whose worker died while it was written completes");
+    assert!(second.result.unwrap().body() == &large[..], "it ran on the replacement");
+    // Cancelled while it is being written: cancelled, and its worker replaced.
+    server.submit(&queue, b"", &large, 3).unwrap();
+    queue.cancel(3);
+    assert_eq!(queue.next(WAIT).unwrap().result.unwrap_err().kind(), ErrorKind::Cancelled);
+    server.submit(&queue, b"", b"after", 4).unwrap();
+    assert_eq!(queue.next(WAIT).unwrap().result.unwrap().body(), b"after");
+    let started = std::time::Instant::now();
+    server.stop().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20), "stop waited for a task that was gone");
+}
+
 on_every_relay!(
+    a_worker_that_dies_while_a_large_task_is_written,
     the_descriptor_is_readable_exactly_while_completions_wait,
     a_dead_worker_ends_its_task_even_if_its_child_holds_the_relay,
     v2_streams_are_joined,

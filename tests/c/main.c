@@ -134,6 +134,17 @@ static const struct {
     TEST(test_v2_settings),
     TEST(test_v2_tasks_and_streams),
     TEST(test_v2_c_worker),
+    /* test_queue.c */
+    TEST(test_queue_null_arguments),
+    TEST(test_queue_submit_not_started),
+    TEST(test_queue_relays),
+    TEST(test_queue_fd_poll),
+    TEST(test_queue_job_and_worker_errors),
+    TEST(test_queue_allocate_timeout),
+    TEST(test_queue_max_queue),
+    TEST(test_queue_cancel),
+    TEST(test_queue_free_with_outstanding_tasks),
+    TEST(test_queue_server_free_with_waiting_tasks),
     /* test_fork.c */
     TEST(test_fork_child_leaves_the_server_alone),
 };

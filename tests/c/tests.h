@@ -54,6 +54,18 @@ void test_v2_settings(void);
 void test_v2_tasks_and_streams(void);
 void test_v2_c_worker(void);
 
+/* test_queue.c: the completion queue (rr_exec_submit, rr_queue_*) */
+void test_queue_null_arguments(void);
+void test_queue_submit_not_started(void);
+void test_queue_relays(void);
+void test_queue_fd_poll(void);
+void test_queue_job_and_worker_errors(void);
+void test_queue_allocate_timeout(void);
+void test_queue_max_queue(void);
+void test_queue_cancel(void);
+void test_queue_free_with_outstanding_tasks(void);
+void test_queue_server_free_with_waiting_tasks(void);
+
 /* test_fork.c: a host that forks */
 void test_fork_child_leaves_the_server_alone(void);
 
