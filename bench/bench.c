@@ -4,7 +4,11 @@
  * rr_exec on a server running the very same echo_worker over the very same channel.
  * Floor and pool measurements alternate round after round (noise and thermal drift hit
  * both alike) and every figure is the median over the rounds. For the 4 x 16 shape,
- * by_hand.c adds hosts of that same shape written without the library.
+ * by_hand.c adds hosts of that same shape written without the library. The completion
+ * queue (rr_exec_submit + rr_queue) is measured on the pools of the pipes rows, right after
+ * their rr_exec rows: one host thread keeping 64 tasks in flight on 4 workers (every body,
+ * against the 2 floor pairs of the 4 x 16 rows) and 1 task in flight on 1 worker (16 B,
+ * against rr_exec 1 x 1 of the same round and 1 floor pair).
  *
  *   bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH]
  *
@@ -15,12 +19,14 @@
  *   --allow-idle  let CPUs sleep when idle (by default the run holds PM QoS
  *                 /dev/cpu_dma_latency = 0, see hold_cpus_awake in common.h)
  *   --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]
- *               [--pin-workers] [--batch-workers] [--protocol 1|2] [--stream]
+ *               [--pin-workers] [--batch-workers] [--protocol 1|2] [--stream] [--async K]
  *                 only run N tasks of B bytes (default 16 B, 1 worker x 1 caller) and exit
  *                 (for strace -c -f, perf: what one task costs the host); --pin-workers and
  *                 --batch-workers turn on worker_cpu_affinity and worker_sched_batch;
  *                 --protocol 2 runs pool and workers in protocol V2; --stream (V2) makes
- *                 every task a stream of 16 chunks of 64 KiB read with rr_stream_next
+ *                 every task a stream of 16 chunks of 64 KiB read with rr_stream_next;
+ *                 --async K: no callers, one thread keeps K tasks in flight through a
+ *                 completion queue (rr_exec_submit, poll on rr_queue_fd, rr_queue_next)
  *
  * Protocol V2 (goridge 3/4 frames) is measured beside V1: the same echo_worker with
  * --protocol 2, the pool with rr_config_set_protocol(RR_PROTOCOL_V2), against floor pairs
@@ -35,6 +41,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -178,6 +185,19 @@ static point *find_point(const char *section, const char *kind, channel ch, size
     point *p = &points[npoints++];
     *p = (point){.section = section, .kind = kind, .ch = ch, .body = body, .workers = workers, .callers = callers};
     return p;
+}
+
+/* The point if it was measured, else NULL (find_point would add an empty one). */
+static point *measured_point(const char *section, const char *kind, channel ch, size_t body, int workers,
+                             int callers) {
+    for (int i = 0; i < npoints; i++) {
+        point *p = &points[i];
+        if (strcmp(p->section, section) == 0 && strcmp(p->kind, kind) == 0 && p->ch == ch && p->body == body &&
+            p->workers == workers && p->callers == callers && p->n > 0) {
+            return p;
+        }
+    }
+    return NULL;
 }
 
 static void add_round(point *p, const result *r) {
@@ -418,6 +438,215 @@ static void pool_stream_measure(rr_server *s, int callers, result *out) {
     }
 }
 
+/* ---- the completion queue: one host thread, tasks in flight.
+ *
+ * The host pattern rr.h describes for rr_queue: submit with rr_exec_submit until
+ * `in_flight` tasks are out, poll() on rr_queue_fd until completions wait, take them all
+ * with rr_queue_next(q, 0) until RR_STATUS_TIMEOUT (each answer checked and freed), submit
+ * again, and so on, all from the calling thread. A task's tag is its slot (0..in_flight-1),
+ * which remembers when the task was submitted: a latency is submission to completion
+ * taken. */
+
+#define ASYNC_STALL_MS 30000 /* no completion for this long with tasks out: the run failed */
+
+typedef struct {
+    rr_server *s;
+    rr_queue *q;
+    int fd;
+    const uint8_t *body;
+    size_t body_len;
+    int in_flight, outstanding;
+    int *free_slots, nfree;
+    uint64_t *sent_ns;  /* per slot */
+    bool check;         /* compare the next answer's bytes with the task's */
+    bool recording;     /* keep latencies (the measured window) */
+    uint64_t *lat;
+    size_t nlat, cap;
+    long taken;
+} async_host;
+
+static void async_host_init(async_host *h, rr_server *s, int in_flight, size_t body_len) {
+    rr_error *err = NULL;
+    *h = (async_host){.s = s, .body = bench_body(body_len), .body_len = body_len, .in_flight = in_flight,
+                      .check = true};
+    rr_status st = rr_queue_new(&h->q, &err);
+    if (st != RR_STATUS_OK) {
+        fail_rr("rr_queue_new", st, err);
+    }
+    h->fd = rr_queue_fd(h->q);
+    h->free_slots = malloc((size_t)in_flight * sizeof *h->free_slots);
+    h->sent_ns = malloc((size_t)in_flight * sizeof *h->sent_ns);
+    h->cap = 1u << 16;
+    h->lat = malloc(h->cap * sizeof *h->lat);
+    if (!h->free_slots || !h->sent_ns || !h->lat) {
+        abort();
+    }
+    for (int i = 0; i < in_flight; i++) {
+        h->free_slots[h->nfree++] = in_flight - 1 - i;
+    }
+}
+
+static void async_host_free(async_host *h) {
+    rr_queue_free(h->q);
+    free(h->free_slots);
+    free(h->sent_ns);
+    free(h->lat);
+}
+
+/* Submits tasks until in_flight are out (at most `limit` more when limit >= 0). */
+static int async_fill(async_host *h, long limit) {
+    while (h->outstanding < h->in_flight && limit != 0) {
+        int slot = h->free_slots[--h->nfree];
+        rr_error *err = NULL;
+        h->sent_ns[slot] = now_ns();
+        rr_status st = rr_exec_submit(h->s, h->q, bench_context, bench_context_len, h->body, h->body_len,
+                                      (uint64_t)slot, &err);
+        if (st != RR_STATUS_OK) {
+            if (atomic_fetch_add(&exec_errors_shown, 1) < 3) {
+                fprintf(stderr, "bench: rr_exec_submit failed: %s: %s\n", rr_status_str(st),
+                        err ? rr_error_message(err) : "");
+            }
+            rr_error_free(err);
+            h->nfree++;
+            return -1;
+        }
+        h->outstanding++;
+        if (limit > 0) {
+            limit--;
+        }
+    }
+    return 0;
+}
+
+/* Waits until completions wait, then takes every one of them. Returns how many were
+ * taken, or -1 (a task failed, an answer was wrong, or nothing came for ASYNC_STALL_MS). */
+static long async_take(async_host *h) {
+    struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
+    int n;
+    while ((n = poll(&pfd, 1, ASYNC_STALL_MS)) < 0 && errno == EINTR) {
+    }
+    if (n <= 0) {
+        fprintf(stderr, "bench: no completion in %d ms with %d tasks out\n", ASYNC_STALL_MS, h->outstanding);
+        return -1;
+    }
+    long taken = 0;
+    for (;;) {
+        rr_completion c;
+        rr_error *err = NULL;
+        rr_status st = rr_queue_next(h->q, 0, &c, &err);
+        if (st == RR_STATUS_TIMEOUT) {
+            break;
+        }
+        if (st != RR_STATUS_OK) {
+            fail_rr("rr_queue_next", st, err);
+        }
+        uint64_t t = now_ns();
+        if (c.tag >= (uint64_t)h->in_flight) {
+            fprintf(stderr, "bench: a completion with an unknown tag %llu\n", (unsigned long long)c.tag);
+            return -1;
+        }
+        h->free_slots[h->nfree++] = (int)c.tag;
+        h->outstanding--;
+        taken++;
+        if (c.status != RR_STATUS_OK) {
+            if (atomic_fetch_add(&exec_errors_shown, 1) < 3) {
+                fprintf(stderr, "bench: a submitted task failed: %s: %s\n", rr_status_str(c.status),
+                        c.error ? rr_error_message(c.error) : "");
+            }
+            rr_error_free(c.error);
+            rr_payload_free(c.payload);
+            return -1;
+        }
+        size_t blen, clen;
+        const uint8_t *b = rr_payload_body(c.payload, &blen);
+        bool ok = blen == h->body_len;
+        if (ok && h->check) {
+            const uint8_t *ctx = rr_payload_context(c.payload, &clen);
+            ok = clen == bench_context_len && memcmp(ctx, bench_context, clen) == 0 &&
+                 memcmp(b, h->body, blen) == 0;
+            h->check = false;
+        }
+        rr_payload_free(c.payload);
+        if (!ok) {
+            fprintf(stderr, "bench: a submitted task's answer is not the echo of the task\n");
+            return -1;
+        }
+        if (h->recording) {
+            if (h->nlat == h->cap) {
+                uint64_t *grown = realloc(h->lat, h->cap * 2 * sizeof *grown);
+                if (!grown) {
+                    abort();
+                }
+                h->lat = grown;
+                h->cap *= 2;
+            }
+            h->lat[h->nlat++] = t - h->sent_ns[c.tag];
+        }
+    }
+    h->taken += taken;
+    return taken;
+}
+
+/* Takes the completions of every task still out (submitting nothing). */
+static int async_drain(async_host *h) {
+    while (h->outstanding > 0) {
+        if (async_take(h) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int cmp_u64_lat(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One measurement like run_timed's, from this thread: warm_ms of tasks (at least two),
+ * then `seconds` counted (the completions taken in the window, from its start to the last
+ * of them), then the tasks still out are taken and not counted. */
+static int async_run(rr_server *s, int in_flight, size_t body_len, double seconds, long warmup_ms, result *out) {
+    async_host h;
+    async_host_init(&h, s, in_flight, body_len);
+    int rc = 0;
+    uint64_t warm_until = now_ns() + (uint64_t)warmup_ms * 1000000u;
+    while (rc == 0 && (h.taken < 2 || now_ns() < warm_until)) {
+        rc = async_fill(&h, -1) < 0 || async_take(&h) < 0 ? -1 : 0;
+    }
+    h.recording = true;
+    uint64_t start = now_ns(), end = start, deadline = start + (uint64_t)(seconds * 1e9);
+    while (rc == 0 && end < deadline) {
+        rc = async_fill(&h, -1) < 0 || async_take(&h) < 0 ? -1 : 0;
+        end = now_ns();
+    }
+    h.recording = false;
+    if (rc == 0) {
+        rc = async_drain(&h);
+    }
+    *out = (result){0};
+    size_t total = h.nlat;
+    double secs = (double)(end - start) / 1e9;
+    if (rc == 0 && total > 0 && secs > 0) {
+        qsort(h.lat, total, sizeof *h.lat, cmp_u64_lat);
+        out->tasks = total;
+        out->seconds = secs;
+        out->tasks_per_s = (double)total / secs;
+        out->p50_us = (double)h.lat[total / 2] / 1e3;
+        size_t i99 = (size_t)((double)total * 0.99);
+        out->p99_us = (double)h.lat[i99 < total ? i99 : total - 1] / 1e3;
+        out->mb_per_s = out->tasks_per_s * (double)body_len / 1e6;
+    }
+    async_host_free(&h);
+    return rc;
+}
+
+static void async_measure(rr_server *s, int in_flight, size_t body_len, result *out) {
+    if (async_run(s, in_flight, body_len, opt.seconds, 50, out) < 0) {
+        fprintf(stderr, "bench: an async measurement failed\n");
+        exit(1);
+    }
+}
+
 /* ================================================================ the floor side */
 
 static void floor_start(floor_pair *p, int pairs, channel ch, const char *extra_arg) {
@@ -531,6 +760,26 @@ static void section_v2(channel ch) {
     pool_protocol = 1;
 }
 
+/* The completion queue over pipes, on the pools of the big table right after their rr_exec
+ * rows (same server, same workers): with 4 workers, one thread keeping ASYNC_IN_FLIGHT tasks
+ * in flight, every body; with 1 worker, one task in flight, 16 B (rr_exec 1 x 1's shape).
+ * The points are "main"/"async", callers = the tasks in flight. */
+#define ASYNC_IN_FLIGHT 64
+
+static void section_async(rr_server *s, int workers) {
+    int in_flight = workers == 1 ? 1 : ASYNC_IN_FLIGHT;
+    for (int b = 0; b < NBODIES; b++) {
+        if (workers == 1 && bodies[b] != 16) {
+            continue;
+        }
+        result r;
+        point *p = find_point("main", "async", CH_PIPES, bodies[b], workers, in_flight);
+        async_measure(s, in_flight, bodies[b], &r);
+        add_round(p, &r);
+        progress("async", p, &r);
+    }
+}
+
 /* The big table: every channel and body, 1 worker x 1 caller against 1 floor pair and
  * 4 workers x 16 callers against 2 floor pairs; then the same in protocol V2. */
 static void section_main(void) {
@@ -561,6 +810,9 @@ static void section_main(void) {
                 add_round(p, &r);
                 progress("pool", p, &r);
             }
+            if (ch == CH_PIPES) {
+                section_async(s, shapes[k][0]);
+            }
             pool_stop(s);
         }
         if (ch == CH_PIPES) {
@@ -575,6 +827,11 @@ static void section_main(void) {
                 add_round(p, &r);
                 progress("opt-in", p, &r);
             }
+            result r;
+            point *p = find_point("main", "async_opt_in", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT);
+            async_measure(s, ASYNC_IN_FLIGHT, 16, &r);
+            add_round(p, &r);
+            progress("async+", p, &r);
             pool_stop(s);
         }
         section_v2((channel)ch);
@@ -880,6 +1137,30 @@ static void *exec_loop_thread(void *p) {
     return NULL;
 }
 
+/* --exec-loop N --async K: N tasks from this one thread, K in flight (the completion queue). */
+static int async_loop(long tasks, channel ch, int workers, int in_flight, size_t body_len) {
+    rr_server *s = pool_start(ch, workers, NULL, 0);
+    async_host h;
+    async_host_init(&h, s, in_flight, body_len);
+    int rc = 0;
+    uint64_t t0 = now_ns();
+    while (rc == 0 && h.taken < tasks) {
+        long submitted = h.taken + h.outstanding;
+        rc = async_fill(&h, tasks - submitted) < 0 || async_take(&h) < 0 ? -1 : 0;
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    if (rc == 0) {
+        rc = async_drain(&h);
+    }
+    long done = h.taken;
+    async_host_free(&h);
+    pool_stop(s);
+    printf("%ld tasks of %zu B over %s (protocol V%d), %d workers, 1 thread with %d in flight (rr_exec_submit), "
+           "in %.3f s: %.0f tasks/s\n",
+           done, body_len, channel_names[ch], pool_protocol, workers, in_flight, secs, (double)done / secs);
+    return rc < 0;
+}
+
 static int exec_loop(long tasks, channel ch, int workers, int callers, size_t body_len, bool stream) {
     rr_server *s = pool_start(ch, workers, stream ? STREAM_WORKER_ARG : NULL, 0);
     loop_arg la = {.job = {.s = s, .body = bench_body(body_len), .body_len = body_len}, .tasks = tasks / callers,
@@ -981,6 +1262,59 @@ static void print_stream_table(void) {
     }
 }
 
+/* The completion queue's rows: one host thread (rr_exec_submit, poll on rr_queue_fd,
+ * rr_queue_next), against the floor pairs of the same body (2 pairs for 4 workers, 1 for 1)
+ * and against rr_exec of the nearest blocking shape (4 x 16, 1 x 1) of the same run. */
+static void print_async_table(void) {
+    printf("\nCompletion queue, pipes: one host thread submits (rr_exec_submit), polls rr_queue_fd and takes\n"
+           "the completions (rr_queue_next); \"in flight\" = tasks submitted and not yet taken. vs floor: 2 floor\n"
+           "pairs for 4 workers, 1 pair for 1 worker (same body; bytes/s and tasks/s ratios are the same);\n"
+           "vs rr_exec: rr_exec 4 x 16 or 1 x 1 of the same body above.\n");
+    printf("%-34s %-7s | %11s %8s %8s %9s | %8s %9s\n", "host", "body", "tasks/s", "p50 us", "p99 us", "MB/s",
+           "vs floor", "vs rr_exec");
+    struct {
+        const char *kind, *label;
+        int workers, in_flight, callers;
+    } rows[] = {
+        {"async", "async 4 workers, 64 in flight", 4, ASYNC_IN_FLIGHT, 16},
+        {"async_opt_in", "async 4 w, 64 in flight, opt-in", 4, ASYNC_IN_FLIGHT, 16},
+        {"async", "async 1 worker, 1 in flight", 1, 1, 1},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+        for (int b = 0; b < NBODIES; b++) {
+            point *p = measured_point("main", rows[k].kind, CH_PIPES, bodies[b], rows[k].workers,
+                                      rows[k].in_flight);
+            if (!p) {
+                continue;
+            }
+            int pairs = rows[k].workers == 1 ? 1 : 2;
+            point *f = measured_point("main", "floor", CH_PIPES, bodies[b], pairs, pairs);
+            /* The opt-in async row is compared with rr_exec under the same settings. */
+            const char *vs_kind = strcmp(rows[k].kind, "async_opt_in") == 0 ? "opt_in" : "pool";
+            point *e = measured_point("main", vs_kind, CH_PIPES, bodies[b], rows[k].workers, rows[k].callers);
+            char name[32], mb[32];
+            body_name(bodies[b], name, sizeof name);
+            if (bodies[b] >= 4096) {
+                snprintf(mb, sizeof mb, "%.1f", p->med.mb_per_s);
+            } else {
+                snprintf(mb, sizeof mb, "-");
+            }
+            bool shaky = (f && unstable(f)) || unstable(p);
+            any_unstable |= shaky;
+            printf("%-34s %-7s | %11.0f %8.1f %8.1f %9s | %7.2f%s %9.2f\n", rows[k].label, name, p->med.tasks_per_s,
+                   p->med.p50_us, p->med.p99_us, mb, ratio_of(p, f), shaky ? "*" : " ", ratio_of(p, e));
+        }
+    }
+    point *f2 = find_point("main", "floor", CH_PIPES, 16, 2, 2);
+    point *pool16 = find_point("main", "pool", CH_PIPES, 16, 4, 16);
+    point *locked = find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16);
+    printf("reference lines, 16 B, against 2 floor pairs (%.0f tasks/s):\n", f2->med.tasks_per_s);
+    printf("  rr_exec 4 workers x 16 callers (blocking)   %9.0f tasks/s  %.2f\n", pool16->med.tasks_per_s,
+           ratio_of(pool16, f2));
+    printf("  by hand, same shape (a mutex per worker)    %9.0f tasks/s  %.2f  (rr_exec/by hand %.2f)\n",
+           locked->med.tasks_per_s, ratio_of(locked, f2), ratio_of(pool16, locked));
+}
+
 static void print_tables(double run_seconds) {
     printf("\nRound trips of %zu-byte context + body, echoed. floor = the same echo_worker driven by hand, no\n"
            "library (1 pair = 1 parent + 1 worker); pool = rr_exec. Medians of %d alternating rounds of %.2f s.\n"
@@ -1012,6 +1346,8 @@ static void print_tables(double run_seconds) {
            locked->med.tasks_per_s, locked->med.p50_us, locked->med.p99_us, ratio_of(pool16, locked));
     printf("  tasks queued in worker pipes  %9.0f tasks/s  p50 %6.1f us  p99 %7.1f us  pool/this %.2f\n",
            pipelined->med.tasks_per_s, pipelined->med.p50_us, pipelined->med.p99_us, ratio_of(pool16, pipelined));
+
+    print_async_table();
 
     printf("\nProtocol V2 (goridge 3/4: a task and an answer are one frame each, 16-byte header with CRC): echo_worker\n"
            "--protocol 2, the pool set to RR_PROTOCOL_V2, against V2 floor pairs moving the same frames. V1 pool/s is\n"
@@ -1171,14 +1507,27 @@ static void write_json(const char *path, double run_seconds) {
     fprintf(f,
             "},\n  \"ratios\": {\"one_core_1x1_pipes_16\": %.4f, \"pipes_16_4x16_vs_2_pairs\": %.4f, "
             "\"pipes_16_4x16_opt_in_vs_2_pairs\": %.4f, \"pipes_16_4x16_vs_by_hand_locked\": %.4f, "
-            "\"one_core_1x1_pipes_16_v2\": %.4f, \"one_core_1x1_pipes_16_v2_vs_v1\": %.4f}\n}\n",
+            "\"one_core_1x1_pipes_16_v2\": %.4f, \"one_core_1x1_pipes_16_v2_vs_v1\": %.4f, "
+            "\"async_pipes_16_4x64_vs_2_pairs\": %.4f, \"async_pipes_16_4x64_opt_in_vs_2_pairs\": %.4f, "
+            "\"async_pipes_64k_4x64_vs_2_pairs\": %.4f, \"async_pipes_1m_4x64_vs_2_pairs\": %.4f, "
+            "\"async_pipes_16_1x1_vs_exec_1x1\": %.4f, \"async_pipes_16_1x1_vs_1_pair\": %.4f, "
+            "\"by_hand_locked_pipes_16_4x16_vs_2_pairs\": %.4f}\n}\n",
             ratio_of(p1, f1), ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), f2),
             ratio_of(find_point("main", "opt_in", CH_PIPES, 16, 4, 16), f2),
             ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16),
                      find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16)),
             ratio_of(find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1),
                      find_point("one_core_v2", "floor", CH_PIPES, 16, 1, 1)),
-            ratio_of(find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1), p1));
+            ratio_of(find_point("one_core_v2", "pool", CH_PIPES, 16, 1, 1), p1),
+            ratio_of(find_point("main", "async", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT), f2),
+            ratio_of(find_point("main", "async_opt_in", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT), f2),
+            ratio_of(find_point("main", "async", CH_PIPES, 65536, 4, ASYNC_IN_FLIGHT),
+                     find_point("main", "floor", CH_PIPES, 65536, 2, 2)),
+            ratio_of(find_point("main", "async", CH_PIPES, 1u << 20, 4, ASYNC_IN_FLIGHT),
+                     find_point("main", "floor", CH_PIPES, 1u << 20, 2, 2)),
+            ratio_of(find_point("main", "async", CH_PIPES, 16, 1, 1), find_point("main", "pool", CH_PIPES, 16, 1, 1)),
+            ratio_of(find_point("main", "async", CH_PIPES, 16, 1, 1), find_point("main", "floor", CH_PIPES, 16, 1, 1)),
+            ratio_of(find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16), f2));
     fclose(f);
 }
 
@@ -1202,6 +1551,7 @@ int main(int argc, char **argv) {
     long loop_body = 16;
     channel exec_loop_relay = CH_PIPES;
     bool loop_stream = false;
+    int loop_async = 0; /* tasks in flight from one thread with rr_exec_submit; 0: rr_exec */
     default_worker();
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
@@ -1235,12 +1585,15 @@ int main(int argc, char **argv) {
             pool_protocol = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--stream") == 0) {
             loop_stream = true;
+        } else if (strcmp(argv[i], "--async") == 0 && i + 1 < argc) {
+            loop_async = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--child-rss") == 0 && i + 1 < argc) {
             child_rss_workers = atoi(argv[++i]);
         } else {
             fprintf(stderr, "usage: bench [--json FILE] [--report] [--seconds S] [--rounds N] [--worker PATH] [--allow-idle]\n"
                             "       bench --exec-loop N [--relay pipes|unix|tcp] [--workers W] [--callers C] [--body B]\n"
-                            "                           [--pin-workers] [--batch-workers] [--protocol 1|2] [--stream]\n");
+                            "                           [--pin-workers] [--batch-workers] [--protocol 1|2] [--stream]\n"
+                            "                           [--async K]\n");
             return 2;
         }
     }
@@ -1258,10 +1611,11 @@ int main(int argc, char **argv) {
     if (child_rss_workers > 0) {
         return child_rss(child_rss_workers);
     }
-    if ((pool_scheduling.cpu_affinity || pool_scheduling.sched_batch || pool_protocol != 1 || loop_stream) &&
+    if ((pool_scheduling.cpu_affinity || pool_scheduling.sched_batch || pool_protocol != 1 || loop_stream ||
+         loop_async != 0) &&
         exec_loop_tasks == 0) {
-        /* A full run measures the defaults, the opt-ins and V2 side by side on its own. */
-        fprintf(stderr, "bench: --pin-workers, --batch-workers, --protocol and --stream go with --exec-loop\n");
+        /* A full run measures the defaults, the opt-ins, V2 and the queue side by side on its own. */
+        fprintf(stderr, "bench: --pin-workers, --batch-workers, --protocol, --stream and --async go with --exec-loop\n");
         return 2;
     }
     if ((pool_protocol != 1 && pool_protocol != 2) || (loop_stream && pool_protocol != 2)) {
@@ -1272,6 +1626,14 @@ int main(int argc, char **argv) {
         if (loop_workers < 1 || loop_callers < 1 || loop_callers > 256 || loop_body < 0 || loop_body > (1 << 20)) {
             fprintf(stderr, "bench: --workers must be positive, --callers 1..256, --body 0..1048576\n");
             return 2;
+        }
+        if (loop_async != 0) {
+            if (loop_async < 1 || loop_async > 65536 || loop_callers != 1 || loop_stream) {
+                fprintf(stderr, "bench: --async K takes K 1..65536 tasks in flight from one thread: no --callers, "
+                                "no --stream\n");
+                return 2;
+            }
+            return async_loop(exec_loop_tasks, exec_loop_relay, loop_workers, loop_async, (size_t)loop_body);
         }
         return exec_loop(exec_loop_tasks, exec_loop_relay, loop_workers, loop_callers, (size_t)loop_body, loop_stream);
     }

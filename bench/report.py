@@ -115,6 +115,81 @@ def by_hand_table(pts):
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
+ASYNC_IN_FLIGHT = 64
+
+# The completion queue's rows: (kind, label, workers, tasks in flight, the rr_exec kind and callers it is
+# compared with, the issue's target: (against, minimum, maximum) or None).
+ASYNC_ROWS = (
+    ("async", "one thread, 4 workers, 64 in flight", 4, ASYNC_IN_FLIGHT, "pool", 16),
+    ("async_opt_in", "one thread, 4 workers, 64 in flight, opt-in settings", 4, ASYNC_IN_FLIGHT, "opt_in", 16),
+    ("async", "one thread, 1 worker, 1 in flight", 1, 1, "pool", 1),
+)
+
+
+def async_target(kind, workers, body):
+    """The target the issue set for a row: ("floor" or "rr_exec", low, high), or None."""
+    if kind != "async":
+        return None
+    if workers == 4 and body in (16, 65536, 1 << 20):
+        return ("floor", 0.80, None)
+    if workers == 1 and body == 16:
+        return ("rr_exec", 0.90, 1.10)
+    return None
+
+
+def async_table(pts):
+    """The completion queue's rows against the floor and against rr_exec of the same run, then the
+    16 B reference lines; ("", False) if the run has no async points."""
+    marked = False
+    rows = ["| host | body | tasks/s | p50 µs | p99 µs | MB/s | vs floor | vs rr_exec | target |",
+            "|---|---|--:|--:|--:|--:|--:|--:|---|"]
+    for kind, label, workers, in_flight, vs_kind, vs_callers in ASYNC_ROWS:
+        for body in pts.bodies("main"):
+            p = pts.get("main", kind, "pipes", body, workers, in_flight)
+            if not p:
+                continue
+            pairs = 1 if workers == 1 else 2
+            f = pts.get("main", "floor", "pipes", body, pairs, pairs)
+            e = pts.get("main", vs_kind, "pipes", body, workers, vs_callers)
+            star = (pts.unstable("main", kind, "pipes", body, workers, in_flight)
+                    or pts.unstable("main", "floor", "pipes", body, pairs, pairs))
+            marked = marked or star
+            mb = f"{p['mb_per_s']:,.0f}" if body >= 4096 else "-"
+            target = async_target(kind, workers, body)
+            goal = ""
+            if target:
+                against, low, high = target
+                ref = f if against == "floor" else e
+                value = p["tasks_per_s"] / ref["tasks_per_s"] if ref and ref["tasks_per_s"] > 0 else None
+                bound = (f"≥ {low:.2f}" if high is None else f"{low:.2f}–{high:.2f}") + f" of {against}"
+                if value is not None:
+                    met = value >= low and (high is None or value <= high)
+                    goal = f"{bound}: {'met' if met else 'not met'}"
+                else:
+                    goal = bound
+            rows.append(f"| {label} | {body_name(body)} | {num(p['tasks_per_s'])} | {us(p['p50_us'])} "
+                        f"| {us(p['p99_us'])} | {mb} | {ratio(p, f)}{' *' if star else ''} | {ratio(p, e)} "
+                        f"| {goal} |")
+    if len(rows) == 2:
+        return "", False
+    f2 = pts.get("main", "floor", "pipes", 16, 2, 2)
+    refs = ["| reference, 16 B, pipes | tasks/s | p50 µs | p99 µs | vs 2 floor pairs |", "|---|--:|--:|--:|--:|"]
+    for label, point in (
+            ("2 floor pairs (no library, 2 threads, 2 workers)", f2),
+            ("rr_exec, 4 workers × 16 callers (blocking)", pts.get("main", "pool", "pipes", 16, 4, 16)),
+            ("by hand, the same shape: 4 workers × 16 threads, a mutex per worker (no library)",
+             pts.get("main", "by_hand_locked", "pipes", 16, 4, 16)),
+            ("completion queue, one thread, 4 workers, 64 in flight",
+             pts.get("main", "async", "pipes", 16, 4, ASYNC_IN_FLIGHT)),
+            ("1 floor pair", pts.get("main", "floor", "pipes", 16, 1, 1)),
+            ("rr_exec, 1 worker × 1 caller", pts.get("main", "pool", "pipes", 16, 1, 1)),
+            ("completion queue, one thread, 1 worker, 1 in flight", pts.get("main", "async", "pipes", 16, 1, 1))):
+        if point:
+            refs.append(f"| {label} | {num(point['tasks_per_s'])} | {us(point['p50_us'])} | {us(point['p99_us'])} "
+                        f"| {ratio(point, f2)} |")
+    return "\n".join(rows) + "\n\n" + "\n".join(refs), marked
+
+
 def v2_table(pts, workers, callers, pairs):
     """The protocol V2 rows of one shape with the V1 pool of the same shape beside, and whether
     any of them is marked unstable; ("", False) if the run has no V2 points."""
@@ -172,21 +247,20 @@ def nice_ceiling(x):
     return 10 * exp
 
 
-def chart(scaling, cpus):
-    """Grouped bars: for each worker count, pool (N workers x 4N callers) and floor (N pairs)."""
-    width, height = 760, 420
+def scaling_panel(scaling, cpus, width, y0):
+    """Grouped bars: for each worker count, pool (N workers x 4N callers) and floor (N pairs).
+    Returns the SVG elements and the panel's height."""
+    height = 420
     left, right, top, bottom = 90, 20, 60, 70
     plot_w, plot_h = width - left - right, height - top - bottom
+    top += y0
     peak = max(max(p, f) for _, p, f in scaling)
     ymax = nice_ceiling(peak * 1.05)
     colors = {"pool": "#2b6cb0", "floor": "#a0aec0"}
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">'
+        f'<text x="{width / 2}" y="{y0 + 24}" text-anchor="middle" font-size="16" font-weight="bold">'
         f"Tasks per second, 16 B over pipes ({cpus} CPUs)</text>",
-        f'<text x="{width / 2}" y="42" text-anchor="middle" fill="#4a5568">'
+        f'<text x="{width / 2}" y="{y0 + 42}" text-anchor="middle" fill="#4a5568">'
         "pool: N workers, 4N callers (rr_exec) - floor: N hand-written pairs, no library</text>",
     ]
     ticks = 5
@@ -211,7 +285,7 @@ def chart(scaling, cpus):
                        f"{value / 1000:,.0f}k</text>")
         out.append(f'<text x="{left + group_w * (i + 0.5):.1f}" y="{top + plot_h + 18}" text-anchor="middle">'
                    f"{n}</text>")
-    out.append(f'<text x="{left + plot_w / 2}" y="{height - 28}" text-anchor="middle">'
+    out.append(f'<text x="{left + plot_w / 2}" y="{y0 + height - 28}" text-anchor="middle">'
                "workers (floor: pairs)</text>")
     out.append(f'<text transform="translate(20 {top + plot_h / 2}) rotate(-90)" text-anchor="middle">'
                "tasks/s</text>")
@@ -221,7 +295,90 @@ def chart(scaling, cpus):
         label = "pool (libroadrunner)" if kind == "pool" else "floor (no library)"
         out.append(f'<rect x="{lx}" y="{y - 10}" width="12" height="12" fill="{colors[kind]}"/>')
         out.append(f'<text x="{lx + 18}" y="{y}">{escape(label)}</text>')
-    out.append("</svg>")
+    return out, height
+
+
+BAR_COLORS = {"floor": "#a0aec0", "by_hand": "#718096", "rr_exec": "#2b6cb0", "async": "#dd6b20"}
+
+
+def bars_panel(bars, width, y0):
+    """Horizontal bars, one per host of the 16 B pipes shapes (label, tasks/s, colour key); a None
+    entry leaves a gap between groups. Returns the SVG elements and the panel's height."""
+    left, right, top, row_h, bottom = 330, 70, 60, 24, 40
+    rows = len(bars)
+    height = top + rows * row_h + bottom
+    plot_w = width - left - right
+    peak = max(b[1] for b in bars if b)
+    xmax = nice_ceiling(peak * 1.02)
+    out = [
+        f'<text x="{width / 2}" y="{y0 + 24}" text-anchor="middle" font-size="16" font-weight="bold">'
+        "The completion queue beside rr_exec, by hand and the floor (16 B, pipes)</text>",
+        f'<text x="{width / 2}" y="{y0 + 42}" text-anchor="middle" fill="#4a5568">'
+        "tasks/s, medians of the same run; completion queue: one host thread, N tasks in flight</text>",
+    ]
+    top += y0
+    ticks = 5
+    for i in range(ticks + 1):
+        x = left + plot_w * i / ticks
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + rows * row_h}" stroke="#e2e8f0"/>')
+        out.append(f'<text x="{x:.1f}" y="{top + rows * row_h + 16}" text-anchor="middle">'
+                   f"{xmax * i / ticks / 1000:,.0f}k</text>")
+    out.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + rows * row_h}" stroke="#2d3748"/>')
+    for i, bar in enumerate(bars):
+        if not bar:
+            continue
+        label, value, key = bar
+        y = top + i * row_h + 4
+        w = plot_w * value / xmax
+        out.append(f'<text x="{left - 8}" y="{y + 12}" text-anchor="end">{escape(label)}</text>')
+        out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{row_h - 8}" fill="{BAR_COLORS[key]}">'
+                   f"<title>{escape(label)}: {value:,.0f} tasks/s</title></rect>")
+        out.append(f'<text x="{left + w + 4:.1f}" y="{y + 12}" font-size="10">{value / 1000:,.0f}k</text>')
+    return out, height
+
+
+def async_bars(pts):
+    """The bars of the second panel, or [] when the run has no completion queue points."""
+    if not pts.get("main", "async", "pipes", 16, 4, ASYNC_IN_FLIGHT):
+        return []
+    groups = (
+        (("2 floor pairs (no library)", ("floor", 16, 2, 2), "floor"),
+         ("by hand, 4 workers × 16 threads (no library)", ("by_hand_locked", 16, 4, 16), "by_hand"),
+         ("rr_exec, 4 workers × 16 callers", ("pool", 16, 4, 16), "rr_exec"),
+         ("rr_exec, 4 × 16, opt-in settings", ("opt_in", 16, 4, 16), "rr_exec"),
+         ("queue, 1 thread, 4 workers, 64 in flight", ("async", 16, 4, ASYNC_IN_FLIGHT), "async"),
+         ("queue, 4 workers, 64 in flight, opt-in", ("async_opt_in", 16, 4, ASYNC_IN_FLIGHT), "async")),
+        (("1 floor pair (no library)", ("floor", 16, 1, 1), "floor"),
+         ("rr_exec, 1 worker × 1 caller", ("pool", 16, 1, 1), "rr_exec"),
+         ("queue, 1 thread, 1 worker, 1 in flight", ("async", 16, 1, 1), "async")),
+    )
+    bars = []
+    for g, group in enumerate(groups):
+        if g:
+            bars.append(None)
+        for label, (kind, body, workers, callers), key in group:
+            p = pts.get("main", kind, "pipes", body, workers, callers)
+            if p:
+                bars.append((label, p["tasks_per_s"], key))
+    return bars
+
+
+def chart(scaling, cpus, bars=()):
+    """The scaling panel (when the run has scaling points), then the completion queue panel (when it
+    has completion queue points), one above the other in one SVG."""
+    width = 760
+    body, y = [], 0
+    if scaling:
+        part, h = scaling_panel(scaling, cpus, width, y)
+        body += part
+        y += h
+    if bars:
+        part, h = bars_panel(list(bars), width, y)
+        body += part
+        y += h
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
+           f'viewBox="0 0 {width} {y}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{y}" fill="white"/>'] + body + ["</svg>"]
     return "\n".join(out) + "\n"
 
 
@@ -255,6 +412,14 @@ def main():
             f"Against a host of the same shape written by hand (16 threads sharing 4 workers, a mutex per "
             f"worker, no library), the pool's 4 × 16 ratio is **{r['pipes_16_4x16_vs_by_hand_locked']:.2f}**: "
             f"two floor pairs are two threads and two workers, a cheaper shape on {meta['cpus']} CPUs.\n")
+    if "async_pipes_16_4x64_vs_2_pairs" in r and r["async_pipes_16_4x64_vs_2_pairs"] > 0:
+        md.append(
+            f"With the completion queue (`rr_exec_submit`, one host thread, 4 workers, 64 tasks in flight, 16 B "
+            f"over pipes) the ratio against 2 floor pairs is **{r['async_pipes_16_4x64_vs_2_pairs']:.2f}** "
+            f"(64 KiB: {r['async_pipes_64k_4x64_vs_2_pairs']:.2f}, 1 MiB: {r['async_pipes_1m_4x64_vs_2_pairs']:.2f} "
+            f"of the floor's bytes/s); with 1 worker and 1 task in flight it makes "
+            f"**{r['async_pipes_16_1x1_vs_exec_1x1']:.2f}** of `rr_exec` 1 × 1 "
+            f"({r['async_pipes_16_1x1_vs_1_pair']:.2f} of one floor pair). See the completion queue table.\n")
     md.append(
         "A ratio is the pool's tasks/s divided by the floor's: 1.00 means the library adds nothing a "
         "hand-written program would not pay too.\n")
@@ -270,7 +435,12 @@ def main():
         "- **Pool** (`bench/bench.c`): `rr_exec` on an `rr_server` running the same worker over the "
         "same relay; callers are pthreads that call `rr_exec` in a loop. Each task sends a "
         f"{meta['context_bytes']}-byte JSON context and the body; the answer is checked and freed.\n"
-        "- Floor and pool measurements alternate (floor, pool, floor, pool, ...) so both see the same "
+        + ("- *Completion queue* rows: one host thread keeps N tasks submitted with `rr_exec_submit`, waits "
+           "with `poll()` on `rr_queue_fd`, takes every waiting completion with `rr_queue_next(q, 0)` until "
+           "`RR_STATUS_TIMEOUT` (each answer checked and freed), submits again up to N. Measured on the pools of "
+           "the rr_exec rows, right after them; a latency runs from submission to the completion taken.\n"
+           if any(p["kind"] == "async" for p in data["points"]) else "")
+        + "- Floor and pool measurements alternate (floor, pool, floor, pool, ...) so both see the same "
         "machine state; each starts after a 50 ms warm-up; latencies are per `rr_exec` call.\n"
         "- *One core*: the host, the library's threads and the workers are all pinned to CPU 0 "
         "(`sched_setaffinity` on every thread; children inherit it). This removes cross-CPU wake-ups, "
@@ -310,6 +480,20 @@ def main():
                   "worker never waits for a task; the pool does not do that (a task goes to a free worker, never "
                   "behind a slow one). pool/this divides the pool's 4 × 16 figure above by the row's.\n")
         md.append(by_hand + "\n")
+    queue, star = async_table(pts)
+    if queue:
+        marked = marked or star
+        md.append("## The completion queue: one host thread, tasks in flight (pipes)\n")
+        md.append("`rr_exec_submit` hands a task to the pool and returns at once; one host thread keeps *in flight* "
+                  "tasks submitted, waits with `poll()` on `rr_queue_fd` and takes every waiting completion with "
+                  "`rr_queue_next(q, 0)` until `RR_STATUS_TIMEOUT`, freeing each answer, then submits again. The "
+                  "library writes a task to a free worker on the submitting thread and reads the answers on one "
+                  "reactor thread per pool. Measured on the very pools of the rr_exec rows, right after them. "
+                  "*vs floor*: against 2 floor pairs for 4 workers, 1 pair for 1 worker, same body (for 64 KiB and "
+                  "1 MiB this is the ratio of bytes/s too); *vs rr_exec*: against rr_exec 4 × 16 (the opt-in row: "
+                  "rr_exec 4 × 16 with the same settings) or 1 × 1, same body, same run. *Target*: what the "
+                  "completion queue's issue asks of `make bench`.\n")
+        md.append(queue + "\n")
     v2_sections = []
     for title, shape in (("1 worker × 1 caller, against 1 V2 floor pair", (1, 1, 1)),
                          ("4 workers × 16 callers, against 2 V2 floor pairs", (4, 16, 2))):
@@ -367,18 +551,26 @@ def main():
         p = pts.get("scaling", "pool", "pipes", 16, n, 4 * n)
         if f and p:
             scaling.append((n, p, f))
+    bars = async_bars(pts)
+    chart_link = f"![tasks per second]({os.path.relpath(svg_path, os.path.dirname(md_path) or '.')})\n"
     if scaling:
         md.append("## Scaling: N workers × 4N callers against N floor pairs (pipes, 16 B)\n")
-        md.append(f"The machine has {meta['cpus']} CPUs: past that, more pairs or workers only share them.\n")
-        md.append(f"![tasks per second]({os.path.relpath(svg_path, os.path.dirname(md_path) or '.')})\n")
+        md.append(f"The machine has {meta['cpus']} CPUs: past that, more pairs or workers only share them."
+                  + (" The chart's second panel sets the completion queue beside rr_exec, the host written by hand "
+                     "and the floor (tables above).\n" if bars else "\n"))
+        md.append(chart_link)
         md.append("| workers | callers | floor tasks/s | floor p99 µs | pool tasks/s | pool p50 µs | pool p99 µs "
                   "| pool/floor |\n|--:|--:|--:|--:|--:|--:|--:|--:|")
         for n, p, f in scaling:
             md.append(f"| {n} | {4 * n} | {num(f['tasks_per_s'])} | {us(f['p99_us'])} | {num(p['tasks_per_s'])} "
                       f"| {us(p['p50_us'])} | {us(p['p99_us'])} | {ratio(p, f)} |")
         md.append("")
+    elif bars:
+        md.append("## Chart\n")
+        md.append(chart_link)
+    if scaling or bars:
         with open(svg_path, "w") as f:
-            f.write(chart([(n, p["tasks_per_s"], f["tasks_per_s"]) for n, p, f in scaling], meta["cpus"]))
+            f.write(chart([(n, p["tasks_per_s"], f["tasks_per_s"]) for n, p, f in scaling], meta["cpus"], bars))
 
     ss = pts.get("split_sends", "pool", "tcp", 16, 1, 1)
     nv = pts.get("split_sends", "naive", "tcp", 16, 1, 1)
@@ -428,9 +620,10 @@ def main():
         "make bench-report   # everything, then rewrites this file and the chart\n"
         "bench/floor [--protocol 2 [--stream]]   # the floor alone (V1, V2, V2 streams)\n"
         "bench/bench --exec-loop 100000 [--relay tcp] [--workers 4 --callers 16] [--pin-workers] [--batch-workers]\n"
-        "                    [--protocol 2 [--stream]]\n"
+        "                    [--protocol 2 [--stream]] [--async K]\n"
         "                    # for strace/perf; --pin-workers, --batch-workers: the opt-in scheduling settings;\n"
-        "                    # --protocol 2: V2; --stream: every task a V2 stream of 16 x 64 KiB\n"
+        "                    # --protocol 2: V2; --stream: every task a V2 stream of 16 x 64 KiB;\n"
+        "                    # --async K: one thread, K tasks in flight through a completion queue (no --callers)\n"
         "```\n")
     with open(md_path, "w") as f:
         f.write("\n".join(md))
