@@ -38,6 +38,16 @@ static rr_queue *new_queue(void)
     return ok ? q : NULL;
 }
 
+/* A new queue for a test of server `s`; on failure (counted) frees `s` and gives NULL. */
+static rr_queue *queue_for(rr_server *s)
+{
+    rr_queue *q = new_queue();
+    if (!CHECK(q != NULL)) {
+        rr_server_free(s);
+    }
+    return q;
+}
+
 /* Submits a task of NUL-terminated context and body with `tag`; true if accepted. */
 static bool submit_text(rr_server *s, rr_queue *q, const char *context, const char *body, uint64_t tag)
 {
@@ -284,9 +294,8 @@ void test_queue_submit_not_started(void)
     rr_status status = rr_server_new(config, &s, &err);
     rr_config_free(config);
     REQUIRE(CHECK_STATUS(status, RR_STATUS_OK, err));
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
 
@@ -330,9 +339,8 @@ static void check_many_over(const char *relay)
         note("relay %s", relay);
         return;
     }
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     char context[64], body[128];
@@ -410,9 +418,8 @@ void test_queue_fd_poll(void)
 {
     rr_server *s = start_test_server("", 1);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     /* Empty: not readable. */
@@ -485,9 +492,8 @@ void test_queue_job_and_worker_errors(void)
 {
     rr_server *s = start_test_server("", 1);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     int64_t pid = exec_pid(s);
@@ -536,9 +542,8 @@ void test_queue_allocate_timeout(void)
     rr_config_set_allocate_timeout_ms(config, 200);
     rr_server *s = start_with(config);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     /* The one worker is held by a task for 2 s; the next task waits for it 200 ms. */
@@ -581,9 +586,8 @@ void test_queue_max_queue(void)
     rr_config_set_max_queue(config, 1);
     rr_server *s = start_with(config);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     /* The one worker hangs; one task waits; a second waiting one is one too many. */
@@ -654,9 +658,8 @@ void test_queue_cancel(void)
 {
     rr_server *s = start_test_server("", 1);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     int64_t pid = exec_pid(s);
@@ -718,9 +721,8 @@ void test_queue_free_with_outstanding_tasks(void)
 {
     rr_server *s = start_test_server("", 3);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     /* A completion left untaken, three tasks that hang (every worker), one waiting. */
@@ -758,9 +760,8 @@ void test_queue_server_free_with_waiting_tasks(void)
 {
     rr_server *s = start_test_server("", 1);
     REQUIRE(s != NULL);
-    rr_queue *q = new_queue();
-    if (!CHECK(q != NULL)) {
-        rr_server_free(s);
+    rr_queue *q = queue_for(s);
+    if (q == NULL) {
         return;
     }
     /* One task runs (300 ms, well within destroy_timeout), two wait for the worker. */
