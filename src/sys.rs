@@ -175,6 +175,19 @@ pub(crate) enum Ready {
     TimedOut,
 }
 
+/// The timeout argument of poll or epoll_wait for `deadline`: -1 for none, else the
+/// milliseconds left, rounded up, so that a wait never ends just before its deadline.
+fn timeout_ms(deadline: Option<Instant>) -> i32 {
+    match deadline {
+        None => -1,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0));
+            ms.min(i32::MAX as u128) as i32
+        }
+    }
+}
+
 /// Waits until `fd` is ready for `events` (POLLIN or POLLOUT), `gone` (if any) is
 /// readable, or `deadline` (if any) passes. `fd` wins over `gone` when both are ready,
 /// so that what a peer sent before it ended is still read.
@@ -190,15 +203,7 @@ pub(crate) fn wait_for(
         libc::pollfd { fd: gone.unwrap_or(-1), events: libc::POLLIN, revents: 0 },
     ];
     loop {
-        let ms = match deadline {
-            None => -1,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                // Round up, so that a wait never ends just before its deadline.
-                let ms = left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0));
-                ms.min(i32::MAX as u128) as i32
-            }
-        };
+        let ms = timeout_ms(deadline);
         // SAFETY: two valid pollfds.
         match check(unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) } as isize) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -596,14 +601,7 @@ pub(crate) fn epoll_wait(epoll: &OwnedFd, deadline: Option<Instant>, keys: &mut 
     const BATCH: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
     keys.clear();
-    let ms = match deadline {
-        None => -1,
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let ms = left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0));
-            ms.min(i32::MAX as u128) as i32
-        }
-    };
+    let ms = timeout_ms(deadline);
     // SAFETY: a live epoll descriptor and a buffer of BATCH events.
     match check(unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), BATCH as i32, ms) } as isize) {
         Ok(n) => {

@@ -371,16 +371,7 @@ fn a_dead_worker_ends_its_task_even_if_its_child_holds_the_relay(kind: Relay) {
     assert!(started.elapsed() < Duration::from_secs(20), "the task ended with the worker, not with its child");
     server.submit(&queue, b"", b"after", 2).unwrap();
     assert_eq!(queue.next(WAIT).unwrap().result.unwrap().body(), b"after");
-    // The orphan is not ours to reap; it is killed so that no process is left behind.
-    let orphan: i32 = error
-        .message()
-        .split("orphan ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
-        .expect("the orphan's pid in the stderr tail");
-    // SAFETY: signalling the test worker's own child, named in its stderr.
-    unsafe { libc::kill(orphan, libc::SIGKILL) };
+    common::kill_orphan(&error);
 }
 
 /// Whether `fd` is readable within `ms` milliseconds.

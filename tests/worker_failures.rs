@@ -227,15 +227,7 @@ fn a_child_holding_the_relay_does_not_keep_a_dead_workers_task_waiting(kind: Rel
     // The child lives 60 s: before the fix, the task waited for it that long.
     let error = server.exec(b"!orphan:60", b"").unwrap_err();
     let took = started_at.elapsed();
-    let orphan: i32 = error
-        .message()
-        .split("orphan ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("the worker's stderr names its child: {error}"));
-    // SAFETY: the child the worker forked (not ours: no reaping needed), still alive.
-    unsafe { libc::kill(orphan, libc::SIGKILL) };
+    common::kill_orphan(&error);
     assert!(took < Duration::from_secs(20), "the task waited {took:?} for the worker's child");
     assert_eq!(error.kind(), ErrorKind::WorkerError, "{error}");
     assert!(error.message().contains(&format!("worker {first}")), "{error}");

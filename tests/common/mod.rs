@@ -165,6 +165,20 @@ pub fn exec_pid(server: &Server) -> u32 {
     String::from_utf8_lossy(answer.body()).parse().expect("a pid")
 }
 
+/// Kills the child that a test worker forked for `!orphan` (its pid is in the worker's
+/// stderr, which the error quotes): it is not ours to reap, but must not outlive the test.
+pub fn kill_orphan(error: &roadrunner::Error) {
+    let orphan: i32 = error
+        .message()
+        .split("orphan ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("the worker's stderr names its child: {error}"));
+    // SAFETY: signalling the child the worker forked, named by the worker itself.
+    unsafe { libc::kill(orphan, libc::SIGKILL) };
+}
+
 /// Generates one test per relay kind for a function `fn(Relay)`.
 #[macro_export]
 macro_rules! on_every_relay {
