@@ -17,7 +17,9 @@ use std::time::Duration;
 /// A task submitted with `rr_exec_submit` runs on no thread of the caller's and on no
 /// thread of its own: it is written to a free worker at once by the submitting thread,
 /// or waits in line with `rr_exec` callers (first come, first served), and one library
-/// thread per server reads the answers. It follows the rules of `rr_exec`:
+/// thread per server (`rr-reactor`, started with the first submitted task; a reset or
+/// reconfigure starts another with the new pool) reads the answers. It follows the
+/// rules of `rr_exec`:
 /// allocate_timeout (counted from submission), max_queue (refused at submission),
 /// exec_ttl, job and worker errors, stop requests rerouted, max_jobs; a task submitted
 /// before `rr_server_reconfigure` or `rr_server_reset` completes on the old pool or the
