@@ -199,25 +199,12 @@ impl Server {
         self.check_process()?;
         let ticket = queue.ticket(tag)?;
         let allocate_timeout = self.inner.config.lock().config.allocate_timeout;
-        let mut task = AsyncTask::new(ticket.clone(), context, body, Instant::now() + allocate_timeout);
-        loop {
-            let pool = match &*self.inner.phase.read() {
-                Phase::Running { pool, .. } => pool.clone(),
-                Phase::Idle => {
-                    queue.forget(&ticket);
-                    return Err(Error::state("the server is not started (call start first)"));
-                }
-            };
-            match pool.submit(task) {
-                Ok(Submitted::Accepted) => return Ok(()),
-                // The pool was swapped out just now: the task goes to the new one.
-                Ok(Submitted::Retired(back)) => task = back,
-                Err(error) => {
-                    queue.forget(&ticket);
-                    return Err(error);
-                }
-            }
+        let task = AsyncTask::new(ticket.clone(), context, body, Instant::now() + allocate_timeout);
+        let submitted = self.inner.submit_to_current_pool(task, "the server is not started (call start first)");
+        if submitted.is_err() {
+            queue.forget(&ticket);
         }
+        submitted
     }
 
     /// Starts a pool from `config`, swaps it in, and retires the old pool in the
@@ -319,25 +306,33 @@ impl Inner {
     /// submit it to the current pool; with none, it completes with a state error.
     fn resubmit_hook(self: &Arc<Self>) -> ResubmitHook {
         let server = Arc::downgrade(self);
-        Box::new(move |mut task: AsyncTask| loop {
-            let pool = server.upgrade().and_then(|inner| match &*inner.phase.read() {
-                Phase::Running { pool, .. } => Some(pool.clone()),
-                Phase::Idle => None,
-            });
-            let Some(pool) = pool else {
-                task.ticket.complete(Err(Error::state("the server was stopped before the task got a worker")));
-                return;
-            };
+        Box::new(move |task: AsyncTask| {
+            const STOPPED: &str = "the server was stopped before the task got a worker";
             let ticket = task.ticket.clone();
-            match pool.submit(task) {
-                Ok(Submitted::Accepted) => return,
-                Ok(Submitted::Retired(back)) => task = back,
-                Err(error) => {
-                    ticket.complete(Err(error));
-                    return;
-                }
+            let submitted = server
+                .upgrade()
+                .map_or_else(|| Err(Error::state(STOPPED)), |inner| inner.submit_to_current_pool(task, STOPPED));
+            if let Err(error) = submitted {
+                ticket.complete(Err(error));
             }
         })
+    }
+
+    /// Submits `task` to the current pool, following it to the next one when a
+    /// reconfigure retires that pool meanwhile; a state error saying `not_running` when
+    /// no pool runs. On an error the task is dropped and nothing is posted for it.
+    fn submit_to_current_pool(&self, mut task: AsyncTask, not_running: &str) -> Result<()> {
+        loop {
+            let pool = match &*self.phase.read() {
+                Phase::Running { pool, .. } => pool.clone(),
+                Phase::Idle => return Err(Error::state(not_running)),
+            };
+            match pool.submit(task)? {
+                Submitted::Accepted => return Ok(()),
+                // The pool was swapped out just now: the task goes to the new one.
+                Submitted::Retired(back) => task = back,
+            }
+        }
     }
 
     /// A state error for `what` unless the server is running.

@@ -270,23 +270,27 @@ impl Pool {
                 Err(failure) => return Err(self.task_failed(lease, failure).into()),
             }
         }
+        Err(self.gave_up_rerouting(undelivered).into())
+    }
+
+    /// The error of a task that moved to another worker `MAX_REROUTES_PER_TASK` times
+    /// (counted as a worker error): `undelivered`, why the last worker never got it, or
+    /// else its workers all asked to be replaced.
+    fn gave_up_rerouting(&self, undelivered: Option<Error>) -> Error {
         Counters::bump(&self.counters.worker_errors);
-        if let Some(failure) = undelivered {
-            return Err(failure
-                .context(format!(
-                    "{} workers in a row were gone before the task reached them; the last one",
-                    MAX_REROUTES_PER_TASK + 1
-                ))
-                .into());
-        }
-        Err(Error::new(
-            ErrorKind::WorkerError,
-            format!(
-                "{} workers in a row asked to be replaced instead of running the task; giving up on it (does the worker always answer {{\"stop\":true}}?)",
+        match undelivered {
+            Some(failure) => failure.context(format!(
+                "{} workers in a row were gone before the task reached them; the last one",
                 MAX_REROUTES_PER_TASK + 1
+            )),
+            None => Error::new(
+                ErrorKind::WorkerError,
+                format!(
+                    "{} workers in a row asked to be replaced instead of running the task; giving up on it (does the worker always answer {{\"stop\":true}}?)",
+                    MAX_REROUTES_PER_TASK + 1
+                ),
             ),
-        )
-        .into())
+        }
     }
 
     /// A task failed on a worker that had it (or part of its answer): the worker is

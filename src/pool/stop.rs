@@ -43,13 +43,12 @@ impl Pool {
     /// killed, and its caller gets the worker error at its next read.
     pub(crate) fn stop(self: &Arc<Self>) {
         let destroy = self.config.config.destroy_timeout;
-        let mut orphans = Vec::new();
-        let idle = {
+        let (idle, orphans) = {
             let mut workers = self.workers.lock();
             if !matches!(workers.phase, Phase::Retired | Phase::Failed(_)) {
                 workers.phase = Phase::Stopped;
             }
-            orphans.extend(Pool::wake_waiters(&mut workers));
+            let orphans = Pool::wake_waiters(&mut workers);
             let deadline = Instant::now() + destroy;
             while workers.busy > 0 {
                 if self.changed.wait_until(&mut workers, deadline).timed_out() {
@@ -67,7 +66,7 @@ impl Pool {
                 }
             }
             workers.members.clear();
-            std::mem::take(&mut workers.idle)
+            (std::mem::take(&mut workers.idle), orphans)
         };
         self.settle_orphans(orphans);
         // Every submitted task has its outcome now: the reactor has nothing left.

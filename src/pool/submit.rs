@@ -7,9 +7,7 @@ use super::reactor::{Reactor, Running};
 use super::take::Lease;
 use super::{Phase, Pool, Workers, MAX_REROUTES_PER_TASK};
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::EventKind;
 use crate::queue::{TaskLine, Ticket};
-use crate::state::WorkerState;
 use crate::stats::Counters;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -76,23 +74,12 @@ impl Pool {
             Phase::Stopped => return Err(Error::state("the server was stopped")),
             Phase::Failed(error) => return Err(error.clone()),
         }
-        if let Some(worker) = self.take_idle(&mut workers) {
-            workers.busy += 1;
-            worker.status().set_state(WorkerState::Working);
+        if let Some(lease) = self.lease_idle(&mut workers) {
             drop(workers);
-            self.start_async(Lease::new(self, worker), task);
+            self.start_async(lease, task);
             return Ok(Submitted::Accepted);
         }
-        let max_queue = self.config.config.max_queue as usize;
-        if max_queue > 0 && workers.waiters.len() >= max_queue {
-            Counters::bump(&self.counters.queue_full);
-            let message = format!(
-                "{} callers and tasks are already waiting for a worker (max_queue {max_queue})",
-                workers.waiters.len()
-            );
-            self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
-            return Err(Error::new(ErrorKind::QueueFull, message));
-        }
+        self.refuse_when_line_is_full(&workers)?;
         self.queue_task(&mut workers, task);
         Ok(Submitted::Accepted)
     }
@@ -157,21 +144,7 @@ impl Pool {
             task.undelivered = undelivered;
         }
         if task.reroutes > MAX_REROUTES_PER_TASK {
-            Counters::bump(&self.counters.worker_errors);
-            let error = match task.undelivered.take() {
-                Some(failure) => failure.context(format!(
-                    "{} workers in a row were gone before the task reached them; the last one",
-                    MAX_REROUTES_PER_TASK + 1
-                )),
-                None => Error::new(
-                    ErrorKind::WorkerError,
-                    format!(
-                        "{} workers in a row asked to be replaced instead of running the task; giving up on it",
-                        MAX_REROUTES_PER_TASK + 1
-                    ),
-                ),
-            };
-            task.ticket.complete(Err(error));
+            task.ticket.complete(Err(self.gave_up_rerouting(task.undelivered.take())));
             return;
         }
         self.resubmit_or_fail(task);
@@ -215,15 +188,7 @@ impl Pool {
             (expired, workers.busy, next)
         };
         for task in expired {
-            Counters::bump(&self.counters.timeouts);
-            task.ticket.complete(Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
-                    self.config.config.allocate_timeout.as_millis(),
-                    self.config.config.num_workers
-                ),
-            )));
+            task.ticket.complete(Err(self.allocate_timed_out(busy)));
         }
         next
     }

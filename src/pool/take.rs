@@ -180,23 +180,10 @@ impl Pool {
                     Phase::Stopped => return Err(Error::state("the server was stopped").into()),
                     Phase::Failed(error) => return Err(error.clone().into()),
                 }
-                if let Some(worker) = self.take_idle(&mut workers) {
-                    workers.busy += 1;
-                    // Working from the moment it is counted busy: a stop that runs out of
-                    // time kills the busy workers by this state.
-                    worker.status().set_state(WorkerState::Working);
-                    return Ok((Lease::new(self, worker), None));
+                if let Some(lease) = self.lease_idle(&mut workers) {
+                    return Ok((lease, None));
                 }
-                let max_queue = self.config.config.max_queue as usize;
-                if max_queue > 0 && workers.waiters.len() >= max_queue {
-                    Counters::bump(&self.counters.queue_full);
-                    let message = format!(
-                        "{} callers are already waiting for a worker (max_queue {max_queue})",
-                        workers.waiters.len()
-                    );
-                    self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
-                    return Err(Error::new(ErrorKind::QueueFull, message).into());
-                }
+                self.refuse_when_line_is_full(&workers)?;
                 let slot = Slot::mine(task);
                 workers.waiters.push(slot.clone(), sys::current_cpu());
                 slot
@@ -217,18 +204,49 @@ impl Pool {
                     Delivery::Pending => unreachable!("receive without a deadline waits for a delivery"),
                 }
             }
-            Counters::bump(&self.counters.timeouts);
             let busy = self.workers.lock().busy;
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
-                    self.config.config.allocate_timeout.as_millis(),
-                    self.config.config.num_workers
-                ),
-            )
-            .into());
+            return Err(self.allocate_timed_out(busy).into());
         }
+    }
+
+    /// Takes an idle worker (see `take_idle`) for a task, counted busy, in a lease.
+    pub(super) fn lease_idle(self: &Arc<Self>, workers: &mut Workers) -> Option<Lease> {
+        let worker = self.take_idle(workers)?;
+        workers.busy += 1;
+        // Working from the moment it is counted busy: a stop that runs out of time kills
+        // the busy workers by this state.
+        worker.status().set_state(WorkerState::Working);
+        Some(Lease::new(self, worker))
+    }
+
+    /// A queue-full error (counted, and told as an event) when max_queue callers and
+    /// tasks already wait in line.
+    pub(super) fn refuse_when_line_is_full(&self, workers: &Workers) -> Result<(), Error> {
+        let max_queue = self.config.config.max_queue as usize;
+        if max_queue == 0 || workers.waiters.len() < max_queue {
+            return Ok(());
+        }
+        Counters::bump(&self.counters.queue_full);
+        let message = format!(
+            "{} callers and tasks are already waiting for a worker (max_queue {max_queue})",
+            workers.waiters.len()
+        );
+        self.events.emit(EventKind::QueueFull, None, Some(message.clone()));
+        Err(Error::new(ErrorKind::QueueFull, message))
+    }
+
+    /// The timeout of a task that got no worker within allocate_timeout (counted), with
+    /// `busy` workers busy then.
+    pub(super) fn allocate_timed_out(&self, busy: usize) -> Error {
+        Counters::bump(&self.counters.timeouts);
+        Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
+                self.config.config.allocate_timeout.as_millis(),
+                self.config.config.num_workers
+            ),
+        )
     }
 
     /// A worker handed over by another thread, already counted busy.
@@ -240,7 +258,7 @@ impl Pool {
     /// one idle the shortest time) among those given back on the calling thread's CPU,
     /// or else the last of all (a CPU-local wake-up is cheaper; see `handoff`). One that
     /// died while idle (its watcher has not reported it yet) leaves the pool here.
-    pub(super) fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
+    fn take_idle(&self, workers: &mut Workers) -> Option<Worker> {
         let cpu = sys::current_cpu();
         while !workers.idle.is_empty() {
             let nearest = workers.idle.iter().rposition(|worker| worker.idle_on_cpu() == cpu);
