@@ -382,10 +382,34 @@ def chart(scaling, cpus, bars=()):
     return "\n".join(out) + "\n"
 
 
+def elastic_section(path):
+    """The elastic pool's figures (bench/elastic --json), as Markdown lines."""
+    with open(path) as f:
+        e = json.load(f)
+    added = e["host_rss_64_idle_kib"] - e["host_rss_before_kib"]
+    return [
+        "## The elastic pool (`bench/elastic`)\n",
+        f"rr-test-worker over pipes, medians of {e['rounds']} rounds. Start-up: workers that take 50 ms to boot "
+        "(`boot-sleep 50`), 32 callers arriving at once with a 2 s task each; the time until all 32 run. "
+        "Burst: 64 callers at once, each with one task of 20 ms (`!sleep:20`); the time until the last answer.\n",
+        "| measurement | ms |\n|---|--:|",
+        f"| start-up: on demand 0..32, until 32 callers run | {e['startup_on_demand_ms']:.0f} |",
+        f"| start-up: static 32, `rr_server_start` | {e['startup_static_ms']:.0f} |",
+        f"| burst of 64 × 20 ms: elastic 1..16 | {e['burst_elastic_ms']:.0f} |",
+        f"| burst of 64 × 20 ms: static 16 | {e['burst_static16_ms']:.0f} |",
+        f"| burst of 64 × 20 ms: static 1 | {e['burst_static1_ms']:.0f} |",
+        "",
+        f"Host memory (VmRSS) with 64 idle workers: {e['host_rss_64_idle_kib']:,} KiB, "
+        f"{added:,} KiB more than before the pool ({added / 64:.1f} KiB per worker: its relay buffers, "
+        "its stderr reader and its watcher's stack).\n",
+    ]
+
+
 def main():
-    if len(sys.argv) != 4:
-        sys.exit("usage: report.py RESULTS.json BENCHMARKS.md CHART.svg")
-    json_path, md_path, svg_path = sys.argv[1:]
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: report.py RESULTS.json BENCHMARKS.md CHART.svg [ELASTIC.json]")
+    json_path, md_path, svg_path = sys.argv[1:4]
+    elastic_path = sys.argv[4] if len(sys.argv) == 5 else None
     with open(json_path) as f:
         data = json.load(f)
     meta = data["meta"]
@@ -609,6 +633,8 @@ def main():
         a = al[relay]
         md.append(f"| {relay} | {a['allocs_per_task']:.2f} | {a['reallocs_per_task']:.2f} | {a['frees_per_task']:.2f} |")
     md.append("")
+    if elastic_path:
+        md.extend(elastic_section(elastic_path))
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
         with open(notes) as f:

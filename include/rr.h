@@ -216,6 +216,30 @@
 #define RR_EVENT_QUEUE_FULL 306
 
 /**
+ * An elastic pool (`rr_config_set_max_workers`) starts more workers because callers
+ * waited scale_after; the message says how many, and the pool's size before and after.
+ * Its pid is -1.
+ */
+#define RR_EVENT_POOL_GROW 307
+
+/**
+ * An elastic pool stopped an extra worker (this pid) that idled past scale_idle.
+ */
+#define RR_EVENT_POOL_SHRINK 308
+
+/**
+ * `rr_server_reconfigure` ignored the new config's relay and relay timeout, which
+ * differ from the server's (see `rr_config_differs`); the message names both. Its pid
+ * is -1.
+ */
+#define RR_EVENT_RECONFIGURE_IGNORED 309
+
+/**
+ * A worker (this pid) left the pool because its host asked (`rr_server_remove_worker`).
+ */
+#define RR_EVENT_WORKER_REMOVED 310
+
+/**
  * Started, not yet ready (handshake not done).
  */
 #define RR_WORKER_STATE_INACTIVE 0
@@ -333,7 +357,8 @@ typedef uint32_t rr_status;
  * max_queue 0 (unlimited), max_frame_bytes 1 GiB, jitter_percent 10, TCP relays on
  * loopback addresses only (tcp_allow_remote false), no extra environment, the host's
  * working directory, workers scheduled like any process (worker_cpu_affinity and
- * worker_sched_batch false).
+ * worker_sched_batch false), a static pool (max_workers 0; for an elastic one:
+ * spawn_rate 8, scale_after 10 ms, scale_idle 10 000 ms), named `"default"`.
  *
  * Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
  * `rr_server_new` on the same config must not run at once).
@@ -345,7 +370,11 @@ typedef uint32_t rr_status;
  * `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
  * `rr_config_set_max_frame_bytes`, `rr_config_set_jitter_percent`,
  * `rr_config_set_tcp_allow_remote`, `rr_config_set_worker_cpu_affinity`,
- * `rr_config_set_worker_sched_batch`, `rr_config_free`.
+ * `rr_config_set_worker_sched_batch`, `rr_config_set_protocol`, `rr_config_set_codec`,
+ * `rr_config_set_stream_timeout_ms`, `rr_config_set_max_workers`,
+ * `rr_config_set_spawn_rate`, `rr_config_set_scale_after_ms`,
+ * `rr_config_set_scale_idle_ms`, `rr_config_set_name`, `rr_config_differs`,
+ * `rr_config_free`.
  */
 typedef struct rr_config rr_config;
 
@@ -623,6 +652,20 @@ typedef struct rr_pool_stats {
    * library filled it.)
    */
   uint64_t tasks_cancelled;
+  /**
+   * Worker processes started: the first ones, replacements and an elastic pool's
+   * growth. (Added in 0.2.)
+   */
+  uint64_t workers_spawned;
+  /**
+   * Extra workers of an elastic pool retired after idling past scale_idle. (Added
+   * in 0.2.)
+   */
+  uint64_t retired_shrink;
+  /**
+   * Workers removed by `rr_server_remove_worker`. (Added in 0.2.)
+   */
+  uint64_t retired_removed;
 } rr_pool_stats;
 
 /**
@@ -691,8 +734,9 @@ rr_status rr_config_new(const char *command,
                         struct rr_error **err_out);
 
 /**
- * Sets the number of worker processes (must be > 0; checked by `rr_server_new`).
- * NULL `c` does nothing.
+ * Sets the number of worker processes: a static pool's size, an elastic pool's floor
+ * (see `rr_config_set_max_workers`). Must be > 0, but for an elastic pool, where 0
+ * means workers only on demand (checked by `rr_server_new`). NULL `c` does nothing.
  */
 void rr_config_set_num_workers(struct rr_config *c, uint64_t n);
 
@@ -716,10 +760,70 @@ void rr_config_set_destroy_timeout_ms(struct rr_config *c, uint64_t ms);
 
 /**
  * Sets how long a new worker may take to connect (socket relays) and answer the
- * handshake, in milliseconds (must be > 0). Cannot change on reconfigure. NULL `c` does
- * nothing.
+ * handshake, in milliseconds (must be > 0). A reconfigure ignores it (it belongs to
+ * the listener; see `rr_config_differs`). NULL `c` does nothing.
  */
 void rr_config_set_relay_timeout_ms(struct rr_config *c, uint64_t ms);
+
+/**
+ * Makes the pool elastic: at most `n` worker processes (starting and stopping ones
+ * included), `num_workers` being the floor, which may then be 0 (workers only on
+ * demand). 0 = `num_workers` (a static pool; the default). A value below a non-zero
+ * `num_workers` is refused by `rr_server_new` (`RR_STATUS_CONFIG`). NULL `c` does
+ * nothing.
+ *
+ * Growth: when a caller (or submitted task) has waited scale_after for a worker, the
+ * pool starts 1 worker, then 2, 4, ... up to spawn_rate per step, one step every
+ * scale_after while callers still wait, never more than the callers waiting and never
+ * past the ceiling; an on-demand pool with no worker starts one at once. The caller
+ * keeps its place in line and takes the first worker that frees up, old or new.
+ * Shrink: every scale_idle / 2, up to spawn_rate extra workers idle for scale_idle are
+ * stopped, never below the floor. `RR_EVENT_POOL_GROW` and `RR_EVENT_POOL_SHRINK`
+ * report both; `rr_pool_stats` counts `workers_spawned` and `retired_shrink`.
+ */
+void rr_config_set_max_workers(struct rr_config *c, uint64_t n);
+
+/**
+ * Sets the most workers an elastic pool starts in one step (must be > 0; default 8),
+ * and the most extra workers it stops in one check. NULL `c` does nothing.
+ */
+void rr_config_set_spawn_rate(struct rr_config *c, uint64_t n);
+
+/**
+ * Sets how long a caller of an elastic pool waits for a worker before the pool grows,
+ * in milliseconds (must be > 0; default 10). NULL `c` does nothing.
+ */
+void rr_config_set_scale_after_ms(struct rr_config *c, uint64_t ms);
+
+/**
+ * Sets how long an extra worker of an elastic pool may idle before it is stopped, in
+ * milliseconds (must be > 0; default 10 000). NULL `c` does nothing.
+ */
+void rr_config_set_scale_idle_ms(struct rr_config *c, uint64_t ms);
+
+/**
+ * Sets the pool's name, the label `pool` of its metrics and the `name` of its status
+ * (copied; default `"default"`). `rr_server_new` refuses an empty name, one longer than
+ * 128 bytes, or one with control characters (`RR_STATUS_CONFIG`).
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` or `name` is NULL;
+ * `RR_STATUS_INVALID_ARGUMENT` when `name` is not valid UTF-8 (the config is then
+ * unchanged).
+ */
+RR_MUST_USE
+rr_status rr_config_set_name(struct rr_config *c,
+                             const char *name,
+                             struct rr_error **err_out);
+
+/**
+ * Whether `a` and `b` differ in what `rr_server_reconfigure` ignores: the relay
+ * (compared as parsed: `"pipe"` and `"pipes"` are the same) or the relay timeout. As
+ * RoadRunner's `ServerConfig.Differs`: when true, applying `b` to a server running `a`
+ * needs `rr_server_stop`, a new server, and `rr_server_start`. The pool settings and the
+ * command do not count (a reconfigure applies them). True when either is NULL. Does not
+ * block; reads both configs (do not change them on another thread meanwhile).
+ */
+bool rr_config_differs(const struct rr_config *a, const struct rr_config *b);
 
 /**
  * Sets the protocol the workers speak: `RR_PROTOCOL_V1` (RoadRunner 1.x workers, the
@@ -1109,11 +1213,15 @@ RR_MUST_USE rr_status rr_server_stop(struct rr_server *s, struct rr_error **err_
  * Replaces the pool with one built from a copy of `cfg` (which may be freed right
  * after): the new workers are started first, then swapped in, and the old pool is
  * retired in the background; tasks already running on it finish normally. The command
- * and pool settings may change; the relay and relay_timeout may not. Events come from
- * the new pool from then on. Blocks until the new pool is running.
+ * and pool settings (the name, an elastic pool's floor and ceiling included) may
+ * change. As in RoadRunner, the relay and relay_timeout of `cfg` are ignored: they
+ * belong to the listener, which stays; `RR_EVENT_RECONFIGURE_IGNORED` says so when they
+ * differ, and `rr_config_differs` tells beforehand when a stop and a new server are
+ * needed instead. The protocol cannot change. Events come from the new pool from then
+ * on. Blocks until the new pool is running.
  *
  * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `cfg` is NULL;
- * `RR_STATUS_CONFIG` when a setting is invalid or the relay changed; `RR_STATUS_STATE`
+ * `RR_STATUS_CONFIG` when a setting is invalid or the protocol changed; `RR_STATUS_STATE`
  * when the server is not running (never started, or stopped: only a running pool is
  * replaced, and nothing is started); `RR_STATUS_SPAWN` when the new workers could not
  * be started (the old pool then keeps running).
@@ -1194,6 +1302,65 @@ rr_status rr_exec(struct rr_server *s,
                   size_t body_len,
                   struct rr_payload **out,
                   struct rr_error **err_out);
+
+/**
+ * Writes the status of `s`'s pool as a JSON object to `*out`: the pool (`name`,
+ * `protocol`, `relay`, `workers_min`, `workers_max`, `workers_target`, `starting`,
+ * `waiting`, `workers_by_state`, and `counters`, the fields of `rr_pool_stats` by name)
+ * and every worker process it owns, stopping ones included (`workers`: objects with
+ * `pid`, `state`, `state_name`, `num_execs`, `created_unix_ms`, `rss_bytes` and
+ * `task_ms`, the age of its current task, null when it has none). UTF-8, no newline.
+ * Like PHP-FPM's `?json&full`; serve it on whatever endpoint the host has.
+ *
+ * On success `*out` receives a string the caller owns and releases with
+ * `rr_string_free`. Does not wait for tasks (it reads each worker's memory from /proc).
+ * Any thread.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
+ * `RR_STATUS_STATE` when the server is not started.
+ */
+RR_MUST_USE
+rr_status rr_server_status_json(struct rr_server *s,
+                                char **out,
+                                struct rr_error **err_out);
+
+/**
+ * Writes the metrics of `s` to `*out` in the OpenMetrics text format, ending
+ * `# EOF\n`, every sample labelled `pool="<name>"` (`rr_config_set_name`): the gauges
+ * `rr_workers{state}`, `rr_workers_min`, `rr_workers_max`, `rr_worker_memory_bytes{pid}`
+ * and `rr_queue_waiting`, and the counters `rr_tasks_total{outcome}` (ok, job_error,
+ * worker_error, exec_ttl, timeout, queue_full, cancelled),
+ * `rr_workers_retired_total{reason}` and `rr_workers_spawned_total`. Serve it with the
+ * content type `application/openmetrics-text; version=1.0.0; charset=utf-8`.
+ *
+ * On success `*out` receives a string the caller owns and releases with
+ * `rr_string_free`. Does not wait for tasks. Any thread.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
+ * `RR_STATUS_STATE` when the server is not started.
+ */
+RR_MUST_USE rr_status rr_server_metrics(struct rr_server *s, char **out, struct rr_error **err_out);
+
+/**
+ * Takes the worker with process id `pid` out of the pool of `s`, as RoadRunner's
+ * `Worker.Stop` (`kill` false) and `Worker.Kill` (`kill` true); the pool starts a
+ * replacement (up to its target). With `kill` false, an idle worker is stopped
+ * gracefully at once (stop command, then signals after destroy_timeout) and a busy one
+ * after its current task, which completes normally. With `kill` true, it is killed at
+ * once (SIGKILL); a task it was running fails with `RR_STATUS_WORKER_ERROR`. Either way
+ * `RR_EVENT_WORKER_REMOVED` reports it and `rr_pool_stats.retired_removed` counts it.
+ * Does not block. Any thread.
+ *
+ * Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL;
+ * `RR_STATUS_INVALID_ARGUMENT` when `pid` is not the pid of a worker of the current
+ * pool (a worker already leaving included); `RR_STATUS_STATE` when the server is not
+ * started.
+ */
+RR_MUST_USE
+rr_status rr_server_remove_worker(struct rr_server *s,
+                                  int64_t pid,
+                                  bool kill,
+                                  struct rr_error **err_out);
 
 /**
  * Copies the counters of `s` into `*out` (see `rr_pool_stats` for what each counts):
@@ -1280,6 +1447,14 @@ RR_MUST_USE rr_status rr_stream_cancel(struct rr_stream *st, struct rr_error **e
  * fine. Must not be called twice.
  */
 void rr_stream_free(struct rr_stream *st);
+
+/**
+ * Releases a string returned by the library (`rr_server_status_json`,
+ * `rr_server_metrics`). NULL is fine. Must not be called twice, nor on a string that
+ * did not come from this library (e.g. one from `rr_error_message`, which the error
+ * owns). Does not block; any thread.
+ */
+void rr_string_free(char *str);
 
 /**
  * The version of the loaded library, `"MAJOR.MINOR.PATCH"` (compare it with the

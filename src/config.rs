@@ -15,6 +15,15 @@ pub const DEFAULT_MAX_FRAME_BYTES: u64 = 1 << 30;
 /// Default spread of `max_jobs` and `ttl` between workers, in percent.
 pub const DEFAULT_JITTER_PERCENT: u64 = 10;
 
+/// Default most workers an elastic pool starts in one step.
+pub(crate) const DEFAULT_SPAWN_RATE: u64 = 8;
+
+/// Default name of a pool in status and metrics.
+pub(crate) const DEFAULT_POOL_NAME: &str = "default";
+
+/// Most workers one pool may have.
+const MAX_WORKERS: u64 = 4096;
+
 /// Longest duration a setting may have: beyond it, deadlines would overflow the clock.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -124,8 +133,22 @@ pub struct Config {
     pub command: String,
     /// `pipes`, `tcp://host:port` or `unix://path`.
     pub relay: String,
-    /// Number of worker processes (> 0). Default: the number of CPUs.
+    /// Number of worker processes always running: the floor of an elastic pool (may
+    /// then be 0: workers only on demand), the size of a static one (> 0). Default: the
+    /// number of CPUs.
     pub num_workers: u64,
+    /// The ceiling of an elastic pool; 0 = `num_workers` (a static pool).
+    pub max_workers: u64,
+    /// Most workers an elastic pool starts in one step (> 0). Default: 8.
+    pub spawn_rate: u64,
+    /// How long a caller waits for a worker before an elastic pool grows (> 0).
+    /// Default: 10 ms.
+    pub scale_after: Duration,
+    /// How long an elastic pool's extra worker may idle before it is retired (> 0).
+    /// Default: 10 s.
+    pub scale_idle: Duration,
+    /// The pool's name in status and metrics (the label `pool`). Default: `default`.
+    pub name: String,
     /// Executions after which a worker is replaced; 0 = unlimited.
     pub max_jobs: u64,
     /// How long `exec` waits for a free worker (> 0).
@@ -182,6 +205,11 @@ impl Config {
             command: command.into(),
             relay: relay.into(),
             num_workers: cpus,
+            max_workers: 0,
+            spawn_rate: DEFAULT_SPAWN_RATE,
+            scale_after: Duration::from_millis(10),
+            scale_idle: Duration::from_secs(10),
+            name: DEFAULT_POOL_NAME.to_string(),
             max_jobs: 0,
             allocate_timeout: Duration::from_secs(60),
             destroy_timeout: Duration::from_secs(60),
@@ -212,17 +240,42 @@ impl Config {
             return Err(Error::config("command", "is empty; give the worker's program and its arguments"));
         }
         let relay = RelayAddress::parse(&self.relay)?;
-        if self.num_workers == 0 {
-            return Err(Error::config("num_workers", "must be at least 1"));
+        if self.num_workers == 0 && self.max_workers == 0 {
+            return Err(Error::config(
+                "num_workers",
+                "must be at least 1 (0 only with max_workers set: workers on demand)",
+            ));
         }
-        if self.num_workers > 4096 {
-            return Err(Error::config("num_workers", format!("{} is more than the limit of 4096", self.num_workers)));
+        for (name, value) in [("num_workers", self.num_workers), ("max_workers", self.max_workers)] {
+            if value > MAX_WORKERS {
+                return Err(Error::config(name, format!("{value} is more than the limit of {MAX_WORKERS}")));
+            }
+        }
+        if self.max_workers != 0 && self.max_workers < self.num_workers {
+            return Err(Error::config(
+                "max_workers",
+                format!(
+                    "{} is below num_workers ({}): the ceiling must be at least the floor (0 = a static pool)",
+                    self.max_workers, self.num_workers
+                ),
+            ));
+        }
+        if self.spawn_rate == 0 {
+            return Err(Error::config("spawn_rate", "must be at least 1"));
+        }
+        if self.name.is_empty() || self.name.len() > 128 || self.name.chars().any(char::is_control) {
+            return Err(Error::config(
+                "name",
+                format!("{:?} must be 1 to 128 bytes with no control characters", self.name),
+            ));
         }
         for (name, value) in [
             ("allocate_timeout", self.allocate_timeout),
             ("destroy_timeout", self.destroy_timeout),
             ("relay_timeout", self.relay_timeout),
             ("stream_timeout", self.stream_timeout),
+            ("scale_after", self.scale_after),
+            ("scale_idle", self.scale_idle),
         ] {
             if value.is_zero() {
                 return Err(Error::config(name, "must be greater than 0"));
@@ -236,6 +289,8 @@ impl Config {
             ("ttl", self.ttl),
             ("idle_ttl", self.idle_ttl),
             ("stream_timeout", self.stream_timeout),
+            ("scale_after", self.scale_after),
+            ("scale_idle", self.scale_idle),
         ] {
             if value > MAX_DURATION {
                 return Err(Error::config(name, format!("{} ms is more than a year", value.as_millis())));
@@ -278,6 +333,30 @@ impl Config {
             }
         }
         Ok(ValidConfig { config: self.clone(), argv, relay })
+    }
+
+    /// Whether the settings a reconfigure ignores differ (the relay and its timeout,
+    /// which belong to the listener): then only a stop and a new start applies `other`.
+    /// As RoadRunner's `ServerConfig.Differs`, but for the pool and the command, which
+    /// a reconfigure does apply.
+    pub fn differs(&self, other: &Config) -> bool {
+        let relay = |config: &Config| RelayAddress::parse(&config.relay).ok();
+        let same_relay = match (relay(self), relay(other)) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.relay == other.relay,
+        };
+        !same_relay || self.relay_timeout != other.relay_timeout
+    }
+
+    /// The most workers the pool may have: `max_workers`, or `num_workers` when that
+    /// is 0 (a static pool).
+    pub fn ceiling(&self) -> u64 {
+        self.max_workers.max(self.num_workers)
+    }
+
+    /// Whether the pool grows and shrinks between `num_workers` and `max_workers`.
+    pub fn is_elastic(&self) -> bool {
+        self.ceiling() > self.num_workers
     }
 }
 

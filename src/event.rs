@@ -51,6 +51,16 @@ pub enum EventKind {
     WorkerMaxJobs = 305,
     /// A caller was refused because `max_queue` callers were already waiting.
     QueueFull = 306,
+    /// An elastic pool started more workers because callers waited (the message says
+    /// how many, and how many the pool has).
+    PoolGrow = 307,
+    /// An elastic pool retired an extra worker that idled past `scale_idle`.
+    PoolShrink = 308,
+    /// A reconfigure ignored settings that only a new start applies (the relay and
+    /// relay timeout; the message names them).
+    ReconfigureIgnored = 309,
+    /// A worker was removed by its host (stopped after its task, or killed).
+    WorkerRemoved = 310,
 }
 
 impl EventKind {

@@ -78,6 +78,8 @@ struct Waiter {
     cpu: i32,
     /// How many callers that came later were served first.
     passed_over: u32,
+    /// When it began to wait (an elastic pool grows when the oldest waited long).
+    since: Instant,
 }
 
 impl WaitQueue {
@@ -85,14 +87,19 @@ impl WaitQueue {
         self.waiting.len()
     }
 
-    /// Queues `slot`, whose thread runs on `cpu`.
-    pub(crate) fn push(&mut self, slot: Arc<Slot>, cpu: i32) {
-        self.waiting.push_back(Waiter { who: Waiting::Caller(slot), cpu, passed_over: 0 });
+    /// Queues `slot`, whose thread runs on `cpu`, waiting since `since`.
+    pub(crate) fn push(&mut self, slot: Arc<Slot>, cpu: i32, since: Instant) {
+        self.waiting.push_back(Waiter { who: Waiting::Caller(slot), cpu, passed_over: 0, since });
     }
 
     /// Queues a submitted task (it waits on no thread, so on no CPU: served in its turn).
-    pub(crate) fn push_task(&mut self, task: AsyncTask) {
-        self.waiting.push_back(Waiter { who: Waiting::Task(task), cpu: -1, passed_over: 0 });
+    pub(crate) fn push_task(&mut self, task: AsyncTask, since: Instant) {
+        self.waiting.push_back(Waiter { who: Waiting::Task(task), cpu: -1, passed_over: 0, since });
+    }
+
+    /// Since when the longest-waiting waiter waits.
+    pub(crate) fn oldest_since(&self) -> Option<Instant> {
+        self.waiting.iter().map(|waiter| waiter.since).min()
     }
 
     /// Takes the submitted task of ticket `id` out of the queue, if it still waits.
@@ -339,7 +346,7 @@ mod tests {
         let mut queue = WaitQueue::default();
         let slots: Vec<Arc<Slot>> = cpus.iter().map(|_| Arc::new(Slot::new())).collect();
         for (slot, &cpu) in slots.iter().zip(cpus) {
-            queue.push(slot.clone(), cpu);
+            queue.push(slot.clone(), cpu, Instant::now());
         }
         (queue, slots)
     }
@@ -381,14 +388,14 @@ mod tests {
     fn the_oldest_waiter_is_passed_over_a_bounded_number_of_times() {
         let mut queue = WaitQueue::default();
         let oldest = Arc::new(Slot::new());
-        queue.push(oldest.clone(), 0);
+        queue.push(oldest.clone(), 0, Instant::now());
         // Workers keep being freed on CPU 1, where new callers keep arriving.
         for round in 0..MAX_PASSED_OVER {
-            queue.push(Arc::new(Slot::new()), 1);
+            queue.push(Arc::new(Slot::new()), 1, Instant::now());
             let served = caller(queue.pop_nearest(1));
             assert!(!Arc::ptr_eq(served.0.as_ref().unwrap(), &oldest), "served too early, in round {round}");
         }
-        queue.push(Arc::new(Slot::new()), 1);
+        queue.push(Arc::new(Slot::new()), 1, Instant::now());
         let served = caller(queue.pop_nearest(1));
         assert!(Arc::ptr_eq(served.0.as_ref().unwrap(), &oldest), "passed over more than {MAX_PASSED_OVER} times");
     }
@@ -399,7 +406,7 @@ mod tests {
         cpus.push(1);
         let (mut queue, slots) = queue_on(&cpus);
         assert_eq!(position(&slots, queue.pop_nearest(1)), 0);
-        queue.push(Arc::new(Slot::new()), 0);
+        queue.push(Arc::new(Slot::new()), 0, Instant::now());
         assert_eq!(position(&slots, queue.pop_nearest(1)), NEAREST_SEARCH_DEPTH, "now within reach");
     }
 

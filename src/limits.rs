@@ -17,6 +17,15 @@ pub(crate) enum RetireReason {
     IdleTtl,
     MaxMemory,
     StopRequested,
+    /// An elastic pool's extra worker idled past `scale_idle`.
+    Shrink,
+    /// Its host asked for it (`Server::remove_worker`).
+    Removed,
+}
+
+impl RetireReason {
+    /// How many reasons there are (the size of a counter array indexed by reason).
+    pub(crate) const COUNT: usize = 7;
 }
 
 impl RetireReason {
@@ -27,6 +36,8 @@ impl RetireReason {
             RetireReason::Ttl => Some(EventKind::WorkerTtl),
             RetireReason::IdleTtl => Some(EventKind::WorkerIdleTtl),
             RetireReason::MaxMemory => Some(EventKind::WorkerMaxMemory),
+            RetireReason::Shrink => Some(EventKind::PoolShrink),
+            RetireReason::Removed => Some(EventKind::WorkerRemoved),
             RetireReason::StopRequested => None,
         }
     }
@@ -39,6 +50,8 @@ impl RetireReason {
             RetireReason::IdleTtl => format!("worker {pid} was idle past idle_ttl"),
             RetireReason::MaxMemory => format!("worker {pid} used more memory than max_memory"),
             RetireReason::StopRequested => format!("worker {pid} asked to be replaced"),
+            RetireReason::Shrink => format!("worker {pid} was an extra worker idle past scale_idle"),
+            RetireReason::Removed => format!("worker {pid} was removed by its host"),
         }
     }
 }

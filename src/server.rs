@@ -16,6 +16,7 @@ use crate::pool::{AsyncTask, ExecError, FailureHook, Pool, ResubmitHook, Stream,
 use crate::queue::CompletionQueue;
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
+use crate::status::ServerStatus;
 use crate::sync::{Mutex, RwLock};
 use crate::Payload;
 use std::sync::{Arc, Weak};
@@ -209,21 +210,32 @@ impl Server {
 
     /// Starts a pool from `config`, swaps it in, and retires the old pool in the
     /// background (its running tasks finish; its waiting callers move to the new
-    /// pool). The relay and relay timeout cannot change. Only a running server is
-    /// reconfigured (as in RoadRunner); on one that is not, this is a state error.
+    /// pool). As in RoadRunner, the relay and relay timeout of `config` are ignored:
+    /// they belong to the listener, which stays (an event says so when they differ;
+    /// [`Config::differs`] tells beforehand). The protocol cannot change. Only a running
+    /// server is reconfigured (as in RoadRunner); on one that is not, this is a state
+    /// error.
     pub fn reconfigure(&self, config: Config) -> Result<()> {
         self.check_process_surely()?;
         let _lifecycle = self.inner.lifecycle.lock();
         self.inner.expect_running("reconfigure")?;
-        let config = config.validate()?;
-        {
+        let (config, ignored) = {
             let current = self.inner.config.lock();
-            if config.config.relay != current.config.relay || config.relay != current.relay {
-                return Err(Error::config("relay", "cannot change on reconfigure; stop the server and make a new one"));
-            }
-            if config.config.relay_timeout != current.config.relay_timeout {
-                return Err(Error::config("relay_timeout", "cannot change on reconfigure"));
-            }
+            let ignored = current.config.differs(&config).then(|| {
+                format!(
+                    "reconfigure kept relay {:?} and relay_timeout {} ms (asked: {:?}, {} ms): they change only with a stop and a start",
+                    current.config.relay,
+                    current.config.relay_timeout.as_millis(),
+                    config.relay,
+                    config.relay_timeout.as_millis()
+                )
+            });
+            let config = Config {
+                relay: current.config.relay.clone(),
+                relay_timeout: current.config.relay_timeout,
+                ..config
+            };
+            let config = config.validate()?;
             // A socket relay's listener does the handshake, in the protocol it started with.
             if config.config.protocol != current.config.protocol {
                 return Err(Error::config(
@@ -231,8 +243,13 @@ impl Server {
                     "cannot change on reconfigure; stop the server and make a new one",
                 ));
             }
+            (config, ignored)
+        };
+        self.inner.swap_pool(config)?;
+        if let Some(message) = ignored {
+            self.inner.events.emit(EventKind::ReconfigureIgnored, None, Some(message));
         }
-        self.inner.swap_pool(config)
+        Ok(())
     }
 
     /// Reconfigures with the current configuration: every worker is replaced. A state
@@ -260,6 +277,28 @@ impl Server {
         self.check_process()?;
         match &*self.inner.phase.read() {
             Phase::Running { pool, .. } => Ok(pool.stats()),
+            Phase::Idle => Err(Error::state("the server is not started")),
+        }
+    }
+
+    /// A snapshot of the current pool and its workers, for status pages and metrics
+    /// ([`ServerStatus::to_json`], [`ServerStatus::to_openmetrics`]).
+    pub fn status(&self) -> Result<ServerStatus> {
+        self.check_process()?;
+        match &*self.inner.phase.read() {
+            Phase::Running { pool, .. } => Ok(pool.status()),
+            Phase::Idle => Err(Error::state("the server is not started")),
+        }
+    }
+
+    /// Takes the worker with process id `pid` out of the pool, which replaces it: after
+    /// its current task (`kill` false; an idle one is stopped gracefully at once), or
+    /// killed now, its task failing with a worker error. An invalid-argument error when
+    /// `pid` is not a worker of the current pool.
+    pub fn remove_worker(&self, pid: u32, kill: bool) -> Result<()> {
+        self.check_process()?;
+        match &*self.inner.phase.read() {
+            Phase::Running { pool, .. } => pool.remove_worker(pid, kill),
             Phase::Idle => Err(Error::state("the server is not started")),
         }
     }

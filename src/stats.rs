@@ -41,6 +41,12 @@ pub struct PoolStats {
     pub retired_died: u64,
     /// Tasks cancelled by their caller before they finished (a stream stopped).
     pub tasks_cancelled: u64,
+    /// Worker processes started (the first ones, replacements and growth).
+    pub workers_spawned: u64,
+    /// Extra workers of an elastic pool retired after idling past `scale_idle`.
+    pub retired_shrink: u64,
+    /// Workers removed by their host (`Server::remove_worker`).
+    pub retired_removed: u64,
 }
 
 /// The live counters.
@@ -52,10 +58,11 @@ pub(crate) struct Counters {
     pub exec_ttl_kills: AtomicU64,
     pub timeouts: AtomicU64,
     pub queue_full: AtomicU64,
-    retired: [AtomicU64; 5],
+    retired: [AtomicU64; RetireReason::COUNT],
     pub retired_failed: AtomicU64,
     pub retired_died: AtomicU64,
     pub tasks_cancelled: AtomicU64,
+    pub workers_spawned: AtomicU64,
 }
 
 impl Counters {
@@ -90,6 +97,9 @@ impl Counters {
             retired_failed: read(&self.retired_failed),
             retired_died: read(&self.retired_died),
             tasks_cancelled: read(&self.tasks_cancelled),
+            workers_spawned: read(&self.workers_spawned),
+            retired_shrink: retired(RetireReason::Shrink),
+            retired_removed: retired(RetireReason::Removed),
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::state::{WorkerInfo, WorkerState};
 use crate::sys;
 use crate::wire::{self, Answer, AnswerRead};
 use std::fmt;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,6 +46,30 @@ pub(crate) struct WorkerStatus {
     created: SystemTime,
     state: AtomicI32,
     num_execs: AtomicU64,
+    /// When its current task began, in ns on the [`task_clock`]; 0 while it has none.
+    task_started_ns: AtomicU64,
+    /// Whether its host asked for it to leave ([`Removal`] as a number).
+    removal: AtomicU8,
+}
+
+/// How a host asked for a worker to leave the pool (`Pool::remove_worker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Removal {
+    None = 0,
+    /// Retire it when its task is done.
+    AfterTask = 1,
+    /// It was killed, task and all.
+    Killed = 2,
+}
+
+/// Nanoseconds since the first call: a monotonic clock of small numbers, for the age of
+/// a worker's current task (an atomic can hold it, an `Instant` cannot).
+fn task_clock() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    // +1: 0 means "no task".
+    base.elapsed().as_nanos() as u64 + 1
 }
 
 impl WorkerStatus {
@@ -62,7 +86,34 @@ impl WorkerStatus {
     }
 
     pub(crate) fn set_state(&self, state: WorkerState) {
+        // A task's age, for status pages: set when it starts, cleared when it ends.
+        match state {
+            WorkerState::Working => self.task_started_ns.store(task_clock(), Ordering::Relaxed),
+            WorkerState::Streaming => {}
+            _ => self.task_started_ns.store(0, Ordering::Relaxed),
+        }
         self.state.store(state as i32, Ordering::Release);
+    }
+
+    /// How long its current task has run, if it runs one.
+    pub(crate) fn task_age(&self) -> Option<Duration> {
+        match self.task_started_ns.load(Ordering::Relaxed) {
+            0 => None,
+            started => Some(Duration::from_nanos(task_clock().saturating_sub(started))),
+        }
+    }
+
+    /// Whether (and how) its host asked for it to leave.
+    pub(crate) fn removal(&self) -> Removal {
+        match self.removal.load(Ordering::Acquire) {
+            1 => Removal::AfterTask,
+            2 => Removal::Killed,
+            _ => Removal::None,
+        }
+    }
+
+    pub(crate) fn set_removal(&self, removal: Removal) {
+        self.removal.store(removal as u8, Ordering::Release);
     }
 
     pub(crate) fn num_execs(&self) -> u64 {
@@ -149,6 +200,8 @@ impl Worker {
             created: process.created(),
             state: AtomicI32::new(WorkerState::Ready as i32),
             num_execs: AtomicU64::new(0),
+            task_started_ns: AtomicU64::new(0),
+            removal: AtomicU8::new(0),
         });
         let now = Instant::now();
         Worker {

@@ -23,7 +23,8 @@ use std::time::Duration;
 /// max_queue 0 (unlimited), max_frame_bytes 1 GiB, jitter_percent 10, TCP relays on
 /// loopback addresses only (tcp_allow_remote false), no extra environment, the host's
 /// working directory, workers scheduled like any process (worker_cpu_affinity and
-/// worker_sched_batch false).
+/// worker_sched_batch false), a static pool (max_workers 0; for an elastic one:
+/// spawn_rate 8, scale_after 10 ms, scale_idle 10 000 ms), named `"default"`.
 ///
 /// Thread-safety: not synchronized. Use it from one thread at a time (a setter and an
 /// `rr_server_new` on the same config must not run at once).
@@ -35,7 +36,11 @@ use std::time::Duration;
 /// `rr_config_set_max_memory_bytes`, `rr_config_set_max_queue`,
 /// `rr_config_set_max_frame_bytes`, `rr_config_set_jitter_percent`,
 /// `rr_config_set_tcp_allow_remote`, `rr_config_set_worker_cpu_affinity`,
-/// `rr_config_set_worker_sched_batch`, `rr_config_free`.
+/// `rr_config_set_worker_sched_batch`, `rr_config_set_protocol`, `rr_config_set_codec`,
+/// `rr_config_set_stream_timeout_ms`, `rr_config_set_max_workers`,
+/// `rr_config_set_spawn_rate`, `rr_config_set_scale_after_ms`,
+/// `rr_config_set_scale_idle_ms`, `rr_config_set_name`, `rr_config_differs`,
+/// `rr_config_free`.
 pub struct rr_config {
     _private: [u8; 0],
 }
@@ -88,8 +93,9 @@ fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Sets the number of worker processes (must be > 0; checked by `rr_server_new`).
-/// NULL `c` does nothing.
+/// Sets the number of worker processes: a static pool's size, an elastic pool's floor
+/// (see `rr_config_set_max_workers`). Must be > 0, but for an elastic pool, where 0
+/// means workers only on demand (checked by `rr_server_new`). NULL `c` does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn rr_config_set_num_workers(c: *mut rr_config, n: u64) {
     // SAFETY (all setters): the header requires NULL or a config used by one thread at a time.
@@ -118,11 +124,91 @@ pub unsafe extern "C" fn rr_config_set_destroy_timeout_ms(c: *mut rr_config, ms:
 }
 
 /// Sets how long a new worker may take to connect (socket relays) and answer the
-/// handshake, in milliseconds (must be > 0). Cannot change on reconfigure. NULL `c` does
-/// nothing.
+/// handshake, in milliseconds (must be > 0). A reconfigure ignores it (it belongs to
+/// the listener; see `rr_config_differs`). NULL `c` does nothing.
 #[no_mangle]
 pub unsafe extern "C" fn rr_config_set_relay_timeout_ms(c: *mut rr_config, ms: u64) {
     unsafe { set(c, |config| config.relay_timeout = millis(ms)) }
+}
+
+/// Makes the pool elastic: at most `n` worker processes (starting and stopping ones
+/// included), `num_workers` being the floor, which may then be 0 (workers only on
+/// demand). 0 = `num_workers` (a static pool; the default). A value below a non-zero
+/// `num_workers` is refused by `rr_server_new` (`RR_STATUS_CONFIG`). NULL `c` does
+/// nothing.
+///
+/// Growth: when a caller (or submitted task) has waited scale_after for a worker, the
+/// pool starts 1 worker, then 2, 4, ... up to spawn_rate per step, one step every
+/// scale_after while callers still wait, never more than the callers waiting and never
+/// past the ceiling; an on-demand pool with no worker starts one at once. The caller
+/// keeps its place in line and takes the first worker that frees up, old or new.
+/// Shrink: every scale_idle / 2, up to spawn_rate extra workers idle for scale_idle are
+/// stopped, never below the floor. `RR_EVENT_POOL_GROW` and `RR_EVENT_POOL_SHRINK`
+/// report both; `rr_pool_stats` counts `workers_spawned` and `retired_shrink`.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_max_workers(c: *mut rr_config, n: u64) {
+    unsafe { set(c, |config| config.max_workers = n) }
+}
+
+/// Sets the most workers an elastic pool starts in one step (must be > 0; default 8),
+/// and the most extra workers it stops in one check. NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_spawn_rate(c: *mut rr_config, n: u64) {
+    unsafe { set(c, |config| config.spawn_rate = n) }
+}
+
+/// Sets how long a caller of an elastic pool waits for a worker before the pool grows,
+/// in milliseconds (must be > 0; default 10). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_scale_after_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.scale_after = millis(ms)) }
+}
+
+/// Sets how long an extra worker of an elastic pool may idle before it is stopped, in
+/// milliseconds (must be > 0; default 10 000). NULL `c` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_set_scale_idle_ms(c: *mut rr_config, ms: u64) {
+    unsafe { set(c, |config| config.scale_idle = millis(ms)) }
+}
+
+/// Sets the pool's name, the label `pool` of its metrics and the `name` of its status
+/// (copied; default `"default"`). `rr_server_new` refuses an empty name, one longer than
+/// 128 bytes, or one with control characters (`RR_STATUS_CONFIG`).
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `c` or `name` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` when `name` is not valid UTF-8 (the config is then
+/// unchanged).
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_config_set_name(
+    c: *mut rr_config,
+    name: *const c_char,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        let config = try_mut!(c, "c");
+        // SAFETY: the header requires a NUL-terminated string.
+        let name = unsafe { input::required_str(name, "name") }?;
+        config.name = name.to_string();
+        Ok(())
+    })
+}
+
+/// Whether `a` and `b` differ in what `rr_server_reconfigure` ignores: the relay
+/// (compared as parsed: `"pipe"` and `"pipes"` are the same) or the relay timeout. As
+/// RoadRunner's `ServerConfig.Differs`: when true, applying `b` to a server running `a`
+/// needs `rr_server_stop`, a new server, and `rr_server_start`. The pool settings and the
+/// command do not count (a reconfigure applies them). True when either is NULL. Does not
+/// block; reads both configs (do not change them on another thread meanwhile).
+#[no_mangle]
+pub unsafe extern "C" fn rr_config_differs(a: *const rr_config, b: *const rr_config) -> bool {
+    ffi_boundary!({
+        // SAFETY: the header requires NULL or live configs.
+        match unsafe { (handle::as_ref(a), handle::as_ref(b)) } {
+            (Some(a), Some(b)) => a.differs(b),
+            _ => true,
+        }
+    })
 }
 
 /// Protocol V1: RoadRunner 1.x workers (goridge 2's 17-byte prefix, two frames per

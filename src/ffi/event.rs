@@ -55,6 +55,18 @@ pub const RR_EVENT_WORKER_MAX_JOBS: i32 = 305;
 /// A caller of `rr_exec` was refused with `RR_STATUS_QUEUE_FULL` because max_queue
 /// callers were already waiting for a worker. Not about one worker: its pid is -1.
 pub const RR_EVENT_QUEUE_FULL: i32 = 306;
+/// An elastic pool (`rr_config_set_max_workers`) starts more workers because callers
+/// waited scale_after; the message says how many, and the pool's size before and after.
+/// Its pid is -1.
+pub const RR_EVENT_POOL_GROW: i32 = 307;
+/// An elastic pool stopped an extra worker (this pid) that idled past scale_idle.
+pub const RR_EVENT_POOL_SHRINK: i32 = 308;
+/// `rr_server_reconfigure` ignored the new config's relay and relay timeout, which
+/// differ from the server's (see `rr_config_differs`); the message names both. Its pid
+/// is -1.
+pub const RR_EVENT_RECONFIGURE_IGNORED: i32 = 309;
+/// A worker (this pid) left the pool because its host asked (`rr_server_remove_worker`).
+pub const RR_EVENT_WORKER_REMOVED: i32 = 310;
 
 /// One event, as seen by an `rr_event_callback`: its type (an `RR_EVENT_*` number), the
 /// worker's pid where a worker is concerned, and a message where there is one.
@@ -268,6 +280,10 @@ mod tests {
             (RR_EVENT_WORKER_MAX_MEMORY, EventKind::WorkerMaxMemory),
             (RR_EVENT_WORKER_MAX_JOBS, EventKind::WorkerMaxJobs),
             (RR_EVENT_QUEUE_FULL, EventKind::QueueFull),
+            (RR_EVENT_POOL_GROW, EventKind::PoolGrow),
+            (RR_EVENT_POOL_SHRINK, EventKind::PoolShrink),
+            (RR_EVENT_RECONFIGURE_IGNORED, EventKind::ReconfigureIgnored),
+            (RR_EVENT_WORKER_REMOVED, EventKind::WorkerRemoved),
         ] {
             assert_eq!(number, kind.code(), "{kind:?}");
         }

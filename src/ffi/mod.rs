@@ -39,6 +39,7 @@ pub mod server;
 pub mod stats;
 pub mod status;
 pub mod stream;
+pub mod string;
 pub mod version;
 pub mod worker;
 pub mod worker_info;

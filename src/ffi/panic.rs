@@ -45,6 +45,14 @@ impl PanicDefault for i32 {
     }
 }
 
+impl PanicDefault for bool {
+    /// true: `rr_config_differs` says "differ", the answer that makes a host do the
+    /// safe thing (a stop and a start).
+    fn panic_default() -> Self {
+        true
+    }
+}
+
 impl PanicDefault for u8 {
     /// 0: no codec (`rr_payload_codec`).
     fn panic_default() -> Self {

@@ -12,7 +12,9 @@ use super::handle::{self, null_argument, Castable};
 use super::input;
 use super::payload::{self, rr_payload};
 use super::status::rr_status;
-use crate::{Error, Result, Server};
+use super::string;
+use crate::{Error, ErrorKind, Result, Server, ServerStatus};
+use std::ffi::c_char;
 
 /// A server: a pool of worker processes (and the relay listener they connect to, for
 /// socket relays) that runs tasks given by `rr_exec`.
@@ -135,11 +137,15 @@ pub unsafe extern "C" fn rr_server_stop(s: *mut rr_server, err_out: *mut *mut rr
 /// Replaces the pool with one built from a copy of `cfg` (which may be freed right
 /// after): the new workers are started first, then swapped in, and the old pool is
 /// retired in the background; tasks already running on it finish normally. The command
-/// and pool settings may change; the relay and relay_timeout may not. Events come from
-/// the new pool from then on. Blocks until the new pool is running.
+/// and pool settings (the name, an elastic pool's floor and ceiling included) may
+/// change. As in RoadRunner, the relay and relay_timeout of `cfg` are ignored: they
+/// belong to the listener, which stays; `RR_EVENT_RECONFIGURE_IGNORED` says so when they
+/// differ, and `rr_config_differs` tells beforehand when a stop and a new server are
+/// needed instead. The protocol cannot change. Events come from the new pool from then
+/// on. Blocks until the new pool is running.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `cfg` is NULL;
-/// `RR_STATUS_CONFIG` when a setting is invalid or the relay changed; `RR_STATUS_STATE`
+/// `RR_STATUS_CONFIG` when a setting is invalid or the protocol changed; `RR_STATUS_STATE`
 /// when the server is not running (never started, or stopped: only a running pool is
 /// replaced, and nothing is started); `RR_STATUS_SPAWN` when the new workers could not
 /// be started (the old pool then keeps running).
@@ -262,6 +268,107 @@ pub unsafe extern "C" fn rr_exec(
         // SAFETY: checked non-NULL above; the header requires it writable.
         unsafe { handle::write_out(out, payload::into_raw(answer)) };
         Ok(())
+    })
+}
+
+/// Writes the status of `s`'s pool as a JSON object to `*out`: the pool (`name`,
+/// `protocol`, `relay`, `workers_min`, `workers_max`, `workers_target`, `starting`,
+/// `waiting`, `workers_by_state`, and `counters`, the fields of `rr_pool_stats` by name)
+/// and every worker process it owns, stopping ones included (`workers`: objects with
+/// `pid`, `state`, `state_name`, `num_execs`, `created_unix_ms`, `rss_bytes` and
+/// `task_ms`, the age of its current task, null when it has none). UTF-8, no newline.
+/// Like PHP-FPM's `?json&full`; serve it on whatever endpoint the host has.
+///
+/// On success `*out` receives a string the caller owns and releases with
+/// `rr_string_free`. Does not wait for tasks (it reads each worker's memory from /proc).
+/// Any thread.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
+/// `RR_STATUS_STATE` when the server is not started.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_status_json(
+    s: *mut rr_server,
+    out: *mut *mut c_char,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    // SAFETY: the header's requirements, passed on.
+    unsafe { write_status(s, out, err_out, ServerStatus::to_json) }
+}
+
+/// Writes the metrics of `s` to `*out` in the OpenMetrics text format, ending
+/// `# EOF\n`, every sample labelled `pool="<name>"` (`rr_config_set_name`): the gauges
+/// `rr_workers{state}`, `rr_workers_min`, `rr_workers_max`, `rr_worker_memory_bytes{pid}`
+/// and `rr_queue_waiting`, and the counters `rr_tasks_total{outcome}` (ok, job_error,
+/// worker_error, exec_ttl, timeout, queue_full, cancelled),
+/// `rr_workers_retired_total{reason}` and `rr_workers_spawned_total`. Serve it with the
+/// content type `application/openmetrics-text; version=1.0.0; charset=utf-8`.
+///
+/// On success `*out` receives a string the caller owns and releases with
+/// `rr_string_free`. Does not wait for tasks. Any thread.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
+/// `RR_STATUS_STATE` when the server is not started.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_metrics(
+    s: *mut rr_server,
+    out: *mut *mut c_char,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    // SAFETY: the header's requirements, passed on.
+    unsafe { write_status(s, out, err_out, ServerStatus::to_openmetrics) }
+}
+
+/// Writes to `*out` the server's status as `render` writes it, a string the caller
+/// frees with `rr_string_free` (`rr_server_status_json`, `rr_server_metrics`).
+///
+/// # Safety
+/// `s` is NULL or a live server; `out` and `err_out` are NULL or writable.
+unsafe fn write_status(
+    s: *mut rr_server,
+    out: *mut *mut c_char,
+    err_out: *mut *mut rr_error,
+    render: fn(&ServerStatus) -> String,
+) -> rr_status {
+    ffi_status!(err_out, {
+        check_out!(out, "out");
+        // SAFETY: the header requires NULL or a live server.
+        let status = unsafe { with_server(s, |server| server.status()) }?;
+        // SAFETY: checked non-NULL above; the header requires it writable.
+        unsafe { handle::write_out(out, string::into_raw(&render(&status))) };
+        Ok(())
+    })
+}
+
+/// Takes the worker with process id `pid` out of the pool of `s`, as RoadRunner's
+/// `Worker.Stop` (`kill` false) and `Worker.Kill` (`kill` true); the pool starts a
+/// replacement (up to its target). With `kill` false, an idle worker is stopped
+/// gracefully at once (stop command, then signals after destroy_timeout) and a busy one
+/// after its current task, which completes normally. With `kill` true, it is killed at
+/// once (SIGKILL); a task it was running fails with `RR_STATUS_WORKER_ERROR`. Either way
+/// `RR_EVENT_WORKER_REMOVED` reports it and `rr_pool_stats.retired_removed` counts it.
+/// Does not block. Any thread.
+///
+/// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL;
+/// `RR_STATUS_INVALID_ARGUMENT` when `pid` is not the pid of a worker of the current
+/// pool (a worker already leaving included); `RR_STATUS_STATE` when the server is not
+/// started.
+#[no_mangle]
+#[must_use]
+pub unsafe extern "C" fn rr_server_remove_worker(
+    s: *mut rr_server,
+    pid: i64,
+    kill: bool,
+    err_out: *mut *mut rr_error,
+) -> rr_status {
+    ffi_status!(err_out, {
+        let pid = u32::try_from(pid)
+            .ok()
+            .filter(|&pid| pid > 0)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, format!("{pid} is not a process id")))?;
+        // SAFETY: the header requires NULL or a live server.
+        unsafe { with_server(s, |server| server.remove_worker(pid, kill)) }
     })
 }
 

@@ -69,6 +69,14 @@ pub struct rr_pool_stats {
     /// `rr_stream_cancel` or freed unfinished. (Added in 0.2: `size` says whether the
     /// library filled it.)
     pub tasks_cancelled: u64,
+    /// Worker processes started: the first ones, replacements and an elastic pool's
+    /// growth. (Added in 0.2.)
+    pub workers_spawned: u64,
+    /// Extra workers of an elastic pool retired after idling past scale_idle. (Added
+    /// in 0.2.)
+    pub retired_shrink: u64,
+    /// Workers removed by `rr_server_remove_worker`. (Added in 0.2.)
+    pub retired_removed: u64,
 }
 
 impl Default for rr_pool_stats {
@@ -99,6 +107,9 @@ impl From<PoolStats> for rr_pool_stats {
             retired_failed,
             retired_died,
             tasks_cancelled,
+            workers_spawned,
+            retired_shrink,
+            retired_removed,
         } = stats;
         rr_pool_stats {
             size: std::mem::size_of::<rr_pool_stats>(),
@@ -118,6 +129,9 @@ impl From<PoolStats> for rr_pool_stats {
             retired_failed,
             retired_died,
             tasks_cancelled,
+            workers_spawned,
+            retired_shrink,
+            retired_removed,
         }
     }
 }
@@ -207,13 +221,16 @@ mod tests {
             retired_failed: 14,
             retired_died: 15,
             tasks_cancelled: 16,
+            workers_spawned: 17,
+            retired_shrink: 18,
+            retired_removed: 19,
         };
         let copied = rr_pool_stats::from(stats);
-        // The C layout: `size`, then sixteen uint64_t in the core's order, no padding.
-        assert_eq!(std::mem::size_of::<rr_pool_stats>(), 17 * 8);
-        let fields: [u64; 17] = unsafe { std::mem::transmute(copied) };
-        assert_eq!(fields[0], 17 * 8);
-        assert_eq!(fields[1..], std::array::from_fn::<u64, 16, _>(|i| i as u64 + 1));
+        // The C layout: `size`, then nineteen uint64_t in the core's order, no padding.
+        assert_eq!(std::mem::size_of::<rr_pool_stats>(), 20 * 8);
+        let fields: [u64; 20] = unsafe { std::mem::transmute(copied) };
+        assert_eq!(fields[0], 20 * 8);
+        assert_eq!(fields[1..], std::array::from_fn::<u64, 19, _>(|i| i as u64 + 1));
     }
 
     #[test]

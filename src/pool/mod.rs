@@ -1,19 +1,23 @@
-//! The static pool: a fixed number of workers, each running one task at a time.
+//! The pool: workers each running one task at a time, `num_workers` of them, or between
+//! `num_workers` and `max_workers` for an elastic pool (see `elastic`).
 //!
 //! Callers run tasks on their own thread: `exec` takes an idle worker (waiting up to
 //! `allocate_timeout`), talks to it directly, and gives it back. A supervisor thread
-//! (`rr-pool`) keeps the pool at `num_workers`: it replaces workers that were retired
+//! (`rr-pool`) keeps the pool at its target: it replaces workers that were retired
 //! (failure, `max_jobs`, a stop request) or died on their own, which each worker's
 //! watcher reports the moment it happens. When replacements keep failing and no worker
 //! is left, the pool fails and tells its owner. Stopping waits for running tasks.
 //!
 //! One job per file: `take` (taking a worker for a task and giving it back), `retire`
 //! (the one way a worker leaves the pool), `replace` (starting workers, keeping the pool
-//! full), `supervisor` (the thread that stops retired workers and refills), `stop`,
+//! full), `elastic` (growing and shrinking), `remove` (one worker removed by its host),
+//! `supervisor` (the thread that stops retired workers and refills), `stop`,
 //! `stream` (answers read chunk by chunk), `submit` (tasks submitted to a completion
 //! queue) and `reactor` (the thread that reads their answers).
 
+mod elastic;
 mod reactor;
+mod remove;
 mod replace;
 mod retire;
 mod stop;
@@ -37,8 +41,9 @@ use crate::process::{CommandSpec, Process};
 use crate::relay::{RelayError, Sent};
 use crate::state::WorkerInfo;
 use crate::stats::{Counters, PoolStats};
+use crate::status::{ServerStatus, WorkerStatusEntry};
 use crate::sync::{Condvar, Mutex};
-use crate::worker::{Chunk, Outcome, TaskFailure, Worker, WorkerStatus};
+use crate::worker::{Chunk, Outcome, Removal, TaskFailure, Worker, WorkerStatus};
 use crate::Payload;
 use crossbeam_channel::Sender;
 use retire::Leaving;
@@ -111,6 +116,14 @@ struct Workers {
     next_task_deadline: Option<Instant>,
     /// Replacements being started by the supervisor.
     starting: usize,
+    /// Workers retired and being stopped, by worker id: listed, and counted toward an
+    /// elastic pool's ceiling, until their process is gone.
+    leaving: HashMap<u64, Member>,
+    /// How many workers the supervisor keeps: `num_workers`, or more while an elastic
+    /// pool has grown (see `elastic`).
+    target: usize,
+    /// An elastic pool's growth in progress.
+    growth: elastic::Growth,
     phase: Phase,
 }
 
@@ -125,7 +138,7 @@ struct Member {
 /// A reaction of the pool's owner to a pool failure.
 pub(crate) type FailureHook = Box<dyn Fn(&Arc<Pool>, &Error) + Send + Sync>;
 
-/// A static pool of workers.
+/// A pool of workers.
 pub(crate) struct Pool {
     config: ValidConfig,
     spec: CommandSpec,
@@ -182,6 +195,9 @@ impl Pool {
                 waiters: WaitQueue::default(),
                 next_task_deadline: None,
                 starting: 0,
+                leaving: HashMap::new(),
+                target: config.config.num_workers as usize,
+                growth: elastic::Growth::new(),
                 phase: Phase::Running,
             }),
             changed: Condvar::new(),
@@ -309,6 +325,15 @@ impl Pool {
                 self.events.emit(EventKind::WorkerExecTtl, Some(pid), Some(error.message().to_string()));
                 error
             }
+            _ if lease.worker().status().removal() == Removal::Killed => {
+                let error = Error::new(
+                    ErrorKind::WorkerError,
+                    format!("worker {pid} was killed by its host (remove_worker) while it ran the task"),
+                );
+                Counters::bump(&self.counters.worker_errors);
+                lease.retire(Leaving::Limit(RetireReason::Removed));
+                return error;
+            }
             relay_error => {
                 let closed = relay_error.peer_closed();
                 lease.worker().failure(relay_error, ErrorKind::WorkerError, closed)
@@ -341,15 +366,49 @@ impl Pool {
         self.counters.snapshot(workers.waiters.len() as u64, workers.members.len() as u64)
     }
 
-    /// A snapshot of every member.
+    /// A snapshot of every worker process the pool owns: its members, and the retired
+    /// ones still stopping.
     pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
-        let statuses: Vec<_> = self.workers.lock().members.values().map(|member| member.status.clone()).collect();
+        let statuses: Vec<_> = {
+            let workers = self.workers.lock();
+            workers.members.values().chain(workers.leaving.values()).map(|member| member.status.clone()).collect()
+        };
         let mut infos: Vec<_> = statuses.iter().map(|status| status.info()).collect();
         infos.sort_by_key(|info| info.created);
         infos
     }
 
+    /// A snapshot for status pages and metrics.
+    pub(crate) fn status(&self) -> ServerStatus {
+        let config = &self.config.config;
+        let (statuses, counters, target, starting) = {
+            let workers = self.workers.lock();
+            let statuses: Vec<_> =
+                workers.members.values().chain(workers.leaving.values()).map(|member| member.status.clone()).collect();
+            let counters = self.counters.snapshot(workers.waiters.len() as u64, workers.members.len() as u64);
+            (statuses, counters, workers.target, workers.starting)
+        };
+        let mut entries: Vec<_> =
+            statuses.iter().map(|status| WorkerStatusEntry { info: status.info(), task_age: status.task_age() }).collect();
+        entries.sort_by_key(|entry| entry.info.created);
+        ServerStatus {
+            name: config.name.clone(),
+            protocol: config.protocol,
+            relay: config.relay.clone(),
+            workers_min: config.num_workers,
+            workers_max: config.ceiling(),
+            workers_target: target as u64,
+            starting: starting as u64,
+            counters,
+            workers: entries,
+        }
+    }
+
     fn is_running(&self) -> bool {
         self.workers.lock().phase == Phase::Running
+    }
+
+    fn is_running_locked(&self, workers: &Workers) -> bool {
+        workers.phase == Phase::Running
     }
 }

@@ -12,6 +12,7 @@ use crate::limits::WorkerLimits;
 use crate::placement::CpuSlot;
 use crate::process::CommandSpec;
 use crate::state::WorkerState;
+use crate::stats::Counters;
 use crate::worker::Worker;
 use std::sync::Arc;
 
@@ -22,10 +23,13 @@ pub(super) struct Spawned {
 }
 
 impl Pool {
-    /// Starts the first `num_workers` workers at once; if any fails, stops the others
-    /// and fails.
+    /// Starts the first `num_workers` workers at once (none for an on-demand pool); if
+    /// any fails, stops the others and fails.
     pub(super) fn start_workers(self: &Arc<Self>) -> Result<()> {
         let count = self.config.config.num_workers as usize;
+        if count == 0 {
+            return Ok(());
+        }
         let results = self.spawn_many(count);
         let (started, failures): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
         if let Some(Err(first)) = failures.into_iter().next() {
@@ -59,7 +63,10 @@ impl Pool {
         let spawn_one = || {
             let spawned = self.spawn_one();
             match &spawned {
-                Ok(spawned) => self.events.emit(EventKind::WorkerConstruct, Some(spawned.worker.pid()), None),
+                Ok(spawned) => {
+                    Counters::bump(&self.counters.workers_spawned);
+                    self.events.emit(EventKind::WorkerConstruct, Some(spawned.worker.pid()), None)
+                }
                 Err(e) => self.events.emit(EventKind::WorkerError, e.pid(), Some(e.message().to_string())),
             }
             spawned
@@ -139,32 +146,50 @@ impl Pool {
         }));
     }
 
-    /// Starts replacements until the pool is back at `num_workers`. On failure, returns
-    /// the last spawn error and whether the pool has no member left.
-    pub(super) fn refill(self: &Arc<Self>) -> Option<(Error, bool)> {
-        let missing = {
-            let mut workers = self.workers.lock();
-            if workers.phase != Phase::Running {
-                return None;
-            }
-            let have = workers.members.len() + workers.starting;
-            let missing = (self.config.config.num_workers as usize).saturating_sub(have);
-            workers.starting += missing;
-            missing
-        };
-        if missing == 0 {
+    /// Reserves the workers the pool misses to be back at its target (`num_workers`,
+    /// or what an elastic pool grew to; an elastic pool also stays under its ceiling,
+    /// counting the workers still stopping): counted as starting, for
+    /// [`Pool::spawn_reserved`] to start. `None` when none is missing.
+    pub(super) fn reserve_refill(&self) -> Option<usize> {
+        let mut workers = self.workers.lock();
+        if workers.phase != Phase::Running {
             return None;
         }
+        let mut missing = workers.target.saturating_sub(Pool::have(&workers));
+        if self.config.config.is_elastic() {
+            missing = missing.min(self.room_under_ceiling(&workers));
+        }
+        workers.starting += missing;
+        (missing > 0).then_some(missing)
+    }
+
+    /// Starts the `missing` workers reserved by `reserve_refill`, in parallel, and
+    /// admits them. On failure, returns the last spawn error and whether the pool has
+    /// no member left.
+    pub(super) fn spawn_reserved(self: &Arc<Self>, missing: usize) -> Option<(Error, bool)> {
         let results = self.spawn_many(missing);
-        self.workers.lock().starting -= missing;
         let mut last_failure = None;
+        let mut failures = 0;
         for result in results {
             match result {
                 Ok(spawned) => self.admit(spawned),
-                Err(error) => last_failure = Some(error),
+                Err(error) => {
+                    failures += 1;
+                    last_failure = Some(error);
+                }
             }
         }
-        let empty = self.workers.lock().members.is_empty();
+        // Counted as starting until admitted: a round reserved meanwhile does not start
+        // them twice.
+        let mut workers = self.workers.lock();
+        workers.starting -= missing;
+        let empty = workers.members.is_empty();
+        if failures > 0 && !empty {
+            // Growth that failed is given up while other workers serve: callers still
+            // waiting ask again after scale_after. (A static pool's target is its floor.)
+            let floor = self.config.config.num_workers as usize;
+            workers.target = workers.target.saturating_sub(failures).max(floor);
+        }
         last_failure.map(|error| (error, empty))
     }
 

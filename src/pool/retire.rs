@@ -37,10 +37,15 @@ impl Pool {
     /// in the same step that lowers `busy`: a stop that sees no busy worker left then
     /// finds every retirement already queued for the supervisor.
     pub(super) fn retire(&self, workers: &mut Workers, worker: Worker, leaving: Leaving<'_>, busy: bool) {
-        workers.members.remove(&worker.id());
+        if let Some(member) = workers.members.remove(&worker.id()) {
+            // Its CPU is free for the replacement at once (with worker_cpu_affinity).
+            workers.leaving.insert(worker.id(), super::Member { _cpu: None, ..member });
+        }
         let pid = worker.pid();
         match leaving {
             Leaving::Limit(reason) => {
+                // Listed as stopping from now on (see `workers()`), not as idle or busy.
+                worker.status().set_state(WorkerState::Stopping);
                 self.counters.retired(reason);
                 if let Some(kind) = reason.event() {
                     self.events.emit(kind, Some(pid), Some(reason.describe(pid)));
@@ -67,6 +72,15 @@ impl Pool {
             workers.busy -= 1;
             // Wakes a stop waiting for running tasks.
             self.changed.notify_all();
+        }
+    }
+
+    /// A retired worker was stopped: it no longer counts toward the ceiling, and an
+    /// elastic pool held back by the ceiling may start its replacement now.
+    pub(super) fn worker_stopped(&self, id: u64) {
+        let mut workers = self.workers.lock();
+        if workers.leaving.remove(&id).is_some() && self.config.config.is_elastic() {
+            let _ = self.orders.send(Order::Wake);
         }
     }
 

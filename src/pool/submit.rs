@@ -90,7 +90,8 @@ impl Pool {
         let deadline = task.deadline;
         let line: Weak<dyn TaskLine> = Arc::downgrade(self) as Weak<Pool>;
         task.ticket.set_waiting(line);
-        workers.waiters.push_task(task);
+        workers.waiters.push_task(task, Instant::now());
+        self.note_pressure(workers);
         if workers.next_task_deadline.is_none_or(|next| deadline < next) {
             workers.next_task_deadline = Some(deadline);
             if let Some(reactor) = self.reactor() {

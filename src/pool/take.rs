@@ -15,7 +15,8 @@ use crate::relay::Sent;
 use crate::state::WorkerState;
 use crate::stats::Counters;
 use crate::sys;
-use crate::worker::{TaskFailure, Worker};
+use crate::limits::RetireReason;
+use crate::worker::{Removal, TaskFailure, Worker};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -89,6 +90,9 @@ impl Lease {
             worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid))
         {
             return self.retire(Leaving::Limit(reason));
+        }
+        if worker.status().removal() != Removal::None {
+            return self.retire(Leaving::Limit(RetireReason::Removed));
         }
         if let Some(extra) = worker.take_extra_output() {
             let error = worker.failure(extra, ErrorKind::WorkerError, false);
@@ -185,7 +189,8 @@ impl Pool {
                 }
                 self.refuse_when_line_is_full(&workers)?;
                 let slot = Slot::mine(task);
-                workers.waiters.push(slot.clone(), sys::current_cpu());
+                workers.waiters.push(slot.clone(), sys::current_cpu(), Instant::now());
+                self.note_pressure(&mut workers);
                 slot
             };
             match slot.receive(Some(deadline)) {

@@ -145,6 +145,11 @@ static const struct {
     TEST(test_queue_cancel),
     TEST(test_queue_free_with_outstanding_tasks),
     TEST(test_queue_server_free_with_waiting_tasks),
+    /* test_status.c */
+    TEST(test_status_arguments),
+    TEST(test_config_differs),
+    TEST(test_status_json_and_metrics),
+    TEST(test_remove_worker),
     /* test_fork.c */
     TEST(test_fork_child_leaves_the_server_alone),
 };

@@ -54,6 +54,12 @@ void test_v2_settings(void);
 void test_v2_tasks_and_streams(void);
 void test_v2_c_worker(void);
 
+/* test_status.c: the elastic pool, status export and per-worker control */
+void test_status_arguments(void);
+void test_config_differs(void);
+void test_status_json_and_metrics(void);
+void test_remove_worker(void);
+
 /* test_queue.c: the completion queue (rr_exec_submit, rr_queue_*) */
 void test_queue_null_arguments(void);
 void test_queue_submit_not_started(void);

@@ -19,6 +19,7 @@ Rules of the C interface this module follows (API.md, STYLE.md sections 5 and 6)
 """
 
 import ctypes
+import json
 import os
 import threading
 from ctypes import (CFUNCTYPE, POINTER, Structure, byref, c_bool, c_char_p, c_int, c_int32,
@@ -70,6 +71,10 @@ RR_EVENT_WORKER_IDLE_TTL = 303
 RR_EVENT_WORKER_MAX_MEMORY = 304
 RR_EVENT_WORKER_MAX_JOBS = 305
 RR_EVENT_QUEUE_FULL = 306
+RR_EVENT_POOL_GROW = 307
+RR_EVENT_POOL_SHRINK = 308
+RR_EVENT_RECONFIGURE_IGNORED = 309
+RR_EVENT_WORKER_REMOVED = 310
 
 RR_WORKER_STATE_INACTIVE = 0
 RR_WORKER_STATE_READY = 1
@@ -137,7 +142,8 @@ class rr_pool_stats(Structure):
         "tasks_done", "job_errors", "worker_errors", "exec_ttl_kills", "timeouts",
         "queue_full", "waiting", "workers", "retired_max_jobs", "retired_ttl",
         "retired_idle_ttl", "retired_max_memory", "retired_stop_requested",
-        "retired_failed", "retired_died", "tasks_cancelled")]
+        "retired_failed", "retired_died", "tasks_cancelled", "workers_spawned",
+        "retired_shrink", "retired_removed")]
 
     def __init__(self, **fields):
         # rr_server_stats writes as many bytes as `size` says: the whole struct.
@@ -194,6 +200,12 @@ DECLARATIONS = {
     "rr_config_set_protocol": (rr_status, [POINTER(rr_config), c_uint32, ERR]),
     "rr_config_set_codec": (rr_status, [POINTER(rr_config), c_uint8, ERR]),
     "rr_config_set_stream_timeout_ms": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_max_workers": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_spawn_rate": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_scale_after_ms": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_scale_idle_ms": (None, [POINTER(rr_config), c_uint64]),
+    "rr_config_set_name": (rr_status, [POINTER(rr_config), c_char_p, ERR]),
+    "rr_config_differs": (c_bool, [POINTER(rr_config), POINTER(rr_config)]),
     "rr_config_free": (None, [POINTER(rr_config)]),
     # server
     "rr_server_new": (rr_status, [POINTER(rr_config), POINTER(POINTER(rr_server)), ERR]),
@@ -202,6 +214,10 @@ DECLARATIONS = {
     "rr_server_reconfigure": (rr_status, [POINTER(rr_server), POINTER(rr_config), ERR]),
     "rr_server_reset": (rr_status, [POINTER(rr_server), ERR]),
     "rr_server_free": (None, [POINTER(rr_server)]),
+    "rr_server_status_json": (rr_status, [POINTER(rr_server), POINTER(c_void_p), ERR]),
+    "rr_server_metrics": (rr_status, [POINTER(rr_server), POINTER(c_void_p), ERR]),
+    "rr_server_remove_worker": (rr_status, [POINTER(rr_server), c_int64, c_bool, ERR]),
+    "rr_string_free": (None, [c_void_p]),
     "rr_exec": (rr_status, [POINTER(rr_server), BUF, c_size_t, BUF, c_size_t,
                             POINTER(POINTER(rr_payload)), ERR]),
     # completion queue
@@ -505,6 +521,26 @@ class Server:
                     for i in range(n.value)]
         finally:
             lib.rr_worker_info_free(arr, n.value)
+
+    def _string(self, function):
+        """Calls rr_server_status_json or rr_server_metrics; the text, freed with rr_string_free."""
+        out = c_void_p()
+        call(function, self.ptr, byref(out))
+        try:
+            return ctypes.string_at(out.value).decode()
+        finally:
+            lib.rr_string_free(out)
+
+    def status(self):
+        """rr_server_status_json, parsed."""
+        return json.loads(self._string(lib.rr_server_status_json))
+
+    def metrics(self):
+        """rr_server_metrics: OpenMetrics text."""
+        return self._string(lib.rr_server_metrics)
+
+    def remove_worker(self, pid, kill=False):
+        call(lib.rr_server_remove_worker, self.ptr, pid, kill)
 
     def stats(self):
         """rr_server_stats as a dict of the rr_pool_stats fields."""

@@ -9,11 +9,43 @@ import rr
 from support import ServerCase, rr_test_worker_command
 
 
+class StatusTest(ServerCase):
+    """rr_server_status_json, rr_server_metrics and rr_server_remove_worker through ctypes,
+    on an on-demand pool (rr_config_set_max_workers with num_workers 0)."""
+
+    def test_an_on_demand_pool_in_its_status_metrics_and_after_a_removal(self):
+        srv = self.server(num_workers=0, max_workers=2, name=b"py-pool")
+        status = srv.status()
+        self.assertEqual((status["name"], status["workers"], status["workers_max"]), ("py-pool", [], 2))
+        self.assertEqual(srv.exec(b"", b"first"), (b"", b"first"))
+        pid = srv.status()["workers"][0]["pid"]
+        self.assertIn('rr_workers{pool="py-pool",state="ready"} 1\n', srv.metrics())
+        self.assertRRError(rr.RR_STATUS_INVALID_ARGUMENT, srv.remove_worker, 1, True)
+        srv.remove_worker(pid, kill=True)
+        self.assertEqual(srv.exec(b"", b"again"), (b"", b"again"))
+        self.assertNotEqual(srv.status()["workers"][0]["pid"], pid)
+        metrics = srv.metrics()
+        self.assertIn('rr_workers_retired_total{pool="py-pool",reason="removed"} 1\n', metrics)
+        self.assertTrue(metrics.endswith("# EOF\n"))
+
+    def test_differs_compares_the_relay_settings_only(self):
+        a = rr.Config(rr_test_worker_command(), "pipes", num_workers=1)
+        b = rr.Config(rr_test_worker_command("other"), "pipe", num_workers=5)
+        c = rr.Config(rr_test_worker_command(), "pipes", relay_timeout_ms=5)
+        try:
+            self.assertFalse(rr.lib.rr_config_differs(a.ptr, b.ptr))
+            self.assertTrue(rr.lib.rr_config_differs(a.ptr, c.ptr))
+            self.assertTrue(rr.lib.rr_config_differs(a.ptr, None))
+        finally:
+            for config in (a, b, c):
+                config.free()
+
+
 class StatsTest(ServerCase):
     def test_tasks_and_job_errors_are_counted(self):
         srv = self.server(num_workers=2)
         fresh = dict.fromkeys((name for name, _ in rr.rr_pool_stats._fields_ if name != "size"), 0)
-        self.assertEqual(srv.stats(), fresh | {"workers": 2})
+        self.assertEqual(srv.stats(), fresh | {"workers": 2, "workers_spawned": 2})
         for i in range(5):
             self.assertEqual(srv.exec(b"", str(i)), (b"", str(i).encode()))
         for _ in range(2):
