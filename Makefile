@@ -48,7 +48,7 @@ C_TEST_HDRS := $(wildcard tests/c/*.h)
 C_TEST_DEFS := -DRR_CARGO_VERSION='"$(VERSION)"'
 C_TEST_ENV  := RR_TEST_WORKER=$(TEST_WORKER) RR_C_WORKER=$(CURDIR)/$(BUILD)/worker
 
-EXAMPLES := $(BUILD)/host $(BUILD)/async-host $(BUILD)/worker $(BUILD)/host-cpp $(BUILD)/c-tests
+EXAMPLES := $(BUILD)/hello $(BUILD)/host $(BUILD)/async-host $(BUILD)/status-host $(BUILD)/worker $(BUILD)/host-cpp $(BUILD)/c-tests
 
 DEMO_TCP_PORT ?= 0
 
@@ -64,14 +64,18 @@ STEP_TIMEOUT ?= 600
 LIMIT        := timeout --kill-after=10 $(STEP_TIMEOUT)
 
 # What `make test` runs, in this order (each one is also a target of its own).
-TEST_STEPS := test-rust check-header test-c test-cpp test-demo test-python test-go test-php test-install asan valgrind
+TEST_STEPS := test-rust check-header test-c test-cpp test-cpp-header test-demo test-python test-python-package \
+              test-go test-go-package test-php test-install asan valgrind
 
 .DEFAULT_GOAL := all
 
 # make bench, make bench-report (benchmarks are never part of make test).
 include bench/bench.mk
+# make test-cpp-header (the tests of include/rr.hpp).
+include tests/cpp/cpp.mk
 .PHONY: all lib examples header check-header cbindgen demo test test-deps test-rust test-c test-cpp \
-        test-demo test-python test-go test-php test-install soak asan valgrind install uninstall clean help
+        test-demo test-python test-python-package test-go test-go-package test-php test-install soak asan \
+        valgrind install uninstall clean help
 .DELETE_ON_ERROR:
 
 all: lib examples  ## build the library, rr-test-worker and the C/C++ programs (default)
@@ -81,7 +85,7 @@ lib:  ## cargo build --release: libroadrunner.so/.a and rr-test-worker in target
 	@# Programs linked with -lroadrunner load the soname (build.rs), which cargo does not create.
 	@ln -sf libroadrunner.so $(RELEASE)/$(SONAME)
 
-examples: $(EXAMPLES)  ## build/host, build/async-host, build/worker, build/host-cpp and build/c-tests
+examples: $(EXAMPLES)  ## build/hello, build/host, build/async-host, build/status-host, build/worker, build/host-cpp and build/c-tests
 
 $(BUILD):
 	mkdir -p $@
@@ -92,6 +96,12 @@ $(BUILD)/host: examples-c/host.c $(HEADER) | lib $(BUILD)
 	$(CC) $(RR_CFLAGS) $(CFLAGS) -o $@ $< $(RR_LDFLAGS) $(LDFLAGS)
 
 $(BUILD)/async-host: examples-c/async_host.c $(HEADER) | lib $(BUILD)
+	$(CC) $(RR_CFLAGS) $(CFLAGS) -o $@ $< $(RR_LDFLAGS) $(LDFLAGS)
+
+$(BUILD)/hello: examples-c/hello.c $(HEADER) | lib $(BUILD)
+	$(CC) $(RR_CFLAGS) $(CFLAGS) -o $@ $< $(RR_LDFLAGS) $(LDFLAGS)
+
+$(BUILD)/status-host: examples-c/status_host.c $(HEADER) | lib $(BUILD)
 	$(CC) $(RR_CFLAGS) $(CFLAGS) -o $@ $< $(RR_LDFLAGS) $(LDFLAGS)
 
 $(BUILD)/worker: examples-c/worker.c $(HEADER) | lib $(BUILD)
@@ -160,7 +170,9 @@ test-c: $(BUILD)/c-tests $(BUILD)/worker  ## the C tests of the whole C interfac
 test-cpp: $(BUILD)/host-cpp $(BUILD)/worker  ## the C++ host over the C worker
 	$(BUILD)/host-cpp -n 2 -t 4 -- $(BUILD)/worker
 
-test-demo: $(BUILD)/host $(BUILD)/async-host $(BUILD)/worker  ## the C hosts (host, async-host) over pipes, tcp and unix relays, protocols V1 and V2
+test-demo: $(BUILD)/hello $(BUILD)/host $(BUILD)/async-host $(BUILD)/worker  ## the README's C program, the C hosts (host, async-host) over pipes, tcp and unix relays, protocols V1 and V2
+	@out=$$($(BUILD)/hello $(TEST_WORKER)); echo "$(BUILD)/hello $(TEST_WORKER): $$out"; \
+		test "$$out" = "hello world" || { echo "hello printed something else" >&2; exit 1; }
 	$(BUILD)/host -q -n 4 -r pipes -- $(BUILD)/worker
 	$(BUILD)/host -q -n 4 -r tcp://127.0.0.1:$(DEMO_TCP_PORT) -- $(BUILD)/worker
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
@@ -175,8 +187,14 @@ test-demo: $(BUILD)/host $(BUILD)/async-host $(BUILD)/worker  ## the C hosts (ho
 	echo "$(BUILD)/async-host -n 4 -k 1000 -p 2 -r unix://$$dir/rr.sock -- \"$(CURDIR)/$(BUILD)/worker --protocol 2\""; \
 	$(BUILD)/async-host -n 4 -k 1000 -p 2 -r "unix://$$dir/rr.sock" -- "$(CURDIR)/$(BUILD)/worker --protocol 2"
 
-test-python: lib  ## the Python (ctypes) tests in tests/python
-	RR_LIB=$(CURDIR)/$(LIB_SO) RR_TEST_WORKER=$(TEST_WORKER) $(LIMIT) $(PYTHON) -m unittest discover -s tests/python -v
+test-python: lib $(BUILD)/status-host  ## the Python (ctypes) tests in tests/python
+	RR_LIB=$(CURDIR)/$(LIB_SO) RR_TEST_WORKER=$(TEST_WORKER) RR_STATUS_HOST=$(CURDIR)/$(BUILD)/status-host $(LIMIT) $(PYTHON) -m unittest discover -s tests/python -v
+
+test-python-package: lib  ## pip install ./python into a fresh venv (cargo builds the library into it), then python/tests and python/example.py
+	RR_TEST_WORKER=$(TEST_WORKER) PYTHON=$(PYTHON) $(LIMIT) python/run-tests.sh
+
+test-go-package: lib  ## the Go package (go/): gofmt, go vet, go test -race, and go/example/hello
+	RR_TEST_WORKER=$(TEST_WORKER) RR_LIB_DIR=$(CURDIR)/$(RELEASE) GO=$(GO) $(LIMIT) go/run-tests.sh
 
 test-go: lib  ## the Go (cgo) tests in tests/go
 	cd tests/go && RR_TEST_WORKER=$(TEST_WORKER) CGO_CFLAGS="-I$(CURDIR)/include" \
@@ -192,7 +210,7 @@ test-php: $(BUILD)/host  ## the C host over the PHP workers (examples-php/): V1 
 	echo "$(BUILD)/host -q -n 2 -p 2 -s 23 -r unix://$$dir/rr.sock -- \"$(PHP) examples-php/worker-v2.php\""; \
 	$(BUILD)/host -q -n 2 -p 2 -s 23 -r "unix://$$dir/rr.sock" -- "$(PHP) examples-php/worker-v2.php"
 
-test-install: all  ## install into a temp PREFIX, build host.c with pkg-config, run it (shared and static)
+test-install: all  ## install into a temp PREFIX, build host.c and host.cpp with pkg-config, run them (shared and static)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(MAKE) --no-print-directory install PREFIX="$$tmp" DESTDIR=; \
 	export PKG_CONFIG_PATH="$$tmp/lib/pkgconfig"; \
@@ -203,6 +221,8 @@ test-install: all  ## install into a temp PREFIX, build host.c with pkg-config, 
 	LD_LIBRARY_PATH="$$tmp/lib" ldd "$$tmp/host" | grep -q "$$tmp/lib/$(SONAME)" \
 		|| { echo "host does not load the installed library" >&2; exit 1; }; \
 	LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/host" -q -n 2 -t 2 -k 200 -- $(CURDIR)/$(BUILD)/worker; \
+	$(CXX) -std=c++17 $(WARNINGS) -O2 -pthread examples-c/host.cpp -o "$$tmp/host-cpp" $$flags; \
+	LD_LIBRARY_PATH="$$tmp/lib" "$$tmp/host-cpp" -n 2 -t 2 -- $(CURDIR)/$(BUILD)/worker; \
 	static=$$($(PKG_CONFIG) --static --libs roadrunner | sed 's/-lroadrunner/-l:libroadrunner.a/'); \
 	echo "static: $$static"; \
 	$(CC) -std=c11 $(WARNINGS) -O2 -pthread examples-c/host.c -o "$$tmp/host-static" \
@@ -224,7 +244,7 @@ valgrind: $(BUILD)/c-tests $(BUILD)/worker  ## the C tests (release build) under
 		--trace-children=no --child-silent-after-fork=yes $(BUILD)/c-tests
 
 # Installs what `make` built (it builds nothing itself, so `sudo make install` needs no cargo).
-install: $(HEADER)  ## install the library, rr.h and roadrunner.pc into DESTDIR/PREFIX
+install: $(HEADER)  ## install the library, rr.h, rr.hpp and roadrunner.pc into DESTDIR/PREFIX
 	@test -f $(LIB_SO) -a -f $(LIB_A) || { echo "nothing built: run make first" >&2; exit 1; }
 	install -d "$(DESTDIR)$(libdir)" "$(DESTDIR)$(includedir)" "$(DESTDIR)$(pkgconfigdir)"
 	install -m 0755 $(LIB_SO) "$(DESTDIR)$(libdir)/libroadrunner.so.$(VERSION)"
@@ -232,6 +252,7 @@ install: $(HEADER)  ## install the library, rr.h and roadrunner.pc into DESTDIR/
 	ln -sf $(SONAME) "$(DESTDIR)$(libdir)/libroadrunner.so"
 	install -m 0644 $(LIB_A) "$(DESTDIR)$(libdir)/libroadrunner.a"
 	install -m 0644 $(HEADER) "$(DESTDIR)$(includedir)/rr.h"
+	install -m 0644 include/rr.hpp "$(DESTDIR)$(includedir)/rr.hpp"
 	printf '%s\n' \
 		'prefix=$(PREFIX)' \
 		'exec_prefix=$${prefix}' \
@@ -249,7 +270,7 @@ install: $(HEADER)  ## install the library, rr.h and roadrunner.pc into DESTDIR/
 uninstall:  ## remove what install put into DESTDIR/PREFIX
 	rm -f "$(DESTDIR)$(libdir)/libroadrunner.so.$(VERSION)" "$(DESTDIR)$(libdir)/$(SONAME)" \
 		"$(DESTDIR)$(libdir)/libroadrunner.so" "$(DESTDIR)$(libdir)/libroadrunner.a" \
-		"$(DESTDIR)$(includedir)/rr.h" "$(DESTDIR)$(pkgconfigdir)/roadrunner.pc"
+		"$(DESTDIR)$(includedir)/rr.h" "$(DESTDIR)$(includedir)/rr.hpp" "$(DESTDIR)$(pkgconfigdir)/roadrunner.pc"
 
 clean:  ## remove build/ and cargo's target/
 	rm -rf $(BUILD)

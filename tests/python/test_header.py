@@ -11,6 +11,7 @@ types (integer size and sign; pointer depth and pointee), and the other way roun
 import ctypes
 import os
 import re
+import sys
 import unittest
 
 import rr
@@ -232,41 +233,74 @@ class HeaderTest(NoChildrenLeft):
         extra = sorted(set(rr.DECLARATIONS) - set(self.h.functions))
         self.assertEqual(extra, [], "ctypes declarations of functions absent from rr.h")
 
-    def test_signatures_match(self):
+    def signature_problems(self, declarations, lib, where):
+        """What differs between rr.h and `declarations` (name: (restype, argtypes)),
+        applied to `lib`; `where` names the file of the declarations."""
         problems = []
         for name, (ret, params) in sorted(self.h.functions.items()):
-            if name not in rr.DECLARATIONS:
+            if name not in declarations:
                 continue
-            restype, argtypes = rr.DECLARATIONS[name]
-            fn = getattr(rr.lib, name)
+            restype, argtypes = declarations[name]
+            fn = getattr(lib, name)
             if fn.restype is not restype or list(fn.argtypes or []) != list(argtypes):
                 problems.append(f"{name}: declarations not applied to the library function")
             if len(params) != len(argtypes):
                 problems.append(f"{name}: {len(params)} parameters in rr.h, "
-                                f"{len(argtypes)} argtypes in rr.py")
+                                f"{len(argtypes)} argtypes in {where}")
                 continue
             c, py = self.h.kind(ret, has_name=False), ctypes_kind(restype)
             if not compatible(c, py, self.h):
-                problems.append(f"{name}: returns {ret!r} {c} in rr.h, restype {py} in rr.py")
+                problems.append(f"{name}: returns {ret!r} {c} in rr.h, restype {py} in {where}")
             for i, (decl, t) in enumerate(zip(params, argtypes)):
                 c, py = self.h.kind(decl), ctypes_kind(t)
                 if not compatible(c, py, self.h):
                     problems.append(f"{name}: parameter {i} is {decl!r} {c} in rr.h, "
-                                    f"{py} in rr.py")
-        self.assertEqual(problems, [])
+                                    f"{py} in {where}")
+        return problems
+
+    def struct_problems(self, module, where, required=True):
+        """What differs between the structs of rr.h and the ctypes Structures of the
+        same names in `module` (each must exist when `required`)."""
+        problems = []
+        for struct, fields in sorted(self.h.structs.items()):
+            ours = getattr(module, struct, None)
+            if not (isinstance(ours, type) and issubclass(ours, ctypes.Structure)):
+                if required:
+                    problems.append(f"{struct} of rr.h has no ctypes Structure in {where}")
+                continue
+            if [n for _, n in fields] != [n for n, _ in ours._fields_]:
+                problems.append(f"{struct}: fields {[n for _, n in fields]} in rr.h, "
+                                f"{[n for n, _ in ours._fields_]} in {where}")
+                continue
+            for (ctype, name), (_, t) in zip(fields, ours._fields_):
+                if not compatible(self.h.kind(ctype, has_name=False), ctypes_kind(t), self.h):
+                    problems.append(f"{struct}.{name}: {ctype} in rr.h, {t} in {where}")
+        return problems
+
+    def test_signatures_match(self):
+        self.assertEqual(self.signature_problems(rr.DECLARATIONS, rr.lib, "rr.py"), [])
+
+    def test_the_python_packages_declarations_match_too(self):
+        # python/src/roadrunner_pool/_lib.py declares (a part of) the interface again, for
+        # the package: checked against the header the same way, so that neither drifts.
+        sys.path.insert(0, os.path.join(REPO, "python", "src"))
+        try:
+            from roadrunner_pool import _lib as package
+        finally:
+            sys.path.pop(0)
+        where = "python/src/roadrunner_pool/_lib.py"
+        extra = sorted(set(package.DECLARATIONS) - set(self.h.functions))
+        self.assertEqual(extra, [], f"declarations in {where} of functions absent from rr.h")
+        self.assertEqual(self.signature_problems(package.DECLARATIONS, package.lib, where), [])
+        self.assertEqual(self.struct_problems(package, where, required=False), [])
+        for struct in ("rr_pool_stats", "rr_worker_info", "rr_completion"):
+            self.assertTrue(hasattr(package, struct), f"{where} names no {struct}: not checked")
 
     def test_struct_layouts(self):
         # Every struct of the header (rr_worker_info, rr_pool_stats, ...) has a ctypes
         # Structure of the same name with the same fields, in order, of compatible types.
         self.assertIn("rr_pool_stats", self.h.structs)
-        for struct, fields in sorted(self.h.structs.items()):
-            ours = getattr(rr, struct, None)
-            self.assertTrue(isinstance(ours, type) and issubclass(ours, ctypes.Structure),
-                            f"{struct} of rr.h has no ctypes Structure in rr.py")
-            self.assertEqual([n for _, n in fields], [n for n, _ in ours._fields_], struct)
-            for (ctype, name), (_, t) in zip(fields, ours._fields_):
-                self.assertTrue(compatible(self.h.kind(ctype, has_name=False), ctypes_kind(t),
-                                           self.h), f"{struct}.{name}: {ctype} vs {t}")
+        self.assertEqual(self.struct_problems(rr, "rr.py"), [])
 
     def test_constants_match(self):
         ours = {k: v for k, v in vars(rr).items() if k.startswith(rr.CONSTANT_PREFIXES)}

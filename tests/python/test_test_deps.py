@@ -81,6 +81,8 @@ class StubMachine:
         self.bin = os.path.join(self.root, "bin")
         self.log = os.path.join(self.root, "calls.log")
         self.ca_bundle = os.path.join(self.root, "ca-certificates.crt")
+        # Where the stub apt-get notes python3-venv installed (see python_without_venv).
+        self.venv_marker = os.path.join(self.root, "python3-venv-installed")
         os.mkdir(self.bin)
         with open(self.ca_bundle, "w") as f:
             f.write("stub certificates\n")
@@ -100,6 +102,11 @@ class StubMachine:
     def add_program(self, name, directory=None):
         return self.write_stub(name, "exit 0\n", directory)
 
+    def python_without_venv(self):
+        """Makes python3 a Debian python3 without python3-venv: `python3 -c ...` (the
+        script's check for venv and ensurepip) fails until apt-get installed python3-venv."""
+        self.write_stub("python3", f'[ "$1" != -c ] || [ -e {shlex.quote(self.venv_marker)} ]\n')
+
     def remove(self, *names):
         for name in names:
             os.unlink(os.path.join(self.bin, name))
@@ -116,6 +123,7 @@ class StubMachine:
                              for name, p in PACKAGE_OF.items() if p == package)
             cases.append(f"        {package}) files=({files});;")
         cases.append(f"        ca-certificates) echo stub > {shlex.quote(self.ca_bundle)}; continue;;")
+        cases.append(f"        python3-venv) echo stub > {shlex.quote(self.venv_marker)}; continue;;")
         return (APT_GET_STUB.replace("@LOG@", shlex.quote(self.log))
                 .replace("@CHMOD@", shlex.quote(CHMOD)).replace("@CASES@", "\n".join(cases)))
 
@@ -191,6 +199,20 @@ class NothingMissingTest(TestDepsCase):
 
 
 class InstallTest(TestDepsCase):
+    def test_a_python_without_venv_gets_python3_venv(self):
+        self.machine.python_without_venv()
+        result = self.machine.run(uid=0)
+        self.assertSucceeded(result)
+        self.assertEqual(self.machine.calls(), [
+            f"apt-get update {APT_FRONTEND}",
+            f"apt-get {INSTALL} python3-venv {APT_FRONTEND}",
+        ])
+        # Not root and no sudo: the command to run names it.
+        os.unlink(self.machine.venv_marker)
+        result = self.machine.run(uid=1000, STUB_SUDO_NEEDS_PASSWORD="1")
+        self.assertFailed(result)
+        self.assertIn("python3-venv", self.command_lines(result)[0])
+
     def test_root_installs_only_what_is_missing(self):
         self.machine.remove("php", "go")
         result = self.machine.run(uid=0)
@@ -311,7 +333,7 @@ class MakeTestOrderTest(NoChildrenLeft):
         self.addCleanup(tmp.cleanup)
         self.dir = tmp.name
         for path in ("Makefile", "Cargo.toml", os.path.join("bench", "bench.mk"),
-                     os.path.join(".ci", "test-deps")):
+                     os.path.join("tests", "cpp", "cpp.mk"), os.path.join(".ci", "test-deps")):
             os.makedirs(os.path.join(self.dir, os.path.dirname(path)), exist_ok=True)
             shutil.copy2(os.path.join(REPO, path), os.path.join(self.dir, path))
         with open(os.path.join(self.dir, "ca.crt"), "w") as f:

@@ -1,0 +1,26 @@
+// Command hello starts two workers and sends them one task: go run ./example/hello WORKER-COMMAND
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"roadrunner"
+)
+
+func main() {
+	srv, err := roadrunner.NewServer(roadrunner.Config{Command: os.Args[1], NumWorkers: 2})
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	if err := srv.Start(); err != nil {
+		panic(err)
+	}
+	answer, err := srv.Exec(context.Background(), []byte("hello"), []byte("world"))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s %s\n", answer.Context, answer.Body)
+}
