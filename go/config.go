@@ -9,7 +9,9 @@ package roadrunner
 import "C"
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -154,7 +156,95 @@ func (c *Config) validate() error {
 		return errorf("config", StatusConfig, "JitterPercent is negative (%d); use JitterNone for no spread",
 			c.JitterPercent)
 	}
+	return c.checkNUL()
+}
+
+// checkNUL refuses a string setting with a NUL byte: C strings end at the first one, so the
+// library would see it cut short.
+func (c *Config) checkNUL() error {
+	bad := func(field, value string) error {
+		if i := strings.IndexByte(value, 0); i >= 0 {
+			// The value is not quoted: an Env value may be a secret.
+			return errorf("config", StatusConfig, "%s holds a NUL byte (at byte %d), which C strings cannot carry",
+				field, i)
+		}
+		return nil
+	}
+	for _, f := range []struct{ name, value string }{
+		{"Command", c.Command}, {"Relay", c.Relay}, {"Dir", c.Dir}, {"Name", c.Name},
+	} {
+		if err := bad(f.name, f.value); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0, len(c.Env))
+	for k := range c.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := bad(fmt.Sprintf("Env key %q", k), k); err != nil {
+			return err
+		}
+		if err := bad(fmt.Sprintf("Env[%q]", k), c.Env[k]); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// Differs reports whether applying other to a server running c needs Stop and a new server
+// (NewServer, Start) rather than Reconfigure, which ignores them: true when their Relay
+// (compared as the library parses it: "pipe" and "pipes" are the same, and "" is pipes) or
+// their RelayTimeout (0 being the default) differ (rr_config_differs). The command and the
+// pool settings do not count. Also true when either Relay or RelayTimeout is invalid (a
+// NUL byte, a negative timeout): such a config makes no server.
+func (c Config) Differs(other Config) bool {
+	a, err := c.relayConfig()
+	if err != nil {
+		return true
+	}
+	defer C.rr_config_free(a)
+	b, err := other.relayConfig()
+	if err != nil {
+		return true
+	}
+	defer C.rr_config_free(b)
+	return bool(C.rr_config_differs(a, b))
+}
+
+// relayConfig makes an rr_config holding only c's Relay and RelayTimeout (what
+// rr_config_differs compares); the caller frees it with rr_config_free.
+func (c *Config) relayConfig() (*C.rr_config, error) {
+	if strings.IndexByte(c.Relay, 0) >= 0 || c.RelayTimeout < 0 {
+		return nil, errorf("config", StatusConfig, "invalid Relay or RelayTimeout")
+	}
+	cfg, err := newConfig("-", c.Relay) // the command does not count
+	if err != nil {
+		return nil, err
+	}
+	if c.RelayTimeout != 0 {
+		C.rr_config_set_relay_timeout_ms(cfg, ms(c.RelayTimeout))
+	}
+	return cfg, nil
+}
+
+// newConfig makes an rr_config of command and relay ("" for the library's default,
+// pipes) with the defaults for the rest; the caller frees it with rr_config_free.
+func newConfig(command, relay string) (*C.rr_config, error) {
+	ccommand := C.CString(command)
+	defer C.free(unsafe.Pointer(ccommand))
+	var crelay *C.char
+	if relay != "" {
+		crelay = C.CString(relay)
+		defer C.free(unsafe.Pointer(crelay))
+	}
+	var cfg *C.rr_config
+	var cerr *C.rr_error
+	if err := check("config", C.rr_config_new(ccommand, crelay, &cfg, &cerr), cerr); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // build makes the rr_config of c; the caller frees it with rr_config_free.
@@ -162,16 +252,8 @@ func (c *Config) build() (*C.rr_config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	command := C.CString(c.Command)
-	defer C.free(unsafe.Pointer(command))
-	var relay *C.char
-	if c.Relay != "" {
-		relay = C.CString(c.Relay)
-		defer C.free(unsafe.Pointer(relay))
-	}
-	var cfg *C.rr_config
-	var cerr *C.rr_error
-	if err := check("config", C.rr_config_new(command, relay, &cfg, &cerr), cerr); err != nil {
+	cfg, err := newConfig(c.Command, c.Relay)
+	if err != nil {
 		return nil, asConfigError(err, "Command or Relay")
 	}
 	if err := c.apply(cfg); err != nil {

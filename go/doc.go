@@ -51,6 +51,15 @@
 // or, for a build tree, CGO_CFLAGS=-I<repo>/include and
 // CGO_LDFLAGS="-L<repo>/target/release -Wl,-rpath,<repo>/target/release".
 //
+// The module (path roadrunner) is not on a module proxy: a program outside go/ requires it
+// and points it at this directory of a checkout, in the program's own module:
+//
+//	go mod edit -require roadrunner@v0.0.0 -replace roadrunner=<repo>/go
+//
+// then imports "roadrunner" and builds with the cgo settings above (a directory replacement
+// needs no go.sum line). Keep the checkout's go/ and the library it links with from the
+// same commit: the package is compiled against that rr.h.
+//
 // Status (the pool and its workers, from the library's JSON), Metrics (OpenMetrics text)
 // and RemoveWorker observe and steer a running pool; MaxWorkers, SpawnRate, ScaleAfter and
 // ScaleIdle make the pool elastic, and Name names it in both.

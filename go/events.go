@@ -44,6 +44,16 @@ const (
 	EventWorkerMaxMemory EventType = C.RR_EVENT_WORKER_MAX_MEMORY
 	EventWorkerMaxJobs   EventType = C.RR_EVENT_WORKER_MAX_JOBS
 	EventQueueFull       EventType = C.RR_EVENT_QUEUE_FULL // a caller was refused with ErrQueueFull
+	// An elastic pool starts more workers because callers waited ScaleAfter; the message says
+	// how many, and the pool's size before and after. Pid -1.
+	EventPoolGrow EventType = C.RR_EVENT_POOL_GROW
+	// An elastic pool stopped an extra worker (Pid) that idled past ScaleIdle.
+	EventPoolShrink EventType = C.RR_EVENT_POOL_SHRINK
+	// Reconfigure ignored the new Config's Relay and RelayTimeout, which differ from the
+	// server's (see Config.Differs); the message names both. Pid -1.
+	EventReconfigureIgnored EventType = C.RR_EVENT_RECONFIGURE_IGNORED
+	// A worker (Pid) left the pool because RemoveWorker asked.
+	EventWorkerRemoved EventType = C.RR_EVENT_WORKER_REMOVED
 )
 
 var eventNames = map[EventType]string{
@@ -55,6 +65,8 @@ var eventNames = map[EventType]string{
 	EventWorkerExecTTL: "worker exec ttl", EventWorkerTTL: "worker ttl",
 	EventWorkerIdleTTL: "worker idle ttl", EventWorkerMaxMemory: "worker max memory",
 	EventWorkerMaxJobs: "worker max jobs", EventQueueFull: "queue full",
+	EventPoolGrow: "pool grow", EventPoolShrink: "pool shrink",
+	EventReconfigureIgnored: "reconfigure ignored", EventWorkerRemoved: "worker removed",
 }
 
 func (t EventType) String() string {
@@ -74,16 +86,20 @@ type Event struct {
 // Listen registers fn to receive the server's events, replacing the previous function (the
 // call waits until that one is not running); nil unregisters. fn runs on a thread of the
 // library, one call at a time, in the order the events happened; it should return quickly
-// (events queue behind it), and must not call Stop, Close or Listen of this server. As in
-// any goroutine, a panic in fn ends the program.
+// (events queue behind it). It may call the methods of its Server (Stats, Workers, Exec...;
+// they fail with ErrState once Close has begun), but not Stop, Close or Listen: those wait
+// for the callback to return. As in any goroutine, a panic in fn ends the program.
 func (s *Server) Listen(fn func(Event)) error {
+	// Not under life: rr_server_listen waits for a running callback, which may be waiting
+	// for life (a method called from fn) behind a Close waiting for life's readers. Close
+	// takes listenMu before it frees p, so p stays valid until this returns.
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
 	p, err := s.enter("listen")
 	if err != nil {
 		return err
 	}
-	defer s.leave()
+	s.leave()
 	var cerr *C.rr_error
 	if fn == nil {
 		return check("listen", C.rr_server_listen(p, nil, nil, nil, &cerr), cerr)

@@ -3,6 +3,7 @@ package roadrunner
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,9 +151,49 @@ func TestResetAndReconfigure(t *testing.T) {
 	moved := cfg
 	moved.Relay = "unix://" + t.TempDir() + "/rr.sock"
 	moved.NumWorkers = 2
+	if !cfg.Differs(moved) {
+		t.Fatal("Differs: a new relay needs a new server")
+	}
+	log := &eventLog{}
+	if err := s.Listen(log.add); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Reconfigure(moved); err != nil {
 		t.Fatalf("reconfigure with another relay: %v", err)
 	}
+	ignored := func(e Event) bool { return e.Type == EventReconfigureIgnored }
+	waitFor(t, "EventReconfigureIgnored", 10*time.Second, func() bool { return log.find(ignored) })
+	log.mu.Lock()
+	for _, e := range log.events {
+		if ignored(e) && (e.Pid != -1 || !strings.Contains(e.Message, "rr.sock")) {
+			t.Errorf("EventReconfigureIgnored: pid %d (want -1), message %q (want the relays)", e.Pid, e.Message)
+		}
+	}
+	log.mu.Unlock()
+	if EventReconfigureIgnored.String() != "reconfigure ignored" {
+		t.Fatalf("name: %q", EventReconfigureIgnored)
+	}
+	// A reconfigure with the same relay says nothing of it. Events come in order: one it
+	// would emit is queued before it returns, so before the stderr line of a later task.
+	same := moved
+	same.Relay = "pipe"
+	n := log.count()
+	if err := s.Reconfigure(same); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Exec(context.Background(), []byte("!stderr:after-same-relay"), nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stderr line after the second reconfigure", 10*time.Second, func() bool {
+		return log.find(func(e Event) bool { return e.Type == EventWorkerStderr && e.Message == "after-same-relay" })
+	})
+	log.mu.Lock()
+	for _, e := range log.events[n:] {
+		if ignored(e) {
+			t.Errorf("EventReconfigureIgnored for a reconfigure with the same relay: %+v", e)
+		}
+	}
+	log.mu.Unlock()
 	if now := s.pids(); len(now) != 2 {
 		t.Fatalf("workers after a reconfigure that ignored the relay: %v", now)
 	}

@@ -267,6 +267,13 @@ func TestErrConfig(t *testing.T) {
 		{Config{Command: rustWorker(t), Env: map[string]string{"A=B": "c"}}, "A=B"},
 		{Config{Command: rustWorker(t), Relay: "carrier-pigeon://x"}, "carrier-pigeon"},
 		{Config{Command: ""}, "command"},
+		// A NUL byte would cut a C string short: refused, naming the field.
+		{Config{Command: rustWorker(t) + "\x00 evil"}, "Command holds a NUL byte"},
+		{Config{Command: rustWorker(t), Relay: "unix:///tmp/rr\x00.sock"}, "Relay holds a NUL byte"},
+		{Config{Command: rustWorker(t), Env: map[string]string{"A\x00B": "c"}}, `Env key "A\x00B" holds a NUL byte`},
+		{Config{Command: rustWorker(t), Env: map[string]string{"RR_A": "secret\x00tail"}}, `Env["RR_A"] holds a NUL byte`},
+		{Config{Command: rustWorker(t), Dir: dir + "\x00/x"}, "Dir holds a NUL byte"},
+		{Config{Command: rustWorker(t), Name: "pool\x00x"}, "Name holds a NUL byte"},
 	} {
 		s, err := NewServer(c.cfg)
 		if err == nil {
@@ -279,6 +286,44 @@ func TestErrConfig(t *testing.T) {
 		}
 		if !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(c.word)) {
 			t.Errorf("the message does not name %q: %v", c.word, err)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("the message shows an Env value: %v", err)
+		}
+	}
+	// Reconfigure refuses them too, and the pool keeps running.
+	s := newTestServer(t, Config{Command: rustWorker(t), NumWorkers: 1}, true)
+	if err := s.Reconfigure(Config{Command: rustWorker(t), Dir: "/tmp\x00"}); !errors.Is(err, ErrConfig) ||
+		!strings.Contains(err.Error(), "Dir holds a NUL byte") {
+		t.Fatalf("reconfigure with a NUL byte in Dir: %v", err)
+	}
+	if _, err := s.Exec(context.Background(), []byte("a"), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigDiffers(t *testing.T) {
+	sock := "unix://" + t.TempDir() + "/rr.sock"
+	base := Config{Command: "php worker.php", NumWorkers: 2}
+	for _, c := range []struct {
+		a, b Config
+		want bool
+	}{
+		{base, base, false},
+		{base, Config{Command: "php worker.php", NumWorkers: 5}, false},                       // a pool setting
+		{base, Config{Command: "other", MaxJobs: 3, Env: map[string]string{"A": "b"}}, false}, // the command
+		{Config{Relay: "pipe"}, Config{Relay: "pipes"}, false},                                // as parsed
+		{Config{}, Config{Relay: "pipes"}, false},                                             // "" is pipes
+		{base, Config{Command: "php worker.php", Relay: sock}, true},                          // another relay
+		{Config{Relay: sock}, Config{Relay: sock, NumWorkers: 9}, false},
+		{Config{Relay: sock}, Config{Relay: "tcp://127.0.0.1:6001"}, true},
+		{base, Config{Command: "php worker.php", RelayTimeout: 5 * time.Second}, true}, // relay timeout
+		{Config{RelayTimeout: 60 * time.Second}, Config{}, false},                      // 0 is the default, 60s
+		{base, Config{Relay: "pipes\x00"}, true},                                       // cannot make a server
+	} {
+		if got := c.a.Differs(c.b); got != c.want {
+			t.Errorf("Config{Relay: %q, RelayTimeout: %v}.Differs(Config{Relay: %q, RelayTimeout: %v}) = %v, want %v",
+				c.a.Relay, c.a.RelayTimeout, c.b.Relay, c.b.RelayTimeout, got, c.want)
 		}
 	}
 }

@@ -43,6 +43,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$GO" build -o "$tmp/hello" ./example/hello
 "$GO" build -o "$tmp/echo-worker" ./example/echo-worker
+# Without its argument: a usage line on stderr, nothing on stdout, exit status 2.
+rc=0
+"$tmp/hello" >"$tmp/usage.out" 2>"$tmp/usage.err" || rc=$?
+test "$rc" = 2 || { echo "hello without an argument exited with $rc, want 2" >&2; exit 1; }
+test ! -s "$tmp/usage.out" || { echo "hello without an argument wrote to stdout" >&2; exit 1; }
+grep -q '^usage: hello WORKER-COMMAND$' "$tmp/usage.err" || {
+	echo "hello without an argument printed no usage line:" >&2; cat "$tmp/usage.err" >&2; exit 1; }
 out=$("$tmp/hello" "$RR_TEST_WORKER")
 test "$out" = "hello world" || { echo "hello with rr-test-worker printed: $out" >&2; exit 1; }
 out=$("$tmp/hello" "$tmp/echo-worker")

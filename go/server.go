@@ -35,18 +35,21 @@ func takePayload(p *C.rr_payload) Payload {
 }
 
 // Server is a pool of worker processes (rr_server). Every method may be called from any
-// goroutine, at the same time as the others; but an event callback (Listen) must not call
-// Stop, Close or Listen of its own Server.
+// goroutine, at the same time as the others; an event callback (Listen) may call its
+// Server's methods too, except Stop, Close and Listen.
 type Server struct {
-	// life is held shared by every C call on p, and exclusively by Close to take p away:
-	// no call starts on p once Close has begun freeing it.
+	// life is held shared by every C call on p but rr_server_listen, and exclusively by
+	// Close to take p away: no call starts on p once Close has begun freeing it.
 	life sync.RWMutex
 	p    *C.rr_server
 
 	closeOnce sync.Once
 	closed    chan struct{} // closed when Close begins
 
-	listenMu sync.Mutex // serializes Listen
+	// listenMu serializes Listen, and is held by Listen across rr_server_listen instead of
+	// life (that call waits for a running callback, which may itself wait for life behind
+	// Close); Close takes it after taking p away, before freeing p.
+	listenMu sync.Mutex
 
 	qmu sync.Mutex
 	q   *completionQueue // made by the first Exec with a context that can be done
@@ -174,10 +177,14 @@ func (s *Server) close() {
 	for _, st := range s.openStreams() {
 		st.Close()
 	}
-	// 4. Frees the server: the queue's outstanding tasks complete (they are the server's),
+	// 4. Wait for a Listen in rr_server_listen (it holds listenMu, not life); a later
+	// Listen finds p nil.
+	s.listenMu.Lock()
+	// 5. Frees the server: the queue's outstanding tasks complete (they are the server's),
 	// the event thread ends and the listener's handle is released.
 	C.rr_server_free(p)
-	// 5. Then the queue: its dispatcher delivers what came, and stops.
+	s.listenMu.Unlock()
+	// 6. Then the queue: its dispatcher delivers what came, and stops.
 	s.qmu.Lock()
 	q := s.q
 	s.qmu.Unlock()
@@ -340,6 +347,11 @@ type Stats struct {
 	RetiredFailed        uint64
 	RetiredDied          uint64
 	TasksCancelled       uint64 // tasks cancelled by their caller (0 with a library older than 0.2)
+	// Worker processes started: the first ones, replacements and an elastic pool's growth
+	// (0 with a library older than 0.2).
+	WorkersSpawned uint64
+	RetiredShrink  uint64 // extra workers of an elastic pool retired after ScaleIdle (0 before 0.2)
+	RetiredRemoved uint64 // workers removed by RemoveWorker (0 with a library older than 0.2)
 }
 
 // Stats reads the server's counters. ErrState when the server is not started.
@@ -372,8 +384,19 @@ func (s *Server) Stats() (Stats, error) {
 		RetiredFailed:        uint64(c.retired_failed),
 		RetiredDied:          uint64(c.retired_died),
 	}
-	if uintptr(c.size) >= unsafe.Offsetof(c.tasks_cancelled)+unsafe.Sizeof(c.tasks_cancelled) {
+	// The fields added in 0.2: an older library fills fewer bytes (c.size).
+	filled := func(offset, size uintptr) bool { return uintptr(c.size) >= offset+size }
+	if filled(unsafe.Offsetof(c.tasks_cancelled), unsafe.Sizeof(c.tasks_cancelled)) {
 		st.TasksCancelled = uint64(c.tasks_cancelled)
+	}
+	if filled(unsafe.Offsetof(c.workers_spawned), unsafe.Sizeof(c.workers_spawned)) {
+		st.WorkersSpawned = uint64(c.workers_spawned)
+	}
+	if filled(unsafe.Offsetof(c.retired_shrink), unsafe.Sizeof(c.retired_shrink)) {
+		st.RetiredShrink = uint64(c.retired_shrink)
+	}
+	if filled(unsafe.Offsetof(c.retired_removed), unsafe.Sizeof(c.retired_removed)) {
+		st.RetiredRemoved = uint64(c.retired_removed)
 	}
 	return st, nil
 }

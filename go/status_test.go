@@ -67,10 +67,45 @@ func TestStatusAndMetrics(t *testing.T) {
 	}
 }
 
+// awaitStats waits (10s at most) until f holds for the server's Stats.
+func (ts *testServer) awaitStats(what string, f func(Stats) bool) {
+	ts.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := ts.Stats()
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		if f(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.t.Fatalf("timed out waiting for %s; stats: %+v", what, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestRemoveWorker(t *testing.T) {
-	s := newTestServer(t, Config{Command: rustWorker(t), NumWorkers: 1}, true)
+	s := newTestServer(t, Config{Command: rustWorker(t), NumWorkers: 1}, false)
+	log := &eventLog{}
+	if err := s.Listen(log.add); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.pids()
+	if st, err := s.Stats(); err != nil || st.WorkersSpawned != 1 || st.RetiredRemoved != 0 {
+		t.Fatalf("stats after start (want WorkersSpawned 1, RetiredRemoved 0): %+v %v", st, err)
+	}
 	if err := s.RemoveWorker(1, false); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("pid 1: want ErrInvalidArgument, got %v", err)
+	}
+	removed := func(pid int64) func() bool {
+		return func() bool {
+			return log.find(func(e Event) bool { return e.Type == EventWorkerRemoved && e.Pid == pid })
+		}
 	}
 	// Killed during its task: the task fails with ErrWorker; the worker is replaced.
 	done := make(chan error, 1)
@@ -92,6 +127,10 @@ func TestRemoveWorker(t *testing.T) {
 		now := s.pids()
 		return len(now) == 1 && !now[keys(old)[0]]
 	})
+	waitFor(t, "EventWorkerRemoved of the killed worker", 10*time.Second, removed(keys(old)[0]))
+	s.awaitStats("RetiredRemoved 1 and WorkersSpawned 2", func(st Stats) bool {
+		return st.RetiredRemoved == 1 && st.WorkersSpawned == 2
+	})
 	// Stopped after its task: the task finishes.
 	done2 := make(chan error, 1)
 	go func() {
@@ -110,11 +149,25 @@ func TestRemoveWorker(t *testing.T) {
 		now := s.pids()
 		return len(now) == 1 && !now[keys(old)[0]]
 	})
+	waitFor(t, "EventWorkerRemoved of the stopped worker", 10*time.Second, removed(keys(old)[0]))
+	s.awaitStats("RetiredRemoved 2 and WorkersSpawned 3", func(st Stats) bool {
+		return st.RetiredRemoved == 2 && st.WorkersSpawned == 3
+	})
+	if EventWorkerRemoved.String() != "worker removed" {
+		t.Fatalf("name: %q", EventWorkerRemoved)
+	}
 }
 
 func TestElasticPool(t *testing.T) {
 	s := newTestServer(t, Config{Command: rustWorker(t), NumWorkers: 1, MaxWorkers: 3, SpawnRate: 2,
-		ScaleAfter: 10 * time.Millisecond, ScaleIdle: 200 * time.Millisecond}, true)
+		ScaleAfter: 10 * time.Millisecond, ScaleIdle: 200 * time.Millisecond}, false)
+	log := &eventLog{}
+	if err := s.Listen(log.add); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
 	if n := len(s.pids()); n != 1 {
 		t.Fatalf("%d workers at start, want the floor 1", n)
 	}
@@ -160,6 +213,20 @@ func TestElasticPool(t *testing.T) {
 		t.Fatalf("the pool grew to %d workers, want 2 to 3", grown)
 	}
 	waitFor(t, "the extra workers retired", 10*time.Second, func() bool { return len(s.pids()) == 1 })
+	// Every extra worker was spawned by a growth and retired by a shrink: the floor's
+	// worker stays.
+	s.awaitStats("RetiredShrink = WorkersSpawned - 1 >= 1", func(st Stats) bool {
+		return st.WorkersSpawned >= uint64(grown) && st.RetiredShrink == st.WorkersSpawned-1
+	})
+	waitFor(t, "EventPoolGrow (pid -1)", 10*time.Second, func() bool {
+		return log.find(func(e Event) bool { return e.Type == EventPoolGrow && e.Pid == -1 && e.Message != "" })
+	})
+	waitFor(t, "EventPoolShrink with a worker's pid", 10*time.Second, func() bool {
+		return log.find(func(e Event) bool { return e.Type == EventPoolShrink && e.Pid > 0 })
+	})
+	if EventPoolGrow.String() != "pool grow" || EventPoolShrink.String() != "pool shrink" {
+		t.Fatalf("names: %q %q", EventPoolGrow, EventPoolShrink)
+	}
 	// The untagged build refuses these fields; this one takes them, and checks them.
 	_, err := NewServer(Config{Command: rustWorker(t), NumWorkers: 4, MaxWorkers: 2})
 	if !errors.Is(err, ErrConfig) {

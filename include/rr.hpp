@@ -237,6 +237,10 @@ enum class EventType : int32_t {
     WorkerMaxMemory = RR_EVENT_WORKER_MAX_MEMORY,
     WorkerMaxJobs = RR_EVENT_WORKER_MAX_JOBS,
     QueueFull = RR_EVENT_QUEUE_FULL,
+    PoolGrow = RR_EVENT_POOL_GROW,                     // an elastic pool starts more workers; pid -1
+    PoolShrink = RR_EVENT_POOL_SHRINK,                 // an elastic pool stopped an idle extra worker (pid)
+    ReconfigureIgnored = RR_EVENT_RECONFIGURE_IGNORED, // reconfigure() kept the relay and relay timeout; pid -1
+    WorkerRemoved = RR_EVENT_WORKER_REMOVED,           // remove_worker() took worker pid out of the pool
 };
 
 // A snake_case name of `type` ("worker_construct", ...); "unknown" for other values.
@@ -260,6 +264,10 @@ inline const char *to_string(EventType type) noexcept {
     case EventType::WorkerMaxMemory: return "worker_max_memory";
     case EventType::WorkerMaxJobs: return "worker_max_jobs";
     case EventType::QueueFull: return "queue_full";
+    case EventType::PoolGrow: return "pool_grow";
+    case EventType::PoolShrink: return "pool_shrink";
+    case EventType::ReconfigureIgnored: return "reconfigure_ignored";
+    case EventType::WorkerRemoved: return "worker_removed";
     }
     return "unknown";
 }
@@ -437,8 +445,11 @@ struct Stats {
     uint64_t retired_stop_requested = 0;
     uint64_t retired_failed = 0;
     uint64_t retired_died = 0;
-    // Empty when the loaded library is older than the field.
+    // Added in 0.2: empty when the loaded library is older than the field.
     std::optional<uint64_t> tasks_cancelled;
+    std::optional<uint64_t> workers_spawned; // the first workers, replacements, an elastic pool's growth
+    std::optional<uint64_t> retired_shrink;  // extra workers of an elastic pool retired after scale_idle
+    std::optional<uint64_t> retired_removed; // workers removed by remove_worker()
 };
 
 // One event, copied out of the borrowed rr_event: keep it as long as you like.
@@ -684,9 +695,21 @@ class Server {
         out.retired_stop_requested = raw_stats.retired_stop_requested;
         out.retired_failed = raw_stats.retired_failed;
         out.retired_died = raw_stats.retired_died;
-        if (raw_stats.size >= offsetof(rr_pool_stats, tasks_cancelled) + sizeof raw_stats.tasks_cancelled) {
+        // A field the library did not fill (it is older) stays empty.
+#define RR_HPP_FILLED(field) (raw_stats.size >= offsetof(rr_pool_stats, field) + sizeof raw_stats.field)
+        if (RR_HPP_FILLED(tasks_cancelled)) {
             out.tasks_cancelled = raw_stats.tasks_cancelled;
         }
+        if (RR_HPP_FILLED(workers_spawned)) {
+            out.workers_spawned = raw_stats.workers_spawned;
+        }
+        if (RR_HPP_FILLED(retired_shrink)) {
+            out.retired_shrink = raw_stats.retired_shrink;
+        }
+        if (RR_HPP_FILLED(retired_removed)) {
+            out.retired_removed = raw_stats.retired_removed;
+        }
+#undef RR_HPP_FILLED
         return out;
     }
 

@@ -45,6 +45,6 @@ pub use pool::Stream;
 pub use queue::{Completion, CompletionQueue};
 pub use server::Server;
 pub use state::{WorkerInfo, WorkerState};
-pub use stats::PoolStats;
+pub use stats::{PoolStats, TaskOutcomes};
 pub use status::{ServerStatus, WorkerStatusEntry};
 pub use worker_side::WorkerSide;

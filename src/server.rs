@@ -230,11 +230,8 @@ impl Server {
                     config.relay_timeout.as_millis()
                 )
             });
-            let config = Config {
-                relay: current.config.relay.clone(),
-                relay_timeout: current.config.relay_timeout,
-                ..config
-            };
+            let config =
+                Config { relay: current.config.relay.clone(), relay_timeout: current.config.relay_timeout, ..config };
             let config = config.validate()?;
             // A socket relay's listener does the handshake, in the protocol it started with.
             if config.config.protocol != current.config.protocol {

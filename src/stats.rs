@@ -52,10 +52,10 @@ pub struct PoolStats {
 /// The live counters.
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub tasks_done: AtomicU64,
-    pub job_errors: AtomicU64,
-    pub worker_errors: AtomicU64,
-    pub exec_ttl_kills: AtomicU64,
+    tasks_done: AtomicU64,
+    job_errors: AtomicU64,
+    worker_errors: AtomicU64,
+    exec_ttl_kills: AtomicU64,
     pub timeouts: AtomicU64,
     pub queue_full: AtomicU64,
     retired: [AtomicU64; RetireReason::COUNT],
@@ -63,12 +63,74 @@ pub(crate) struct Counters {
     pub retired_died: AtomicU64,
     pub tasks_cancelled: AtomicU64,
     pub workers_spawned: AtomicU64,
+    /// Tasks answered without a job error, and worker errors other than exec_ttl kills:
+    /// counted on their own so that metrics never see a counter go down (a difference
+    /// of two counters read one after the other could).
+    tasks_ok: AtomicU64,
+    worker_failures: AtomicU64,
+}
+
+/// How many tasks ended each way, every figure a counter of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskOutcomes {
+    /// Answered.
+    pub ok: u64,
+    /// Answered with a job error.
+    pub job_error: u64,
+    /// Failed with their worker (exec_ttl kills apart).
+    pub worker_error: u64,
+    /// Killed for running past exec_ttl.
+    pub exec_ttl: u64,
+    /// Got no worker within allocate_timeout.
+    pub timeout: u64,
+    /// Refused because max_queue callers waited.
+    pub queue_full: u64,
+    /// Cancelled by their caller.
+    pub cancelled: u64,
 }
 
 impl Counters {
     /// Adds one to `counter`.
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a task answered without a job error.
+    pub(crate) fn answered(&self) {
+        Counters::bump(&self.tasks_done);
+        Counters::bump(&self.tasks_ok);
+    }
+
+    /// Counts a task answered with a job error.
+    pub(crate) fn job_error(&self) {
+        Counters::bump(&self.tasks_done);
+        Counters::bump(&self.job_errors);
+    }
+
+    /// Counts a task that failed with its worker (not for exec_ttl).
+    pub(crate) fn worker_error(&self) {
+        Counters::bump(&self.worker_errors);
+        Counters::bump(&self.worker_failures);
+    }
+
+    /// Counts a task killed for running past exec_ttl (a worker error too).
+    pub(crate) fn exec_ttl_kill(&self) {
+        Counters::bump(&self.worker_errors);
+        Counters::bump(&self.exec_ttl_kills);
+    }
+
+    /// The tasks by outcome.
+    pub(crate) fn outcomes(&self) -> TaskOutcomes {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        TaskOutcomes {
+            ok: read(&self.tasks_ok),
+            job_error: read(&self.job_errors),
+            worker_error: read(&self.worker_failures),
+            exec_ttl: read(&self.exec_ttl_kills),
+            timeout: read(&self.timeouts),
+            queue_full: read(&self.queue_full),
+            cancelled: read(&self.tasks_cancelled),
+        }
     }
 
     /// Counts a retirement for `reason`.

@@ -5,7 +5,7 @@
 
 use crate::config::Protocol;
 use crate::state::{WorkerInfo, WorkerState};
-use crate::stats::PoolStats;
+use crate::stats::{PoolStats, TaskOutcomes};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
@@ -40,6 +40,8 @@ pub struct ServerStatus {
     pub starting: u64,
     /// The server's counters, with the pool's waiting callers and members.
     pub counters: PoolStats,
+    /// The server's tasks by outcome (for metrics: each a counter of its own).
+    pub outcomes: TaskOutcomes,
     /// Every worker process: the members, and retired ones still stopping.
     pub workers: Vec<WorkerStatusEntry>,
 }
@@ -61,7 +63,7 @@ impl ServerStatus {
 
     /// The status document, UTF-8 JSON: keys `name`, `protocol`, `relay`, `workers_min`,
     /// `workers_max`, `workers_target`, `starting`, `waiting`, `workers_by_state`,
-    /// `counters` and `workers` (each with `pid`, `state`, `state_name`, `num_execs`,
+    /// `counters`, `tasks_by_outcome` and `workers` (each with `pid`, `state`, `state_name`, `num_execs`,
     /// `created_unix_ms`, `rss_bytes`, `task_ms`, null when idle).
     pub fn to_json(&self) -> String {
         let by_state: Map<String, Value> =
@@ -93,6 +95,15 @@ impl ServerStatus {
             "waiting": self.counters.waiting,
             "workers_by_state": by_state,
             "counters": counters_json(&self.counters),
+            "tasks_by_outcome": {
+                "ok": self.outcomes.ok,
+                "job_error": self.outcomes.job_error,
+                "worker_error": self.outcomes.worker_error,
+                "exec_ttl": self.outcomes.exec_ttl,
+                "timeout": self.outcomes.timeout,
+                "queue_full": self.outcomes.queue_full,
+                "cancelled": self.outcomes.cancelled,
+            },
             "workers": workers,
         });
         document.to_string()
@@ -117,24 +128,36 @@ impl ServerStatus {
                 let _ = writeln!(text, "{sample_name}{{{pool}{labels}}} {value}");
             }
         };
-        let states: Vec<_> = STATES
-            .iter()
-            .map(|&state| (format!(",state=\"{}\"", state.as_str()), self.count_in(state)))
-            .collect();
+        let states: Vec<_> =
+            STATES.iter().map(|&state| (format!(",state=\"{}\"", state.as_str()), self.count_in(state))).collect();
         family("rr_workers", "gauge", "Worker processes of the pool, by state.", &states);
-        family("rr_workers_min", "gauge", "Workers always running (num_workers).", &[(String::new(), self.workers_min)]);
+        family(
+            "rr_workers_min",
+            "gauge",
+            "Workers always running (num_workers).",
+            &[(String::new(), self.workers_min)],
+        );
         family("rr_workers_max", "gauge", "Most workers the pool may have.", &[(String::new(), self.workers_max)]);
-        let memory: Vec<_> =
-            self.workers.iter().map(|worker| (format!(",pid=\"{}\"", worker.info.pid), worker.info.rss_bytes)).collect();
+        // One sample per pid: a worker still stopping may share its pid with a new one
+        // (reaped, and the pid reused); the member's figure is the one kept.
+        let mut by_pid = std::collections::BTreeMap::new();
+        for worker in &self.workers {
+            let leaving = matches!(worker.info.state, WorkerState::Stopping | WorkerState::Stopped);
+            if !leaving || !by_pid.contains_key(&worker.info.pid) {
+                by_pid.insert(worker.info.pid, worker.info.rss_bytes);
+            }
+        }
+        let memory: Vec<_> = by_pid.iter().map(|(pid, rss)| (format!(",pid=\"{pid}\""), *rss)).collect();
         family("rr_worker_memory_bytes", "gauge", "Resident memory of each worker process.", &memory);
+        let o = &self.outcomes;
         let outcomes = [
-            ("ok", c.tasks_done.saturating_sub(c.job_errors)),
-            ("job_error", c.job_errors),
-            ("worker_error", c.worker_errors.saturating_sub(c.exec_ttl_kills)),
-            ("exec_ttl", c.exec_ttl_kills),
-            ("timeout", c.timeouts),
-            ("queue_full", c.queue_full),
-            ("cancelled", c.tasks_cancelled),
+            ("ok", o.ok),
+            ("job_error", o.job_error),
+            ("worker_error", o.worker_error),
+            ("exec_ttl", o.exec_ttl),
+            ("timeout", o.timeout),
+            ("queue_full", o.queue_full),
+            ("cancelled", o.cancelled),
         ];
         let outcomes: Vec<_> =
             outcomes.iter().map(|(outcome, value)| (format!(",outcome=\"{outcome}\""), *value)).collect();
@@ -151,8 +174,7 @@ impl ServerStatus {
             ("shrink", c.retired_shrink),
             ("removed", c.retired_removed),
         ];
-        let reasons: Vec<_> =
-            reasons.iter().map(|(reason, value)| (format!(",reason=\"{reason}\""), *value)).collect();
+        let reasons: Vec<_> = reasons.iter().map(|(reason, value)| (format!(",reason=\"{reason}\""), *value)).collect();
         family("rr_workers_retired", "counter", "Workers that left the pool, by reason.", &reasons);
         family("rr_workers_spawned", "counter", "Worker processes started.", &[(String::new(), c.workers_spawned)]);
         text.push_str("# EOF\n");
@@ -209,6 +231,7 @@ mod tests {
             workers_target: 2,
             starting: 0,
             counters: PoolStats { tasks_done: 10, job_errors: 2, waiting: 5, ..PoolStats::default() },
+            outcomes: TaskOutcomes { ok: 8, job_error: 2, ..TaskOutcomes::default() },
             workers: vec![
                 worker(11, WorkerState::Ready, None),
                 worker(12, WorkerState::Working, Some(Duration::from_millis(7))),
@@ -225,9 +248,22 @@ mod tests {
         assert_eq!(value["waiting"], 5);
         assert_eq!(value["workers_by_state"]["working"], 1);
         assert_eq!(value["counters"]["job_errors"], 2);
+        assert_eq!(value["tasks_by_outcome"]["ok"], 8);
         assert_eq!(value["workers"][0]["task_ms"], Value::Null);
         assert_eq!(value["workers"][1]["task_ms"], 7);
         assert_eq!(value["workers"][1]["state_name"], "working");
+    }
+
+    #[test]
+    fn a_pid_shared_by_a_stopping_worker_and_a_new_one_gives_one_sample() {
+        let mut shared = status("p");
+        let mut stopping = shared.workers[0].clone();
+        stopping.info.state = WorkerState::Stopping;
+        stopping.info.rss_bytes = 1;
+        shared.workers.insert(0, stopping);
+        let text = shared.to_openmetrics();
+        let samples: Vec<_> = text.lines().filter(|line| line.contains("pid=\"11\"")).collect();
+        assert_eq!(samples, ["rr_worker_memory_bytes{pool=\"p\",pid=\"11\"} 4096"]);
     }
 
     #[test]

@@ -112,8 +112,10 @@ impl WorkerStatus {
         }
     }
 
+    /// Notes that its host asked for it to leave; a kill is never downgraded to a
+    /// removal after the task.
     pub(crate) fn set_removal(&self, removal: Removal) {
-        self.removal.store(removal as u8, Ordering::Release);
+        self.removal.fetch_max(removal as u8, Ordering::AcqRel);
     }
 
     pub(crate) fn num_execs(&self) -> u64 {

@@ -267,3 +267,78 @@ fn the_config_checks_floor_ceiling_and_rate() {
     assert!(on_demand.is_elastic());
     assert_eq!(on_demand.ceiling(), 3);
 }
+
+/// CPU time this process used (user and system), from getrusage.
+fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) }, 0);
+    // SAFETY: filled above.
+    let usage = unsafe { usage.assume_init() };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// CPU time this process uses in one second of wall time in which it has nothing to do.
+fn cpu_of_an_idle_second() -> Duration {
+    let before = cpu_time();
+    std::thread::sleep(Duration::from_secs(1));
+    cpu_time() - before
+}
+
+#[test]
+fn the_supervisor_rests_after_growth_that_failed_and_on_a_retired_pool() {
+    common::isolated(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fail");
+        let server = Arc::new(common::started_with("pipes", &format!("failboot-if {}", path.display()), 1, |c| {
+            c.max_workers = 4;
+            c.scale_idle = Duration::from_millis(20);
+        }));
+        // From now on, new workers fail to start.
+        std::fs::write(&path, b"fail").unwrap();
+        // Growth while the command fails, with a worker still serving: the round fails,
+        // the pool goes on with the worker it has.
+        burst(&server, 3, b"!sleep:200");
+        std::fs::remove_file(&path).unwrap();
+        assert!(server.stats().unwrap().workers_spawned >= 1);
+        let idle = cpu_of_an_idle_second();
+        assert!(idle < Duration::from_millis(400), "{idle:?} of CPU in an idle second after a failed growth");
+
+        // A retired elastic pool whose old task still runs: its supervisor waits too.
+        let slow = {
+            let server = server.clone();
+            std::thread::spawn(move || server.exec(b"!sleep:2500", b"old pool"))
+        };
+        assert!(common::wait_until(10, || {
+            server.workers().unwrap().iter().any(|w| w.state == roadrunner::WorkerState::Working)
+        }));
+        server.reset().unwrap();
+        let idle = cpu_of_an_idle_second();
+        assert!(idle < Duration::from_millis(400), "{idle:?} of CPU in a second of a retired pool's stop");
+        assert_eq!(slow.join().unwrap().unwrap().body(), b"old pool");
+    });
+}
+
+#[test]
+fn idle_ttl_below_scale_idle_still_shrinks_an_elastic_pool() {
+    common::isolated(|| {
+        let server = Arc::new(elastic(1, 4, |c| {
+            c.idle_ttl = Duration::from_millis(150);
+            c.scale_idle = Duration::from_millis(400);
+        }));
+        burst(&server, 4, b"!sleep:300");
+        assert!(server.stats().unwrap().workers_spawned >= 3);
+        // Extras that leave for idle_ttl are not replaced: the pool comes back to its floor.
+        assert!(common::wait_until(20, || pids(&server).len() == 1), "{:?}", server.workers());
+        let spawned = server.stats().unwrap().workers_spawned;
+        // ... and stays there: the floor's worker alone is replaced when it idles too long.
+        assert!(common::wait_until(20, || server.stats().unwrap().retired_idle_ttl >= spawned));
+        let stats = server.stats().unwrap();
+        assert!(
+            stats.workers_spawned <= spawned + 3,
+            "extras keep being replaced: {} spawns after settling at {spawned}",
+            stats.workers_spawned
+        );
+    });
+}

@@ -111,7 +111,11 @@ fn one_busy_worker(
         let server = server.clone();
         std::thread::spawn(move || server.exec(context, body))
     };
-    assert!(common::wait_until(10, || server.workers().unwrap()[0].state == WorkerState::Working));
+    // Working, and long enough that the task has surely reached the worker (a worker
+    // killed before it read its task would have that task run on another one).
+    assert!(common::wait_until(10, || {
+        server.status().unwrap().workers[0].task_age.is_some_and(|age| age >= Duration::from_millis(100))
+    }));
     (server, pid, task)
 }
 

@@ -1,6 +1,8 @@
 """Server.exec_async on asyncio: answers, errors, and cancellation of the awaiting task."""
 
 import asyncio
+import os
+import threading
 import time
 import unittest
 
@@ -95,7 +97,9 @@ class ExecAsyncTest(PoolCase):
         new_pid = self.run_async(main())
         self.assertNotEqual(new_pid, pid)
         wait_until(lambda: not alive(pid), what="the cancelled task's worker killed")
-        self.assertEqual([w.pid for w in srv.workers()], [new_pid])
+        # The killed worker may still be listed ("stopping") until its stop finished.
+        wait_until(lambda: [w.pid for w in srv.workers()] == [new_pid],
+                   what="only the new worker listed", state=srv.workers)
         self.assertEqual(srv.stats().tasks_cancelled, 2)
         wait_until(lambda: set(children()) == {new_pid}, what="the killed worker reaped")
 
@@ -131,6 +135,49 @@ class ExecAsyncTest(PoolCase):
         self.assertIsInstance(running, rp.WorkerError)  # killed after destroy_timeout
         self.assertIsInstance(waiting, rp.StateError)
         self.assertGone([pid])
+
+    def test_close_on_another_thread_leaves_other_servers_queues_alone(self):
+        # A's queue, closed on another thread while A's loop is busy, must keep its
+        # descriptor until the loop stopped watching it: freed at once, its number is
+        # free for the next queue (B's), whose reader the loop then never registers
+        # (asyncio keeps A's stale entry for that number) or drops when A's removal runs.
+        a = self.server(num_workers=1)
+        b = self.server(num_workers=1)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            self.assertEqual((await a.exec_async(b"a")).body, b"a")
+            a_fd = a._queues[loop].fd  # A's queue and its descriptor exist now
+            closer = threading.Thread(target=a.close)
+            closer.start()
+            closer.join()  # blocks the loop: nothing scheduled on it runs meanwhile
+            self.assertTrue(a.closed)
+            # Take every descriptor below A's, and A's if it is free (as it was before
+            # the fix), so that B's queue gets A's number whenever that number is free.
+            held = []
+            try:
+                while True:
+                    fd = os.open(os.devnull, os.O_RDONLY)
+                    if fd >= a_fd:
+                        if fd > a_fd:
+                            os.close(fd)
+                        else:
+                            held.append(fd)
+                        break
+                    held.append(fd)
+                if held and held[-1] == a_fd:
+                    os.close(held.pop())
+                # Awaited directly (not in a task of its own), B's queue is made now,
+                # before anything scheduled on the loop meanwhile (A's clean-up) runs.
+                answer = await b.exec_async(b"b")
+            finally:
+                for fd in held:
+                    os.close(fd)
+            return answer
+
+        # It hung before the fix: main() times out, and the test fails, after 30 s.
+        self.assertEqual(self.run_async(main(), timeout=30.0).body, b"b")
+        self.assertEqual(self.run_async(b.exec_async(b"b again")).body, b"b again")
 
 
 if __name__ == "__main__":

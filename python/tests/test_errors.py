@@ -5,7 +5,8 @@ import time
 import unittest
 
 import roadrunner_pool as rp
-from support import PoolCase, children, rr_test_worker, wait_until
+from support import (PoolCase, alive, children, rr_test_worker, rr_test_worker_path,
+                     wait_until)
 
 
 class ExceptionClassesTest(unittest.TestCase):
@@ -72,7 +73,10 @@ class ExecErrorsTest(PoolCase):
         self.assertLess(time.monotonic() - t0, 5)
         self.assertEqual(cm.exception.status, rp.Status.EXEC_TTL)
         self.assertEqual(srv.exec(b"after").body, b"after")
-        self.assertNotEqual(srv.workers()[0].pid, pid)
+        # The killed worker may still be listed ("stopping") until its stop finished.
+        wait_until(lambda: pid not in {w.pid for w in srv.workers()} and not alive(pid),
+                   what="the killed worker gone", state=srv.workers)
+        self.assertEqual(len(srv.workers()), 1)
         self.assertEqual(srv.stats().exec_ttl_kills, 1)
 
     def test_queue_full(self):
@@ -132,6 +136,54 @@ class ConfigAndSpawnErrorsTest(PoolCase):
         self.assertIn("carrier-pigeon", cm.exception.message)
         with self.assertRaises(TypeError):
             rp.Server(rr_test_worker(), no_such_setting=1)
+        self.assertEqual(children(), {})
+
+    def test_a_nul_character_is_refused_not_cut(self):
+        # A C string ends at its first NUL: "ab\0cd" would silently be "ab". Each is a
+        # ConfigError naming the setting (and nothing is made).
+        cases = [
+            ("command", lambda: rp.Server(rr_test_worker() + " x\0y", num_workers=1)),
+            ("command", lambda: rp.Server([rr_test_worker_path(), "x\0y"], num_workers=1)),
+            ("command", lambda: rp.Server("ab\0cd")),
+            ("relay", lambda: rp.Server(rr_test_worker(), "pipes\0tcp://127.0.0.1:1")),
+            ("env key 'A\\x00B'", lambda: rp.Server(rr_test_worker(), env={"A\0B": "v"})),
+            ("env['K']", lambda: rp.Server(rr_test_worker(), env={"K": "v\0w"})),
+            ("cwd", lambda: rp.Server(rr_test_worker(), cwd="/tmp\0/etc")),
+            ("name", lambda: rp.Server(rr_test_worker(), name="pool\0x")),
+        ]
+        for setting, make in cases:
+            with self.subTest(setting=setting):
+                with self.assertRaises(rp.ConfigError) as cm:
+                    make()
+                self.assertIn(setting, cm.exception.message)
+                self.assertIn("NUL", cm.exception.message)
+                self.assertEqual(cm.exception.status, rp.Status.CONFIG)
+        srv = self.server(num_workers=1)
+        with self.assertRaises(rp.ConfigError) as cm:
+            srv.reconfigure(env={"K": "v\0w"})
+        self.assertIn("env['K']", cm.exception.message)
+        with self.assertRaises(rp.ConfigError) as cm:
+            rp.Worker("unix:///tmp/a\0b")
+        self.assertIn("relay", cm.exception.message)
+        self.assertEqual(len(children()), 1)
+
+    def test_a_protocol_is_1_or_2_for_server_and_worker_alike(self):
+        # The C parameter is a uint32_t: -1 used to reach it as 4294967295, and 2**32 + 1
+        # as 1 (accepted).
+        for protocol in (-1, 0, 3, 2 ** 32 + 1, True, 1.0, "1"):
+            for make in (lambda p: rp.Server(rr_test_worker(), protocol=p),
+                         # (not pipes: a protocol wrapped to 1 would take this
+                         # process's stdin and stdout)
+                         lambda p: rp.Worker("unix:///nonexistent/dir/rr.sock", protocol=p)):
+                with self.subTest(protocol=protocol, make=make):
+                    with self.assertRaises(rp.ConfigError) as cm:
+                        make(protocol)
+                    self.assertEqual(cm.exception.status, rp.Status.CONFIG)
+                    self.assertIn(f"not {protocol!r}", cm.exception.message)
+                    self.assertNotIn("4294967295", cm.exception.message)
+        with self.assertRaises(rp.ConfigError) as cm:
+            rp.Server(rr_test_worker(), codec=rp.CODEC_RAW + 256)  # a uint8_t would wrap
+        self.assertIn("codec", cm.exception.message)
         self.assertEqual(children(), {})
 
     def test_spawn_errors(self):

@@ -2,11 +2,13 @@
 
 import contextlib
 import io
+import os
+import re
 import threading
 import unittest
 
 import roadrunner_pool as rp
-from support import PoolCase, wait_until
+from support import REPO, PoolCase, wait_until
 
 
 class EventsTest(PoolCase):
@@ -91,6 +93,46 @@ class EventsTest(PoolCase):
         wait_until(lambda: outcome, what="the refused close")
         self.assertFalse(srv.closed)
         self.assertEqual(srv.exec(b"alive").body, b"alive")
+
+    def test_a_reconfigure_with_another_relay_reports_what_it_ignored(self):
+        srv = self.server(num_workers=2)
+        events = []
+        srv.on_event(events.append)
+        srv.reconfigure(relay="tcp://127.0.0.1:7123", num_workers=1)
+        ignored = wait_until(lambda: [e for e in list(events)
+                                      if e.type == rp.EventType.RECONFIGURE_IGNORED],
+                             what="RECONFIGURE_IGNORED", state=lambda: events)
+        self.assertEqual(len(ignored), 1)
+        self.assertIs(type(ignored[0].type), rp.EventType)
+        self.assertEqual(ignored[0].pid, -1)
+        self.assertIn("127.0.0.1:7123", ignored[0].message)
+        # The server kept its relay; the rest was applied.
+        self.assertEqual(srv.relay, "pipes")
+        self.assertEqual(srv.status()["relay"], "pipes")
+        self.assertEqual(len(srv.workers()), 1)
+        self.assertEqual(srv.exec(b"over pipes").body, b"over pipes")
+
+    def test_remove_worker_reports_worker_removed(self):
+        srv = self.server(num_workers=2)
+        events = []
+        srv.on_event(events.append)
+        pid = srv.workers()[0].pid
+        srv.remove_worker(pid)
+        removed = wait_until(lambda: [e for e in list(events)
+                                      if e.type == rp.EventType.WORKER_REMOVED],
+                             what="WORKER_REMOVED", state=lambda: events)
+        self.assertEqual([e.pid for e in removed], [pid])
+        self.assertIs(type(removed[0].type), rp.EventType)
+
+
+class EventTypeTest(unittest.TestCase):
+    def test_every_event_type_of_rr_h(self):
+        with open(os.path.join(REPO, "include", "rr.h"), encoding="utf-8") as f:
+            defined = {name: int(value) for name, value in
+                       re.findall(r"^#define RR_EVENT_(\w+) (\d+)$", f.read(), re.M)}
+        self.assertGreaterEqual(len(defined), 22)
+        self.assertEqual({t.name: t.value for t in rp.EventType}, defined)
+        self.assertEqual(rp.EventType.WORKER_REMOVED, 310)
 
 
 if __name__ == "__main__":

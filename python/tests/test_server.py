@@ -2,12 +2,16 @@
 workers()/stats(), the GIL released during exec, and the bundled library."""
 
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
 import unittest
 
 import roadrunner_pool as rp
-from support import PoolCase, alive, children, rr_test_worker, rr_test_worker_path, wait_until
+from support import (REPO, PoolCase, alive, children, rr_test_worker, rr_test_worker_path,
+                     wait_until)
 
 
 class ExecTest(PoolCase):
@@ -196,6 +200,42 @@ class LifeCycleTest(PoolCase):
         with self.assertRaises(rp.StateError):
             srv.reconfigure(num_workers=2)
 
+    def test_reconfigure_keeps_the_relay_and_relay_timeout(self):
+        # The library ignores both on reconfigure (RECONFIGURE_IGNORED): so does the
+        # object, whose relay, settings and repr tell what runs.
+        srv = self.server(num_workers=2, relay_timeout=30.0)
+        srv.reconfigure(relay="tcp://127.0.0.1:7123", num_workers=1)
+        self.assertEqual(srv.relay, "pipes")
+        self.assertEqual(srv.status()["relay"], "pipes")
+        self.assertIn(" pipes ", repr(srv))
+        self.assertNotIn("7123", repr(srv))
+        self.assertEqual(len(srv.workers()), 1)
+        self.assertEqual(srv.settings["num_workers"], 1)
+        srv.reconfigure(relay_timeout=5.0, max_jobs=3)
+        self.assertEqual(srv.settings["relay_timeout"], 30.0)
+        self.assertEqual(srv.settings["max_jobs"], 3)
+        self.assertFalse(srv.differs(), "the object's settings drifted from the server's")
+        self.assertEqual(srv.exec(b"still pipes").body, b"still pipes")
+
+    def test_differs_tells_what_needs_a_new_server(self):
+        srv = self.server(num_workers=2, start=False)
+        self.assertTrue(srv.differs(relay="tcp://127.0.0.1:7123"))
+        self.assertTrue(srv.differs(relay_timeout=5.0))
+        self.assertFalse(srv.differs(num_workers=5))
+        self.assertFalse(srv.differs(relay="pipe"))  # compared as parsed
+        self.assertFalse(srv.differs(relay="pipes", relay_timeout=60.0))
+        self.assertFalse(srv.differs(command=[rr_test_worker_path(), "echo"], max_jobs=1,
+                                     env={"A": "b"}))
+        self.assertFalse(srv.differs())
+        with self.assertRaises(TypeError):
+            srv.differs(no_such_setting=1)
+        with self.assertRaises(rp.ConfigError):
+            srv.differs(relay_timeout="soon")
+        self.assertEqual(srv.settings["num_workers"], 2)  # nothing applied
+        tcp = self.server(relay="tcp://127.0.0.1:7124", num_workers=1, start=False)
+        self.assertTrue(tcp.differs(relay="pipes"))
+        self.assertFalse(tcp.differs(relay="tcp://127.0.0.1:7124", num_workers=4))
+
 
 class ForkTest(PoolCase):
     def test_a_forked_child_leaves_the_parents_workers_alone(self):
@@ -273,11 +313,41 @@ class PackageTest(unittest.TestCase):
         for name in rp.__all__:
             self.assertTrue(hasattr(rp, name), name)
 
-    def test_every_setting_is_a_keyword_of_server(self):
+    def test_every_setting_of_rr_h_is_a_keyword_of_server(self):
+        # Each rr_config_set_* of include/rr.h, named as the package names it: durations
+        # lose "_ms" (they are seconds), the directory is `cwd`; the rest keep their names
+        # (max_memory_bytes, max_frame_bytes included). A setter added to rr.h and not to
+        # the package fails here.
         import inspect
+        with open(os.path.join(REPO, "include", "rr.h"), encoding="utf-8") as f:
+            header = f.read()
+        setters = set(re.findall(r"^(?:RR_MUST_USE\s+)?\w+\s+rr_config_set_(\w+)\s*\(",
+                                 header, re.M))
+        self.assertGreaterEqual(len(setters), 25)
+
+        def python_name(c_name):
+            if c_name == "dir":
+                return "cwd"
+            return c_name[:-len("_ms")] if c_name.endswith("_ms") else c_name
+
+        expected = sorted(python_name(n) for n in setters)
         params = inspect.signature(rp.Server).parameters
-        self.assertEqual(sorted(p for p in params if p not in ("command", "relay")),
-                         sorted(rp.SETTING_NAMES))
+        self.assertEqual(sorted(p for p in params if p not in ("command", "relay")), expected)
+        self.assertEqual(sorted(rp.SETTING_NAMES), expected)
+        from roadrunner_pool import _lib
+        for name in setters:
+            self.assertIn("rr_config_set_" + name, _lib.DECLARATIONS)
+
+
+class ExampleTest(unittest.TestCase):
+    def test_example_without_a_worker_command_prints_its_usage(self):
+        result = subprocess.run([sys.executable, os.path.join(REPO, "python", "example.py")],
+                                capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(result.stdout, "")
+        self.assertIn("usage: ", result.stderr)
+        self.assertIn("WORKER-COMMAND", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
 
 
 if __name__ == "__main__":

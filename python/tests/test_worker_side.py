@@ -37,7 +37,9 @@ class PythonWorkerMixin:
         self.assertEqual(answer.context, b"pid")
         new = int(answer.body)
         self.assertNotEqual(new, pid)
-        self.assertEqual([w.pid for w in srv.workers()], [new])
+        # The retired worker is listed ("stopping") until its stop finished.
+        wait_until(lambda: [w.pid for w in srv.workers()] == [new],
+                   what="only the new worker listed", state=srv.workers)
         self.assertEqual(srv.stats().retired_stop_requested, 1)
         wait_until(lambda: not alive(pid), what="the worker that asked to stop gone")
 

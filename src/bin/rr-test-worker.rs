@@ -41,6 +41,10 @@ fn main() {
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
         }
         "boot-sleep" => std::thread::sleep(Duration::from_millis(arg.parse().unwrap_or(0))),
+        "failboot-if" if std::path::Path::new(arg).exists() => {
+            eprintln!("failboot-if: {arg} exists");
+            std::process::exit(1);
+        }
         _ => {}
     }
     let mut side =

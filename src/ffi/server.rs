@@ -273,15 +273,16 @@ pub unsafe extern "C" fn rr_exec(
 
 /// Writes the status of `s`'s pool as a JSON object to `*out`: the pool (`name`,
 /// `protocol`, `relay`, `workers_min`, `workers_max`, `workers_target`, `starting`,
-/// `waiting`, `workers_by_state`, and `counters`, the fields of `rr_pool_stats` by name)
-/// and every worker process it owns, stopping ones included (`workers`: objects with
-/// `pid`, `state`, `state_name`, `num_execs`, `created_unix_ms`, `rss_bytes` and
-/// `task_ms`, the age of its current task, null when it has none). UTF-8, no newline.
-/// Like PHP-FPM's `?json&full`; serve it on whatever endpoint the host has.
+/// `waiting`, `workers_by_state`, `counters`, the fields of `rr_pool_stats` by name, and
+/// `tasks_by_outcome`, the outcomes of `rr_server_metrics`) and every worker process it
+/// owns, stopping ones included (`workers`: objects with `pid`, `state`, `state_name`,
+/// `num_execs`, `created_unix_ms`, `rss_bytes` and `task_ms`, the age of its current
+/// task, null when it has none). UTF-8, no newline. Like PHP-FPM's `?json&full`; serve it
+/// on whatever endpoint the host has.
 ///
 /// On success `*out` receives a string the caller owns and releases with
-/// `rr_string_free`. Does not wait for tasks (it reads each worker's memory from /proc).
-/// Any thread.
+/// `rr_string_free`; on failure `*out` is left as it is. Does not wait for tasks (it
+/// reads each worker's memory from /proc). Any thread, an event callback included.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
 /// `RR_STATUS_STATE` when the server is not started.
@@ -305,7 +306,8 @@ pub unsafe extern "C" fn rr_server_status_json(
 /// content type `application/openmetrics-text; version=1.0.0; charset=utf-8`.
 ///
 /// On success `*out` receives a string the caller owns and releases with
-/// `rr_string_free`. Does not wait for tasks. Any thread.
+/// `rr_string_free`; on failure `*out` is left as it is. Does not wait for tasks. Any
+/// thread, an event callback included.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` or `out` is NULL;
 /// `RR_STATUS_STATE` when the server is not started.
@@ -346,9 +348,11 @@ unsafe fn write_status(
 /// replacement (up to its target). With `kill` false, an idle worker is stopped
 /// gracefully at once (stop command, then signals after destroy_timeout) and a busy one
 /// after its current task, which completes normally. With `kill` true, it is killed at
-/// once (SIGKILL); a task it was running fails with `RR_STATUS_WORKER_ERROR`. Either way
-/// `RR_EVENT_WORKER_REMOVED` reports it and `rr_pool_stats.retired_removed` counts it.
-/// Does not block. Any thread.
+/// once (SIGKILL); a task it was running fails with `RR_STATUS_WORKER_ERROR` (one whose
+/// task had not reached it yet runs on another worker, as after any death). Either way
+/// `RR_EVENT_WORKER_REMOVED` reports it and `rr_pool_stats.retired_removed` counts it,
+/// but for a worker that failed on its own meanwhile (it counts as failed, as it would
+/// have). Does not block. Any thread, an event callback included.
 ///
 /// Returns `RR_STATUS_OK`; `RR_STATUS_NULL_ARGUMENT` when `s` is NULL;
 /// `RR_STATUS_INVALID_ARGUMENT` when `pid` is not the pid of a worker of the current

@@ -92,7 +92,7 @@ impl Pool {
             return;
         }
         let before = Pool::have(&workers);
-        workers.target = workers.target.max(before) + step;
+        workers.target = (workers.target.max(before) + step).min(self.config.config.ceiling() as usize);
         workers.growth.step = (workers.growth.step * 2).min(self.config.config.spawn_rate as usize);
         let message = format!(
             "starting {step} more worker{}: {waiting} waiting, the oldest for {} ms; {before} -> {} workers (at most {})",
@@ -132,6 +132,16 @@ impl Pool {
             let worker = workers.idle.swap_remove(i);
             workers.target = workers.target.saturating_sub(1).max(floor);
             self.retire(&mut workers, worker, Leaving::Limit(RetireReason::Shrink), false);
+        }
+    }
+
+    /// An idle worker leaves for one of its limits (ttl, idle_ttl, max_memory): an
+    /// elastic pool above its floor does not replace it (it was idle: nobody needs it),
+    /// or its extra workers would be replaced forever and never shrink.
+    pub(super) fn forgo_idle_extra(&self, workers: &mut Workers) {
+        let floor = self.config.config.num_workers as usize;
+        if self.config.config.is_elastic() && workers.target > floor {
+            workers.target -= 1;
         }
     }
 

@@ -229,7 +229,7 @@ impl Pool {
                     Ok(Chunk::More(chunk)) => joined.append_body(&chunk),
                     Ok(Chunk::Last(chunk)) => {
                         joined.append_body(&chunk);
-                        Counters::bump(&self.counters.tasks_done);
+                        self.counters.answered();
                         lease.give_back();
                         return Ok(joined);
                     }
@@ -262,13 +262,12 @@ impl Pool {
             };
             match result {
                 Ok(Outcome::Answer(payload)) => {
-                    Counters::bump(&self.counters.tasks_done);
+                    self.counters.answered();
                     lease.give_back();
                     return Ok(Started::Answer(payload));
                 }
                 Ok(Outcome::JobError(message)) => {
-                    Counters::bump(&self.counters.tasks_done);
-                    Counters::bump(&self.counters.job_errors);
+                    self.counters.job_error();
                     let pid = lease.worker().pid();
                     lease.give_back();
                     return Err(Error::job(pid, message).into());
@@ -279,9 +278,7 @@ impl Pool {
                     // The worker was gone (or broken) before the task reached it:
                     // replace it, and run the task on another worker; the caller never
                     // sees this one.
-                    let failure = lease.worker().failure(&error, ErrorKind::WorkerError, error.peer_closed());
-                    lease.retire(Leaving::Failed(&failure));
-                    undelivered = Some(failure);
+                    undelivered = Some(lease.retire_undelivered(&error));
                 }
                 Err(failure) => return Err(self.task_failed(lease, failure).into()),
             }
@@ -293,7 +290,7 @@ impl Pool {
     /// (counted as a worker error): `undelivered`, why the last worker never got it, or
     /// else its workers all asked to be replaced.
     fn gave_up_rerouting(&self, undelivered: Option<Error>) -> Error {
-        Counters::bump(&self.counters.worker_errors);
+        self.counters.worker_error();
         match undelivered {
             Some(failure) => failure.context(format!(
                 "{} workers in a row were gone before the task reached them; the last one",
@@ -321,7 +318,7 @@ impl Pool {
                     ErrorKind::ExecTtl,
                     false,
                 );
-                Counters::bump(&self.counters.exec_ttl_kills);
+                self.counters.exec_ttl_kill();
                 self.events.emit(EventKind::WorkerExecTtl, Some(pid), Some(error.message().to_string()));
                 error
             }
@@ -330,7 +327,7 @@ impl Pool {
                     ErrorKind::WorkerError,
                     format!("worker {pid} was killed by its host (remove_worker) while it ran the task"),
                 );
-                Counters::bump(&self.counters.worker_errors);
+                self.counters.worker_error();
                 lease.retire(Leaving::Limit(RetireReason::Removed));
                 return error;
             }
@@ -339,15 +336,16 @@ impl Pool {
                 lease.worker().failure(relay_error, ErrorKind::WorkerError, closed)
             }
         };
-        Counters::bump(&self.counters.worker_errors);
+        if error.kind() != ErrorKind::ExecTtl {
+            self.counters.worker_error();
+        }
         lease.retire(Leaving::Failed(&error));
         error
     }
 
     /// A streamed answer that the worker ended with a job error: the worker is sound.
     fn stream_job_error(&self, lease: Lease, message: Vec<u8>) -> Error {
-        Counters::bump(&self.counters.tasks_done);
-        Counters::bump(&self.counters.job_errors);
+        self.counters.job_error();
         let mut lease = lease;
         let pid = lease.worker().pid();
         lease.give_back();
@@ -388,8 +386,10 @@ impl Pool {
             let counters = self.counters.snapshot(workers.waiters.len() as u64, workers.members.len() as u64);
             (statuses, counters, workers.target, workers.starting)
         };
-        let mut entries: Vec<_> =
-            statuses.iter().map(|status| WorkerStatusEntry { info: status.info(), task_age: status.task_age() }).collect();
+        let mut entries: Vec<_> = statuses
+            .iter()
+            .map(|status| WorkerStatusEntry { info: status.info(), task_age: status.task_age() })
+            .collect();
         entries.sort_by_key(|entry| entry.info.created);
         ServerStatus {
             name: config.name.clone(),
@@ -400,6 +400,7 @@ impl Pool {
             workers_target: target as u64,
             starting: starting as u64,
             counters,
+            outcomes: self.counters.outcomes(),
             workers: entries,
         }
     }

@@ -331,15 +331,14 @@ fn conclude(pool: &Arc<Pool>, task: Running, result: Result<Step, TaskFailure>) 
     }
     match result {
         Ok(Step::Outcome(Outcome::Answer(payload))) => {
-            Counters::bump(&pool.counters.tasks_done);
+            pool.counters.answered();
             // The worker first: it may start the next task in line while the answer is
             // being posted.
             lease.give_back_in_arrival_order();
             task.ticket.complete(Ok(payload));
         }
         Ok(Step::Outcome(Outcome::JobError(message)) | Step::Chunk(Chunk::JobError(message))) => {
-            Counters::bump(&pool.counters.tasks_done);
-            Counters::bump(&pool.counters.job_errors);
+            pool.counters.job_error();
             let pid = lease.worker().pid();
             lease.give_back_in_arrival_order();
             task.ticket.complete(Err(Error::job(pid, message)));
@@ -347,7 +346,7 @@ fn conclude(pool: &Arc<Pool>, task: Running, result: Result<Step, TaskFailure>) 
         Ok(Step::Chunk(Chunk::Last(chunk))) => {
             let mut joined = joined.expect("a stream");
             joined.append_body(&chunk);
-            Counters::bump(&pool.counters.tasks_done);
+            pool.counters.answered();
             lease.give_back_in_arrival_order();
             task.ticket.complete(Ok(joined));
         }
@@ -359,8 +358,7 @@ fn conclude(pool: &Arc<Pool>, task: Running, result: Result<Step, TaskFailure>) 
             unreachable!("progress keeps reading a stream")
         }
         Err(TaskFailure { error, delivered: false }) => {
-            let failure = lease.worker().failure(&error, ErrorKind::WorkerError, error.peer_closed());
-            lease.retire(Leaving::Failed(&failure));
+            let failure = lease.retire_undelivered(&error);
             pool.reroute(task, Some(failure));
         }
         Err(failure) => {

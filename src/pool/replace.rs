@@ -16,6 +16,16 @@ use crate::stats::Counters;
 use crate::worker::Worker;
 use std::sync::Arc;
 
+/// What `reserve_refill` found.
+pub(super) enum Refill {
+    /// Start this many workers (reserved: counted as starting).
+    Start(usize),
+    /// Workers are being started; none more is missing.
+    InFlight,
+    /// The pool is at its target (or not running).
+    Complete,
+}
+
 /// A worker just started, with its CPU if it was pinned to one.
 pub(super) struct Spawned {
     worker: Worker,
@@ -60,36 +70,20 @@ impl Pool {
 
     /// Starts `count` workers in parallel (a slow boot costs once, not `count` times).
     fn spawn_many(&self, count: usize) -> Vec<Result<Spawned>> {
-        let spawn_one = || {
-            let spawned = self.spawn_one();
-            match &spawned {
-                Ok(spawned) => {
-                    Counters::bump(&self.counters.workers_spawned);
-                    self.events.emit(EventKind::WorkerConstruct, Some(spawned.worker.pid()), None)
-                }
-                Err(e) => self.events.emit(EventKind::WorkerError, e.pid(), Some(e.message().to_string())),
+        in_parallel(count, || self.spawn_reported())
+    }
+
+    /// Starts one worker, counted and told as an event (or its failure told).
+    fn spawn_reported(&self) -> Result<Spawned> {
+        let spawned = self.spawn_one();
+        match &spawned {
+            Ok(spawned) => {
+                Counters::bump(&self.counters.workers_spawned);
+                self.events.emit(EventKind::WorkerConstruct, Some(spawned.worker.pid()), None)
             }
-            spawned
-        };
-        if count == 1 {
-            return vec![spawn_one()];
+            Err(e) => self.events.emit(EventKind::WorkerError, e.pid(), Some(e.message().to_string())),
         }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..count)
-                .map(|_| std::thread::Builder::new().name("rr-spawn-wait".into()).spawn_scoped(scope, spawn_one))
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| match handle {
-                    Ok(handle) => handle
-                        .join()
-                        .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "a spawn thread panicked"))),
-                    Err(e) => {
-                        Err(Error::new(ErrorKind::Spawn, format!("cannot start a thread to spawn a worker: {e}")))
-                    }
-                })
-                .collect()
-        })
+        spawned
     }
 
     /// Starts one worker, on its own CPU with `worker_cpu_affinity`.
@@ -149,36 +143,35 @@ impl Pool {
     /// Reserves the workers the pool misses to be back at its target (`num_workers`,
     /// or what an elastic pool grew to; an elastic pool also stays under its ceiling,
     /// counting the workers still stopping): counted as starting, for
-    /// [`Pool::spawn_reserved`] to start. `None` when none is missing.
-    pub(super) fn reserve_refill(&self) -> Option<usize> {
+    /// [`Pool::spawn_reserved`] to start.
+    pub(super) fn reserve_refill(&self) -> Refill {
         let mut workers = self.workers.lock();
         if workers.phase != Phase::Running {
-            return None;
+            return Refill::Complete;
         }
         let mut missing = workers.target.saturating_sub(Pool::have(&workers));
         if self.config.config.is_elastic() {
             missing = missing.min(self.room_under_ceiling(&workers));
         }
-        workers.starting += missing;
-        (missing > 0).then_some(missing)
+        if missing > 0 {
+            workers.starting += missing;
+            Refill::Start(missing)
+        } else if workers.starting > 0 {
+            Refill::InFlight
+        } else {
+            Refill::Complete
+        }
     }
 
     /// Starts the `missing` workers reserved by `reserve_refill`, in parallel, and
-    /// admits them. On failure, returns the last spawn error and whether the pool has
+    /// admits each as it comes up. On failure, returns the last spawn error and whether the pool has
     /// no member left.
     pub(super) fn spawn_reserved(self: &Arc<Self>, missing: usize) -> Option<(Error, bool)> {
-        let results = self.spawn_many(missing);
-        let mut last_failure = None;
-        let mut failures = 0;
-        for result in results {
-            match result {
-                Ok(spawned) => self.admit(spawned),
-                Err(error) => {
-                    failures += 1;
-                    last_failure = Some(error);
-                }
-            }
-        }
+        // Each worker is admitted as soon as it is up: a waiting caller takes the first
+        // one, not the slowest boot of the round.
+        let results = in_parallel(missing, || self.spawn_reported().map(|spawned| self.admit(spawned)));
+        let failures = results.iter().filter(|result| result.is_err()).count();
+        let last_failure = results.into_iter().filter_map(Result::err).last();
         // Counted as starting until admitted: a round reserved meanwhile does not start
         // them twice.
         let mut workers = self.workers.lock();
@@ -209,4 +202,26 @@ impl Pool {
         self.events.emit(EventKind::PoolError, None, Some(error.message().to_string()));
         (self.on_failure)(self, &error);
     }
+}
+
+/// Runs `run` `count` times at once, on threads of their own (`rr-spawn-wait`; inline
+/// for one), and returns the results; a thread that cannot be made is a spawn error.
+fn in_parallel<T: Send>(count: usize, run: impl Fn() -> Result<T> + Sync) -> Vec<Result<T>> {
+    if count == 1 {
+        return vec![run()];
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|_| std::thread::Builder::new().name("rr-spawn-wait".into()).spawn_scoped(scope, &run))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| match handle {
+                Ok(handle) => {
+                    handle.join().unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "a spawn thread panicked")))
+                }
+                Err(e) => Err(Error::new(ErrorKind::Spawn, format!("cannot start a thread to spawn a worker: {e}"))),
+            })
+            .collect()
+    })
 }

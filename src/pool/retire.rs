@@ -109,6 +109,7 @@ impl Pool {
                 let worker = &workers.idle[i];
                 if let Some(reason) = worker.limits().while_idle(worker.started(), worker.idle_since()) {
                     let worker = workers.idle.swap_remove(i);
+                    self.forgo_idle_extra(&mut workers);
                     self.retire(&mut workers, worker, Leaving::Limit(reason), false);
                 } else {
                     idle_workers.push((worker.id(), worker.pid()));
@@ -128,6 +129,7 @@ impl Pool {
                 for id in heavy {
                     if let Some(i) = workers.idle.iter().position(|w| w.id() == id) {
                         let worker = workers.idle.swap_remove(i);
+                        self.forgo_idle_extra(&mut workers);
                         self.retire(&mut workers, worker, Leaving::Limit(RetireReason::MaxMemory), false);
                     }
                 }

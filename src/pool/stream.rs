@@ -70,7 +70,7 @@ impl Stream {
                         Ok(Some(chunk))
                     }
                     Ok(Chunk::Last(chunk)) => {
-                        Counters::bump(&pool.counters.tasks_done);
+                        pool.counters.answered();
                         lease.give_back();
                         Ok(Some(chunk))
                     }

@@ -175,7 +175,7 @@ impl Pool {
     /// Completes the waiting tasks whose allocate deadline passed, with a timeout.
     /// Returns the next deadline of a waiting task.
     pub(super) fn expire_waiting_tasks(&self, now: Instant) -> Option<Instant> {
-        let (expired, busy, next) = {
+        let (expired, (busy, members), next) = {
             let mut workers = self.workers.lock();
             match workers.next_task_deadline {
                 Some(next) if next <= now => {}
@@ -186,10 +186,10 @@ impl Pool {
             let expired = workers.waiters.remove_tasks_due(now);
             let next = workers.waiters.earliest_task_deadline();
             workers.next_task_deadline = next;
-            (expired, workers.busy, next)
+            (expired, (workers.busy, workers.members.len()), next)
         };
         for task in expired {
-            task.ticket.complete(Err(self.allocate_timed_out(busy)));
+            task.ticket.complete(Err(self.allocate_timed_out(busy, members)));
         }
         next
     }

@@ -6,6 +6,7 @@
 //! the owner rebuilds the pool, and the loop goes on stopping the workers retired to
 //! it until the pool stops: no worker is left to run on without a supervisor.
 
+use super::replace::Refill;
 use super::Pool;
 use crate::error::{Error, ErrorKind};
 use crate::fault::{self, FaultPoint};
@@ -130,7 +131,17 @@ impl Loops {
     /// Starts the workers the pool misses (see `Pool::reserve_refill`) on a thread of
     /// their own, which reports the round with `Order::Spawned`.
     fn refill(&mut self, pool: &Arc<Pool>) {
-        let Some(missing) = pool.reserve_refill() else { return };
+        let missing = match pool.reserve_refill() {
+            Refill::Start(missing) => missing,
+            Refill::InFlight => return,
+            Refill::Complete => {
+                // At its target (an elastic pool gave up the growth that failed): no
+                // pause is due any more.
+                self.failed_rounds = 0;
+                self.backoff = REFILL_BACKOFF_MIN;
+                return;
+            }
+        };
         let spawning = pool.clone();
         let round = move || {
             let outcome = spawning.spawn_reserved(missing);
@@ -187,11 +198,14 @@ impl Loops {
 /// shrink an elastic pool.
 fn supervise(pool: &Weak<Pool>, inbox: &Receiver<Order>, loops: &mut Loops) {
     loop {
+        // The timers matter only while the pool runs: a retired or failed pool waits for
+        // orders alone (a timer left in the past would make this loop spin).
         let mut wait = Duration::from_secs(3600);
-        let growth_due = pool.upgrade().and_then(|pool| pool.growth_due());
-        let paused = (loops.failed_rounds > 0).then_some(loops.next_refill);
-        for next in [loops.next_watch, loops.next_shrink, growth_due, paused].into_iter().flatten() {
-            wait = wait.min(next.saturating_duration_since(Instant::now()));
+        if let Some(pool) = pool.upgrade().filter(|pool| pool.is_running()) {
+            let paused = (loops.failed_rounds > 0).then_some(loops.next_refill);
+            for next in [loops.next_watch, loops.next_shrink, pool.growth_due(), paused].into_iter().flatten() {
+                wait = wait.min(next.saturating_duration_since(Instant::now()));
+            }
         }
         let order = match inbox.recv_timeout(wait) {
             Ok(order) => Some(order),

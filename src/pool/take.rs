@@ -11,11 +11,11 @@ use super::{ExecError, Phase, Pool, Workers};
 use crate::error::{Error, ErrorKind};
 use crate::event::EventKind;
 use crate::handoff::{Claimed, Delivery, Handed, LentTask, Slot};
-use crate::relay::Sent;
+use crate::limits::RetireReason;
+use crate::relay::{RelayError, Sent};
 use crate::state::WorkerState;
 use crate::stats::Counters;
 use crate::sys;
-use crate::limits::RetireReason;
 use crate::worker::{Removal, TaskFailure, Worker};
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,13 +86,15 @@ impl Lease {
         let pool = self.pool.clone();
         let worker = self.worker();
         let pid = worker.pid();
+        // Its host asked for it to leave (checked again under the lock below, which
+        // `remove_worker` takes too).
+        if worker.status().removal() != Removal::None {
+            return self.retire(Leaving::Limit(RetireReason::Removed));
+        }
         if let Some(reason) =
             worker.limits().after_task(worker.status().num_execs(), worker.started(), || sys::rss_bytes(pid))
         {
             return self.retire(Leaving::Limit(reason));
-        }
-        if worker.status().removal() != Removal::None {
-            return self.retire(Leaving::Limit(RetireReason::Removed));
         }
         if let Some(extra) = worker.take_extra_output() {
             let error = worker.failure(extra, ErrorKind::WorkerError, false);
@@ -106,6 +108,11 @@ impl Lease {
             // find it among the idle ones, so it leaves here. Checked under the lock the
             // watcher's report takes, so one of the two always sees it.
             return pool.retire(&mut workers, self.take(), Leaving::Died, true);
+        }
+        if worker.status().removal() != Removal::None {
+            // Asked to leave while it was being given back: `remove_worker` found it
+            // neither idle nor done, so it is ours to retire.
+            return pool.retire(&mut workers, self.take(), Leaving::Limit(RetireReason::Removed), true);
         }
         let next = match cpu {
             Some(cpu) => workers.waiters.pop_nearest(cpu),
@@ -139,6 +146,19 @@ impl Lease {
                 }
             }
         }
+    }
+
+    /// Takes out of the pool a worker that failed before the task reached it (the task
+    /// runs on another worker); returns why it failed. One killed by its host
+    /// (`remove_worker`) counts as removed, not failed.
+    pub(super) fn retire_undelivered(mut self, error: &RelayError) -> Error {
+        let failure = self.worker().failure(error, ErrorKind::WorkerError, error.peer_closed());
+        if self.worker_ref().status().removal() == Removal::Killed {
+            self.retire(Leaving::Limit(RetireReason::Removed));
+        } else {
+            self.retire(Leaving::Failed(&failure));
+        }
+        failure
     }
 
     /// Takes the worker out of the pool, as `leaving` says (see `retire`).
@@ -209,8 +229,11 @@ impl Pool {
                     Delivery::Pending => unreachable!("receive without a deadline waits for a delivery"),
                 }
             }
-            let busy = self.workers.lock().busy;
-            return Err(self.allocate_timed_out(busy).into());
+            let (busy, members) = {
+                let workers = self.workers.lock();
+                (workers.busy, workers.members.len())
+            };
+            return Err(self.allocate_timed_out(busy, members).into());
         }
     }
 
@@ -241,15 +264,20 @@ impl Pool {
     }
 
     /// The timeout of a task that got no worker within allocate_timeout (counted), with
-    /// `busy` workers busy then.
-    pub(super) fn allocate_timed_out(&self, busy: usize) -> Error {
+    /// `busy` of the pool's `members` busy then.
+    pub(super) fn allocate_timed_out(&self, busy: usize, members: usize) -> Error {
         Counters::bump(&self.counters.timeouts);
+        let config = &self.config.config;
+        let ceiling = if config.is_elastic() {
+            format!(" (an elastic pool of at most {})", config.ceiling())
+        } else {
+            String::new()
+        };
         Error::new(
             ErrorKind::Timeout,
             format!(
-                "no worker became free within allocate_timeout ({} ms): {busy} of {} workers busy",
-                self.config.config.allocate_timeout.as_millis(),
-                self.config.config.num_workers
+                "no worker became free within allocate_timeout ({} ms): {busy} of {members} workers busy{ceiling}",
+                config.allocate_timeout.as_millis(),
             ),
         )
     }

@@ -120,9 +120,19 @@ static void *run_slow_task(void *arg)
     return NULL;
 }
 
-static bool one_working(void *arg)
+/* Whether a worker of `arg` (a server) has run its task for 100 ms at least: long enough
+ * that the task has reached it (a worker killed before it read its task would have the
+ * task run on another one). */
+static bool task_under_way(void *arg)
 {
-    return workers_are(arg, 1, RR_WORKER_STATE_WORKING);
+    char *json = NULL;
+    if (rr_server_status_json(arg, &json, NULL) != RR_STATUS_OK) {
+        return false;
+    }
+    const char *age = strstr(json, "\"task_ms\":");
+    bool under_way = age != NULL && strtol(age + strlen("\"task_ms\":"), NULL, 10) >= 100;
+    rr_string_free(json);
+    return under_way;
 }
 
 void test_status_json_and_metrics(void)
@@ -188,7 +198,7 @@ void test_remove_worker(void)
     struct slow_task task = {s, RR_STATUS_OK};
     pthread_t thread;
     REQUIRE(pthread_create(&thread, NULL, run_slow_task, &task) == 0);
-    CHECK(wait_until(one_working, s, 15000));
+    CHECK(wait_until(task_under_way, s, 15000));
     CHECK_STATUS(rr_server_remove_worker(s, pid, true, &err), RR_STATUS_OK, err);
     pthread_join(thread, NULL);
     CHECK(task.status == RR_STATUS_WORKER_ERROR);

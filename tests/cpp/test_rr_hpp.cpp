@@ -15,8 +15,10 @@
 // test and then "N passed, M failed"; exits non-zero on any failure.
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -172,6 +174,70 @@ bool any_working(rr::Server &server) {
 
 int64_t exec_pid(rr::Server &server) { return std::stoll(server.exec("!pid", "").body_string()); }
 
+// A task that runs until the test lets it end: task() is "!read:FIFO", and the worker's
+// read of the FIFO blocks while this process holds it open for writing (O_RDWR: opening it
+// never blocks); open() writes "gate" and closes it, and the task answers body "gate".
+// No timing: held_by(pid) says when the worker is in the task, blocked at the gate.
+class Gate {
+  public:
+    Gate() {
+        char tmpl[] = "/tmp/rr-cpp-gate-XXXXXX";
+        if (mkdtemp(tmpl) == nullptr) {
+            return;
+        }
+        dir_ = tmpl;
+        path_ = dir_ + "/fifo";
+        if (mkfifo(path_.c_str(), 0600) == 0) {
+            fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC); // not inherited by the workers
+        }
+    }
+    Gate(const Gate &) = delete;
+    Gate &operator=(const Gate &) = delete;
+    ~Gate() {
+        open();
+        if (!path_.empty()) {
+            unlink(path_.c_str());
+        }
+        if (!dir_.empty()) {
+            rmdir(dir_.c_str());
+        }
+    }
+    bool ok() const { return fd_ >= 0; }
+    std::string task() const { return "!read:" + path_; }
+    // Does process pid hold the FIFO open (the worker is reading it)?
+    bool held_by(int64_t pid) const {
+        const std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+        DIR *d = opendir(fds.c_str());
+        if (d == nullptr) {
+            return false;
+        }
+        bool found = false;
+        while (dirent *entry = readdir(d)) {
+            char target[PATH_MAX];
+            ssize_t n = readlink((fds + "/" + entry->d_name).c_str(), target, sizeof target - 1);
+            if (n > 0 && path_ == std::string(target, static_cast<size_t>(n))) {
+                found = true;
+                break;
+            }
+        }
+        closedir(d);
+        return found;
+    }
+    // Lets the task end: it reads "gate", then the end of the FIFO.
+    void open() {
+        if (fd_ >= 0) {
+            ssize_t written = ::write(fd_, "gate", 4);
+            (void)written;
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+
+  private:
+    std::string dir_, path_;
+    int fd_ = -1;
+};
+
 // This process's children, zombies included ("pid(comm)state" of each).
 std::vector<std::string> children() {
     std::vector<std::string> out;
@@ -268,6 +334,11 @@ void test_version() {
     CHECK(std::string(rr::to_string(rr::Status::Timeout)) == rr_status_str(RR_STATUS_TIMEOUT));
     CHECK(std::string(rr::to_string(rr::WorkerState::Ready)) == "ready");
     CHECK(std::string(rr::to_string(rr::EventType::WorkerStderr)) == "worker_stderr");
+    CHECK(std::string(rr::to_string(rr::EventType::PoolGrow)) == "pool_grow");
+    CHECK(std::string(rr::to_string(rr::EventType::PoolShrink)) == "pool_shrink");
+    CHECK(std::string(rr::to_string(rr::EventType::ReconfigureIgnored)) == "reconfigure_ignored");
+    CHECK(std::string(rr::to_string(rr::EventType::WorkerRemoved)) == "worker_removed");
+    CHECK(static_cast<int>(rr::EventType::PoolGrow) == 307 && static_cast<int>(rr::EventType::WorkerRemoved) == 310);
     CHECK(std::string(rr::to_string(static_cast<rr::EventType>(99999))) == "unknown");
 }
 
@@ -356,18 +427,21 @@ void test_worker_error() {
 void test_allocate_timeout() {
     rr::Server server = started(test_config(test_worker(), 1).allocate_timeout(150ms));
     rr::Queue queue;
-    queue.submit(server, "!sleep:3000", "busy", 1);
+    queue.submit(server, "!hang", "busy", 1); // the only worker stays busy until the cancel
     REQUIRE(wait_until([&] { return any_working(server); }));
     auto began = Clock::now();
     CHECK(throws_status(rr::Status::Timeout, [&] { (void)server.exec("a", "b"); }));
     auto waited = Clock::now() - began;
-    // It gave up at its timeout, not when the busy worker freed up (much room: CI is slow).
+    // It gave up at its timeout: the busy worker never frees up (much room above: CI is slow).
     CHECK(waited >= 140ms);
-    CHECK(waited < 2500ms);
+    CHECK(waited < 15s);
     CHECK(server.stats().timeouts == 1);
-    rr::Completion busy = queue.next();
-    CHECK(busy.tag() == 1);
-    CHECK(busy.ok());
+    queue.cancel(1); // its worker is killed and replaced
+    std::optional<rr::Completion> busy = queue.next_for(30s);
+    REQUIRE(busy);
+    CHECK(busy->tag() == 1);
+    CHECK(busy->status() == rr::Status::Cancelled);
+    CHECK(server.exec("after", "cancel").body() == "cancel");
 }
 
 void test_exec_ttl() {
@@ -383,20 +457,28 @@ void test_exec_ttl() {
 void test_queue_full() {
     rr::Server server = started(test_config(test_worker(), 1).max_queue(1));
     rr::Queue queue;
-    queue.submit(server, "!sleep:1000", "running", 1);
+    queue.submit(server, "!hang", "running", 1); // the only worker stays busy until the cancel
     REQUIRE(wait_until([&] { return any_working(server); }));
     queue.submit(server, "waiting", "w", 2);
     REQUIRE(wait_until([&] { return server.stats().waiting == 1; }));
     CHECK(throws_status(rr::Status::QueueFull, [&] { (void)server.exec("a", "b"); }));
     CHECK(throws_status(rr::Status::QueueFull, [&] { queue.submit(server, "c", "d", 3); }));
     CHECK(server.stats().queue_full == 2);
-    std::set<uint64_t> tags;
+    // Cancelled, the hung task's worker is killed and replaced; the waiting task runs on
+    // the replacement.
+    queue.cancel(1);
+    std::map<uint64_t, rr::Status> outcomes;
     for (int i = 0; i < 2; i++) {
-        rr::Completion c = queue.next();
-        CHECK(c.ok());
-        tags.insert(c.tag());
+        std::optional<rr::Completion> c = queue.next_for(30s);
+        REQUIRE(c);
+        outcomes[c->tag()] = c->status();
+        if (c->tag() == 2 && c->ok()) {
+            CHECK(c->payload().body() == "w");
+        }
     }
-    CHECK((tags == std::set<uint64_t>{1, 2}));
+    CHECK(outcomes.size() == 2);
+    CHECK(outcomes[1] == rr::Status::Cancelled);
+    CHECK(outcomes[2] == rr::Status::Ok);
     CHECK(!queue.try_next()); // nothing came for the refused task
 }
 
@@ -672,24 +754,52 @@ void test_queue() {
 }
 
 void test_queue_cancel_waiting_and_server_gone() {
+    Gate gate; // task 1 runs until the gate opens: no timing decides what runs when
+    REQUIRE(gate.ok());
     rr::Queue queue;
+    std::thread caller;
+    struct Join {
+        std::thread &thread;
+        ~Join() {
+            if (thread.joinable()) {
+                thread.join(); // after the Server, on a failed REQUIRE too: the free wakes it
+            }
+        }
+    } join_caller{caller};
+    std::atomic<bool> caller_got_state{false};
     {
-        rr::Server server = started(test_config(test_worker(), 1));
-        queue.submit(server, "!sleep:1500", "first", 1);
-        REQUIRE(wait_until([&] { return any_working(server); }));
+        // Room in every timeout: task 1 ends as soon as the gate opens.
+        rr::Server server = started(test_config(test_worker(), 1).allocate_timeout(120s).destroy_timeout(30s));
+        std::vector<int64_t> pids = pids_of(server);
+        REQUIRE(pids.size() == 1);
+        queue.submit(server, gate.task(), "first", 1);
+        REQUIRE(wait_until([&] { return gate.held_by(pids[0]); }, 30s)); // task 1 runs, held
         queue.submit(server, "second", "second", 2);
         queue.submit(server, "third", "third", 3);
+        // A blocking caller waits too. The free wakes it (Status::State) in the same step
+        // that takes task 3 out of line; it opens the gate then, so task 1 finishes during
+        // the free and task 3 never gets the worker.
+        caller = std::thread([&] {
+            caller_got_state = throws_status(rr::Status::State, [&] { (void)server.exec("fourth", "fourth"); });
+            gate.open();
+        });
+        REQUIRE(wait_until([&] { return server.stats().waiting == 3; }, 30s));
         queue.cancel(2); // still waiting: completes before the running task
         rr::Completion c = queue.next();
         CHECK(c.tag() == 2);
         CHECK(c.status() == rr::Status::Cancelled);
-        // The server is freed with task 1 running and task 3 waiting.
+        // The server is freed with task 1 running, and task 3 and the caller waiting.
     }
+    caller.join();
+    CHECK(caller_got_state);
     std::map<uint64_t, rr::Status> outcomes;
     for (int i = 0; i < 2; i++) {
-        std::optional<rr::Completion> c = queue.next_for(20s);
+        std::optional<rr::Completion> c = queue.next_for(30s);
         REQUIRE(c);
         outcomes[c->tag()] = c->status();
+        if (c->tag() == 1 && c->ok()) {
+            CHECK(c->payload().body() == "gate");
+        }
     }
     CHECK(outcomes[1] == rr::Status::Ok);
     CHECK(outcomes[3] == rr::Status::State);
@@ -777,6 +887,10 @@ void test_workers_and_stats() {
         rr::Stats before = server.stats();
         CHECK(before.workers == 3);
         CHECK(before.waiting == 0);
+        // The counters added in 0.2 (this library has them).
+        CHECK(before.workers_spawned == std::optional<uint64_t>(3)); // the first workers
+        CHECK(before.retired_shrink == std::optional<uint64_t>(0));
+        CHECK(before.retired_removed == std::optional<uint64_t>(0));
         for (int i = 0; i < 5; i++) {
             (void)server.exec("n", std::to_string(i));
         }
@@ -819,8 +933,10 @@ void test_reset_and_reconfigure() {
         CHECK(wait_until([&] { return pid_gone(pid); }));
     }
 
-    // The relay is the listener's: a reconfigure ignores it (as RoadRunner's does) and
-    // applies the rest.
+    // The relay is the listener's: a reconfigure ignores it (as RoadRunner's does),
+    // applies the rest, and says so with a reconfigure_ignored event.
+    auto recorder = std::make_shared<Recorder>();
+    server.listen([recorder](const rr::Event &e) { recorder->add(e); });
     server.reconfigure(rr::Config(test_worker(), "unix:///tmp/rr-cpp-never.sock")
                            .workers(3)
                            .allocate_timeout(20s)
@@ -828,6 +944,12 @@ void test_reset_and_reconfigure() {
                            .env("RR_CPP_TEST", "reconfigured"));
     CHECK(server.workers().size() == 3);
     CHECK(access("/tmp/rr-cpp-never.sock", F_OK) != 0);
+    CHECK(recorder->wait(rr::EventType::ReconfigureIgnored, 1, [](const rr::Event &e) {
+        return e.pid == -1 && e.message && e.message->find("rr-cpp-never.sock") != std::string::npos;
+    }));
+    if (g_failed_in_test > 0) {
+        recorder->dump();
+    }
     // New workers that fail to start: Spawn, the old pool keeps running.
     CHECK(throws_status(rr::Status::Spawn, [&] { server.reconfigure(test_config(test_worker("failboot"), 1)); }));
     CHECK(server.exec("!env:RR_CPP_TEST", "").body() == "reconfigured");
@@ -931,7 +1053,11 @@ void test_status_and_elastic() {
     rr::Config empty = test_config(test_worker(), 1);
     rr::Config taken(std::move(empty));
     CHECK(config.differs(empty)); // an empty Config differs from everything
-    rr::Server server = started(config);
+    auto recorder = std::make_shared<Recorder>();
+    rr::Server server(config);
+    server.listen([recorder](const rr::Event &e) { recorder->add(e); });
+    server.start();
+    CHECK(server.stats().workers_spawned == std::optional<uint64_t>(1)); // the floor
     std::string json = server.status_json();
     CHECK(json.find("cpp-pool") != std::string::npos);
     std::string metrics = server.metrics();
@@ -940,8 +1066,30 @@ void test_status_and_elastic() {
     int64_t pid = exec_pid(server);
     server.remove_worker(pid, true);
     CHECK(wait_until([&] { return pid_gone(pid); }));
+    CHECK(recorder->wait(rr::EventType::WorkerRemoved, 1, [&](const rr::Event &e) { return e.pid == pid; }));
+    CHECK(wait_until([&] { return server.stats().retired_removed == std::optional<uint64_t>(1); }));
     CHECK(throws_status(rr::Status::InvalidArgument, [&] { server.remove_worker(1, false); }));
     CHECK(server.exec("a", "b").body() == "b");
+    CHECK(server.stats().workers_spawned.value_or(0) >= 2); // the replacement
+
+    // Three tasks of 300 ms at once: callers wait past scale_after, the pool grows; its
+    // extra workers retire once idle past scale_idle.
+    rr::Queue queue;
+    for (uint64_t tag = 1; tag <= 3; tag++) {
+        queue.submit(server, "!sleep:300", "grow", tag);
+    }
+    for (int i = 0; i < 3; i++) {
+        std::optional<rr::Completion> c = queue.next_for(30s);
+        REQUIRE(c);
+        CHECK(c->ok());
+    }
+    CHECK(recorder->wait(rr::EventType::PoolGrow, 1, [](const rr::Event &e) { return e.pid == -1 && e.message; }));
+    CHECK(recorder->wait(rr::EventType::PoolShrink, 1, [](const rr::Event &e) { return e.pid > 0; }));
+    CHECK(wait_until([&] { return server.stats().retired_shrink.value_or(0) >= 1; }, 30s));
+    CHECK(wait_until([&] { return server.workers().size() == 1; }, 30s));
+    if (g_failed_in_test > 0) {
+        recorder->dump();
+    }
 }
 
 struct Test {

@@ -10,6 +10,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: hello WORKER-COMMAND")
+		os.Exit(2)
+	}
 	srv, err := roadrunner.NewServer(roadrunner.Config{Command: os.Args[1], NumWorkers: 2})
 	if err != nil {
 		panic(err)

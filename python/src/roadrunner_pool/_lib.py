@@ -131,6 +131,7 @@ DECLARATIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "rr_config_set_protocol": (rr_status, [CFG, c_uint32, ERR]),
     "rr_config_set_codec": (rr_status, [CFG, c_uint8, ERR]),
     "rr_config_set_stream_timeout_ms": (None, [CFG, c_uint64]),
+    "rr_config_differs": (c_bool, [CFG, CFG]),
     "rr_config_free": (None, [CFG]),
     "rr_server_new": (rr_status, [CFG, POINTER(POINTER(rr_server)), ERR]),
     "rr_server_start": (rr_status, [POINTER(rr_server), ERR]),

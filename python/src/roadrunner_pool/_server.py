@@ -22,8 +22,8 @@ from ._errors import ConfigError, Error, StateError, Status, call, take_error
 from ._lib import (lib, rr_completion, rr_config, rr_error, rr_event_callback,
                    rr_payload, rr_pool_stats, rr_queue, rr_server, rr_stream,
                    rr_userdata_free, rr_worker_info, STATS_FIELDS)
-from ._types import (BytesLike, Event, Payload, Stats, WorkerInfo, event_type, take_payload,
-                     to_bytes, worker_state_str)
+from ._types import (BytesLike, Event, Payload, Stats, WorkerInfo, check_protocol, event_type,
+                     take_payload, to_bytes, worker_state_str)
 
 # Whether the current thread is running an event callback of this package (a library
 # thread): closing a server there would deadlock, so it is refused (or deferred, in __del__).
@@ -37,7 +37,8 @@ def _in_callback() -> bool:
 # ---------------------------------------------------------------- settings
 
 # Python name: (kind, C setter). Kinds: "count" (an int >= 0), "seconds" (a duration in
-# seconds, given to the library in milliseconds), "bool", "str", and the special ones.
+# seconds, given to the library in milliseconds), "bool", "str", and the special ones
+# ("protocol", "codec", "env", "dir").
 _SETTINGS: Dict[str, Tuple[str, str]] = {
     "num_workers": ("count", "rr_config_set_num_workers"),
     "max_jobs": ("count", "rr_config_set_max_jobs"),
@@ -54,8 +55,8 @@ _SETTINGS: Dict[str, Tuple[str, str]] = {
     "tcp_allow_remote": ("bool", "rr_config_set_tcp_allow_remote"),
     "worker_cpu_affinity": ("bool", "rr_config_set_worker_cpu_affinity"),
     "worker_sched_batch": ("bool", "rr_config_set_worker_sched_batch"),
-    "protocol": ("status-uint", "rr_config_set_protocol"),
-    "codec": ("status-uint", "rr_config_set_codec"),
+    "protocol": ("protocol", "rr_config_set_protocol"),
+    "codec": ("codec", "rr_config_set_codec"),
     "stream_timeout": ("seconds", "rr_config_set_stream_timeout_ms"),
     "env": ("env", "rr_config_set_env"),
     "cwd": ("dir", "rr_config_set_dir"),
@@ -93,6 +94,14 @@ def _cstr(s: Union[str, "os.PathLike[str]"]) -> bytes:
     return os.fsencode(s) if isinstance(s, os.PathLike) else str(s).encode("utf-8")
 
 
+def _no_nul(name: str, data: bytes) -> bytes:
+    """`data` for a C string (which would end at a NUL): a ConfigError naming the setting
+    when it has one."""
+    if b"\0" in data:
+        raise ConfigError(Status.CONFIG, f"{name} must not contain a NUL character")
+    return data
+
+
 def _command_string(command: Union[str, Sequence[str]]) -> str:
     if isinstance(command, str):
         return command
@@ -107,8 +116,11 @@ class _Config:
 
     def __init__(self, command: str, relay: Optional[str], settings: Mapping[str, Any]):
         self.ptr = POINTER(rr_config)()
-        call(lib.rr_config_new, command.encode("utf-8"),
-             None if relay is None else relay.encode("utf-8"), byref(self.ptr))
+        if relay is not None and not isinstance(relay, str):
+            raise ConfigError(Status.CONFIG, f"relay must be a str, not {type(relay).__name__}")
+        command_c = _no_nul("command", command.encode("utf-8"))
+        relay_c = None if relay is None else _no_nul("relay", relay.encode("utf-8"))
+        call(lib.rr_config_new, command_c, relay_c, byref(self.ptr))
         try:
             for name, value in settings.items():
                 if value is not None:
@@ -128,21 +140,31 @@ class _Config:
             if not isinstance(value, bool):
                 raise ConfigError(Status.CONFIG, f"{name} must be a bool")
             setter(self.ptr, value)
-        elif kind == "status-uint":
-            self._fallible(name, setter, _count(name, value))
+        elif kind == "protocol":
+            self._fallible(name, setter, check_protocol(value))
+        elif kind == "codec":
+            codec = _count(name, value)
+            if codec > 0xFF:  # the C parameter is a uint8_t: no silent truncation
+                raise ConfigError(Status.CONFIG, f"{name} must be one of the CODEC_* "
+                                  f"values, not {value}")
+            self._fallible(name, setter, codec)
         elif kind == "str":
             if not isinstance(value, str):
                 raise ConfigError(Status.CONFIG, f"{name} must be a str")
-            self._fallible(name, setter, value.encode("utf-8"))
+            self._fallible(name, setter, _no_nul(name, value.encode("utf-8")))
         elif kind == "dir":
-            self._fallible(name, setter, _cstr(value))
+            if not isinstance(value, (str, os.PathLike)):
+                raise ConfigError(Status.CONFIG, f"{name} must be a str or a path, not "
+                                  f"{type(value).__name__}")
+            self._fallible(name, setter, _no_nul(name, _cstr(value)))
         elif kind == "env":
             if not isinstance(value, Mapping):
                 raise ConfigError(Status.CONFIG, "env must be a mapping of str to str")
             for key, val in value.items():
                 if not isinstance(key, str) or not isinstance(val, str):
                     raise ConfigError(Status.CONFIG, f"env: {key!r}={val!r} is not str=str")
-                self._fallible(name, setter, key.encode("utf-8"), val.encode("utf-8"))
+                self._fallible(name, setter, _no_nul(f"env key {key!r}", key.encode("utf-8")),
+                               _no_nul(f"env[{key!r}]", val.encode("utf-8")))
         else:  # pragma: no cover
             raise AssertionError(kind)
 
@@ -332,28 +354,64 @@ class Server:
         new pool runs; :class:`StateError` when the server is not running."""
         self._call(lib.rr_server_reset)
 
-    def reconfigure(self, **settings: Any) -> None:
-        """Replaces the pool with one built with these settings changed (the others stay as
-        they are; ``None`` puts a setting back to the library's default). ``command`` may
-        change too, and ``relay`` where the library allows it (rr.h says which settings
-        cannot change; changing one raises :class:`ConfigError`). Blocks until the new
-        pool runs; the old one finishes its tasks in the background. :class:`StateError`
-        when the server is not running, :class:`SpawnError` when the new workers fail (the
-        old pool keeps running)."""
+    def _updated(self, what: str, settings: Dict[str, Any]
+                 ) -> Tuple[str, str, Dict[str, Any]]:
+        """The command, relay and settings of this server updated with `settings` (which
+        may hold ``command`` and ``relay``; None puts a setting back to its default)."""
+        settings = dict(settings)
         command = _command_string(settings.pop("command", self._command))
         relay = settings.pop("relay", self._relay)
         unknown = set(settings) - set(_SETTINGS)
         if unknown:
-            raise TypeError(f"reconfigure() got unknown settings: {', '.join(sorted(unknown))}")
+            raise TypeError(f"{what}() got unknown settings: {', '.join(sorted(unknown))}")
         merged = dict(self._settings)
         merged.update(settings)
-        merged = {k: v for k, v in merged.items() if v is not None}
+        return command, relay, {k: v for k, v in merged.items() if v is not None}
+
+    def reconfigure(self, **settings: Any) -> None:
+        """Replaces the pool with one built with these settings changed (the others stay as
+        they are; ``None`` puts a setting back to the library's default). ``command`` may
+        change too. ``relay`` and ``relay_timeout`` are accepted but ignored, as in
+        RoadRunner: they belong to the relay's listener, which stays; the server keeps its
+        own (:attr:`relay`, :attr:`settings`), and an :class:`Event`
+        ``EventType.RECONFIGURE_IGNORED`` says so when they differ. :meth:`differs` tells
+        beforehand whether settings need a stop and a new server instead. The protocol
+        cannot change (:class:`ConfigError`). Blocks until the new pool runs; the old one
+        finishes its tasks in the background. :class:`StateError` when the server is not
+        running, :class:`SpawnError` when the new workers fail (the old pool keeps
+        running)."""
+        command, relay, merged = self._updated("reconfigure", settings)
+        # The library is given the relay and relay_timeout asked for, so that it reports
+        # what it ignored (RECONFIGURE_IGNORED); it runs on with the server's own, which
+        # this object keeps.
         cfg = _Config(command, relay, merged)
         try:
             self._call(lib.rr_server_reconfigure, cfg.ptr)
         finally:
             cfg.free()
-        self._command, self._relay, self._settings = command, relay, merged
+        kept = {k: v for k, v in merged.items() if k != "relay_timeout"}
+        if self._settings.get("relay_timeout") is not None:
+            kept["relay_timeout"] = self._settings["relay_timeout"]
+        self._command, self._settings = command, kept
+
+    def differs(self, **settings: Any) -> bool:
+        """Whether this server's settings updated with ``settings`` (as
+        :meth:`reconfigure` takes them, ``command`` and ``relay`` included) differ from
+        its current ones in what a reconfigure ignores: the relay (compared as parsed:
+        ``"pipe"`` is ``"pipes"``) and ``relay_timeout`` (``rr_config_differs``). True:
+        applying them needs a stop and a new server; False: :meth:`reconfigure` applies
+        them all. Raises :class:`ConfigError` for an invalid value, TypeError for an
+        unknown setting; does not touch the pool."""
+        command, relay, merged = self._updated("differs", settings)
+        current = _Config(self._command, self._relay, self._settings)
+        try:
+            wanted = _Config(command, relay, merged)
+            try:
+                return bool(lib.rr_config_differs(current.ptr, wanted.ptr))
+            finally:
+                wanted.free()
+        finally:
+            current.free()
 
     def close(self) -> None:
         """Stops the workers and frees the server; blocks until every worker is gone and
@@ -727,35 +785,59 @@ class _AsyncQueue:
 
     def _on_readable(self) -> None:
         with self.lock:
-            if self.closed:
+            if self.closed:  # _finish, scheduled on this loop, delivers the rest
                 return
             items = self._drain()
         self._resolve(items)
 
     def close(self) -> None:
-        """Delivers what completed, fails what is left with StateError, frees the queue."""
+        """Delivers what completed, fails what is left with StateError, frees the queue.
+
+        Off the loop's thread (while the loop runs) it only marks the queue closed and
+        schedules :meth:`_finish` on the loop: the queue's descriptor stays open until the
+        loop stopped watching it. Freed earlier, its number could be reused (by another
+        queue, whose reader the loop would then drop or never register) before the loop
+        removed its reader."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
+        try:
+            running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop or self.loop.is_closed() or not self.loop.is_running():
+            self._finish()
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._finish)
+        except RuntimeError:  # the loop was closed meanwhile: nothing watches the descriptor
+            self._finish()
+
+    def _finish(self) -> None:
+        """On the loop's thread (or with the loop not running): removes the reader, then
+        frees the queue, then resolves the futures, in that order. Runs once."""
+        closed_error = StateError(Status.STATE, "the server was closed before the task ended")
+        with self.lock:
+            if not self.ptr:
+                return
             items = self._drain()
             left = list(self.futures.values())
             self.futures.clear()
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self.fd)
             lib.rr_queue_free(self.ptr)
             self.ptr = POINTER(rr_queue)()
-        closed_error = StateError(Status.STATE, "the server was closed before the task ended")
-        items += [(fut, None, closed_error) for fut in left]
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
         if self.loop.is_closed():
-            return
-        if running is self.loop or not self.loop.is_running():
-            self.loop.remove_reader(self.fd)
-            self._resolve(items)
-        else:
-            def finish() -> None:
-                self.loop.remove_reader(self.fd)
-                self._resolve(items)
-            self.loop.call_soon_threadsafe(finish)
+            return  # nobody awaits these futures any more
+        self._resolve(items + [(fut, None, closed_error) for fut in left])
+
+    def __del__(self) -> None:
+        # A _finish scheduled on a loop that was closed without running it again: the
+        # loop, closed, dropped the callback (and watches no descriptor any more).
+        ptr = getattr(self, "ptr", None)
+        if ptr:
+            try:
+                lib.rr_queue_free(ptr)
+            except Exception:  # pragma: no cover (interpreter shutdown)
+                pass

@@ -6,13 +6,25 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple, Optional, Union
 
-from ._errors import out_bytes
+from ._errors import ConfigError, Status, out_bytes
 from ._lib import STATS_FIELDS, lib
 
 PROTOCOL_V1 = 1
 """RoadRunner 1.x workers (the default)."""
 PROTOCOL_V2 = 2
 """RoadRunner 2.x to 2025.x workers; lets a worker stream its answer."""
+
+
+def check_protocol(value: Any) -> int:
+    """The protocol of a Server or a Worker: PROTOCOL_V1 or PROTOCOL_V2, else a
+    ConfigError with the value as given (the C parameter is a uint32_t, which would
+    silently wrap -1 or 2**32 + 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (PROTOCOL_V1,
+                                                                                PROTOCOL_V2):
+        raise ConfigError(Status.CONFIG, f"protocol must be {PROTOCOL_V1} (PROTOCOL_V1) or "
+                          f"{PROTOCOL_V2} (PROTOCOL_V2), not {value!r}")
+    return int(value)
+
 
 CODEC_RAW = 0x04
 CODEC_JSON = 0x08
@@ -73,6 +85,10 @@ class EventType(enum.IntEnum):
     WORKER_MAX_MEMORY = 304
     WORKER_MAX_JOBS = 305
     QUEUE_FULL = 306
+    POOL_GROW = 307
+    POOL_SHRINK = 308
+    RECONFIGURE_IGNORED = 309
+    WORKER_REMOVED = 310
 
 
 def event_type(value: int) -> Union[EventType, int]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from ctypes import POINTER, byref
 from typing import Any, Iterator, Optional
 
-from ._errors import Status, StateError, call
+from ._errors import ConfigError, Status, StateError, call
 from ._lib import lib, rr_payload, rr_worker
-from ._types import BytesLike, Payload, take_payload, to_bytes
+from ._types import BytesLike, Payload, check_protocol, take_payload, to_bytes
 
 
 class Worker:
@@ -22,7 +22,8 @@ class Worker:
     else pipes. With pipes, the library takes over stdin and stdout: ``print`` then goes to
     stderr, which the server reads (and reports as events), so it cannot corrupt the
     frames. ``protocol`` must be the server's (``PROTOCOL_V2`` to stream answers with
-    :meth:`send_chunk`).
+    :meth:`send_chunk`). A protocol other than 1 or 2, or a relay with a NUL character,
+    raises :class:`ConfigError`.
 
     Answer each task (:meth:`respond`, :meth:`error` or :meth:`stop`) before receiving the
     next. Use it from one thread at a time.
@@ -30,9 +31,16 @@ class Worker:
 
     def __init__(self, relay: Optional[str] = None, protocol: int = 1) -> None:
         self._ptr: Any = None
+        relay_c = None
+        if relay is not None:
+            if not isinstance(relay, str):
+                raise ConfigError(Status.CONFIG,
+                                  f"relay must be a str, not {type(relay).__name__}")
+            relay_c = relay.encode("utf-8")
+            if b"\0" in relay_c:
+                raise ConfigError(Status.CONFIG, "relay must not contain a NUL character")
         ptr = POINTER(rr_worker)()
-        call(lib.rr_worker_new_with_protocol, None if relay is None else relay.encode("utf-8"),
-             protocol, byref(ptr))
+        call(lib.rr_worker_new_with_protocol, relay_c, check_protocol(protocol), byref(ptr))
         self._ptr = ptr
 
     def _handle(self) -> Any:
