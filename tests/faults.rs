@@ -161,7 +161,7 @@ fn runs_logged(log: &std::path::Path) -> std::collections::HashMap<String, u64> 
     runs
 }
 
-fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
+fn run_faults(kind: Relay, protocol: Protocol, duration: Duration, shape: impl FnOnce(&mut roadrunner::Config)) {
     let fds_before = open_fds();
     let (relay, dir) = relay(kind);
     let log_dir = tempfile::tempdir().unwrap();
@@ -176,6 +176,7 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
     if protocol == Protocol::V2 {
         common::v2(&mut config);
     }
+    shape(&mut config);
     let server = Arc::new(Server::new(config).unwrap());
     server.start().unwrap();
 
@@ -234,11 +235,12 @@ fn run_faults(kind: Relay, protocol: Protocol, duration: Duration) {
     let victims = chaos.join().unwrap();
 
     // The last SIGKILL may still be on its way to the pool: wait until every victim is gone.
+    // A static pool comes back to its size; an elastic one to its floor (its extras idle).
+    let floor = server.config().num_workers as usize;
     assert!(
         common::wait_until(20, || {
             let workers = server.workers().unwrap();
-            workers.len() == WORKERS as usize
-                && workers.iter().all(|w| w.state == WorkerState::Ready && !victims.contains(&w.pid))
+            workers.len() == floor && workers.iter().all(|w| w.state == WorkerState::Ready && !victims.contains(&w.pid))
         }),
         "the pool must come back to full size: {:?}",
         server.workers()
@@ -332,14 +334,26 @@ fn soak_duration() -> Duration {
 }
 
 fn faults_under_load(kind: Relay) {
-    run_faults(kind, Protocol::V1, soak_duration());
+    run_faults(kind, Protocol::V1, soak_duration(), |_| {});
 }
 
 fn faults_under_load_v2(kind: Relay) {
-    run_faults(kind, Protocol::V2, soak_duration());
+    run_faults(kind, Protocol::V2, soak_duration(), |_| {});
 }
 
-on_every_relay!(faults_under_load, faults_under_load_v2);
+/// The same storm on an elastic pool that grows and shrinks all the time (a floor of 1,
+/// growth after 2 ms of waiting, extras retired after 30 ms idle): no task is lost or
+/// run twice while workers come and go for their own reasons too.
+fn faults_under_load_elastic(kind: Relay) {
+    run_faults(kind, Protocol::V1, soak_duration(), |config| {
+        config.num_workers = 1;
+        config.max_workers = WORKERS * 2;
+        config.scale_after = Duration::from_millis(2);
+        config.scale_idle = Duration::from_millis(30);
+    });
+}
+
+on_every_relay!(faults_under_load, faults_under_load_v2, faults_under_load_elastic);
 
 #[test]
 fn no_worker_survives_a_host_killed_with_sigkill() {
