@@ -261,6 +261,16 @@ impl Relay {
         self.peer_end.as_ref().map(|fd| fd.as_raw_fd())
     }
 
+    /// What a write does when the peer's buffer is full: waits for room (until the
+    /// deadline, or the peer's end) with `wait_for_room`, else stops there.
+    fn when_full(&self, wait_for_room: bool) -> sys::WhenFull {
+        if wait_for_room {
+            sys::WhenFull::Wait { deadline: self.deadline, gone: self.peer_end_fd() }
+        } else {
+            sys::WhenFull::Stop
+        }
+    }
+
     /// The descriptor reads come from.
     pub(crate) fn read_fd(&self) -> std::os::fd::RawFd {
         self.read_fd.as_raw_fd()
@@ -325,11 +335,7 @@ impl Relay {
         already: usize,
         wait_for_room: bool,
     ) -> Result<Sent, RelayError> {
-        let when_full = if wait_for_room {
-            sys::WhenFull::Wait { deadline: self.deadline, gone: self.peer_end_fd() }
-        } else {
-            sys::WhenFull::Stop
-        };
+        let when_full = self.when_full(wait_for_room);
         let (first, rest) = frames.split_first().expect("at least one frame");
         let first_prefix = frame::encode(first.0, first.1.len() as u64);
         let second_prefix;
@@ -357,11 +363,7 @@ impl Relay {
         already: usize,
         wait_for_room: bool,
     ) -> Result<Sent, RelayError> {
-        let when_full = if wait_for_room {
-            sys::WhenFull::Wait { deadline: self.deadline, gone: self.peer_end_fd() }
-        } else {
-            sys::WhenFull::Stop
-        };
+        let when_full = self.when_full(wait_for_room);
         let payload_len: usize = payload.iter().map(|part| part.len()).sum();
         let payload_len = u32::try_from(payload_len).map_err(|_| {
             RelayError::Protocol(format!("a message of {payload_len} bytes is more than a V2 frame holds (4 GiB)"))

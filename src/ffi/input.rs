@@ -26,6 +26,21 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> Result
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Borrows the two buffers of a task or an answer, `context` and `body` (as [`bytes`],
+/// each named in its error).
+///
+/// # Safety
+/// As [`bytes`], for each buffer.
+pub(crate) unsafe fn context_and_body<'a>(
+    context: *const u8,
+    context_len: usize,
+    body: *const u8,
+    body_len: usize,
+) -> Result<(&'a [u8], &'a [u8]), Error> {
+    // SAFETY: as guaranteed by the caller.
+    unsafe { Ok((bytes(context, context_len, "context")?, bytes(body, body_len, "body")?)) }
+}
+
 /// Borrows the NUL-terminated UTF-8 string at `ptr`; NULL gives `Ok(None)`.
 ///
 /// # Safety

@@ -127,8 +127,7 @@ pub unsafe extern "C" fn rr_exec_submit(
     ffi_status!(err_out, {
         let queue = try_ref!(q, "q");
         // SAFETY: the header requires `len` readable bytes at each non-NULL buffer.
-        let context = unsafe { input::bytes(context, context_len, "context") }?;
-        let body = unsafe { input::bytes(body, body_len, "body") }?;
+        let (context, body) = unsafe { input::context_and_body(context, context_len, body, body_len) }?;
         // SAFETY: the header requires NULL or a live server.
         unsafe { with_server(s, |server| server.submit(queue, context, body, tag)) }
     })

@@ -261,8 +261,7 @@ pub unsafe extern "C" fn rr_exec(
     ffi_status!(err_out, {
         check_out!(out, "out");
         // SAFETY: the header requires `len` readable bytes at each non-NULL buffer.
-        let context = unsafe { input::bytes(context, context_len, "context") }?;
-        let body = unsafe { input::bytes(body, body_len, "body") }?;
+        let (context, body) = unsafe { input::context_and_body(context, context_len, body, body_len) }?;
         // SAFETY: the header requires NULL or a live server.
         let answer = unsafe { with_server(s, |server| server.exec(context, body)) }?;
         // SAFETY: checked non-NULL above; the header requires it writable.

@@ -145,8 +145,7 @@ pub unsafe extern "C" fn rr_worker_respond(
     ffi_status!(err_out, {
         let worker = try_mut!(w, "w");
         // SAFETY: the header requires `len` readable bytes at each non-NULL buffer.
-        let context = unsafe { input::bytes(context, context_len, "context") }?;
-        let body = unsafe { input::bytes(body, body_len, "body") }?;
+        let (context, body) = unsafe { input::context_and_body(context, context_len, body, body_len) }?;
         worker.respond(context, body)
     })
 }
@@ -180,8 +179,7 @@ pub unsafe extern "C" fn rr_worker_send_chunk(
     ffi_status!(err_out, {
         let worker = try_mut!(w, "w");
         // SAFETY: the header requires `len` readable bytes at each non-NULL buffer.
-        let context = unsafe { input::bytes(context, context_len, "context") }?;
-        let body = unsafe { input::bytes(body, body_len, "body") }?;
+        let (context, body) = unsafe { input::context_and_body(context, context_len, body, body_len) }?;
         worker.send_chunk(context, body)
     })
 }

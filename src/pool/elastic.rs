@@ -21,7 +21,6 @@ use super::supervisor::Order;
 use super::{Pool, Workers};
 use crate::event::EventKind;
 use crate::limits::RetireReason;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The growth in progress of an elastic pool.
@@ -150,11 +149,9 @@ impl Pool {
         let config = &self.config.config;
         config.is_elastic().then(|| (config.scale_idle / 2).max(Duration::from_millis(1)))
     }
-}
 
-impl Pool {
     /// When the supervisor must look at the line for growth next, if ever.
-    pub(super) fn growth_due(self: &Arc<Self>) -> Option<Instant> {
+    pub(super) fn growth_due(&self) -> Option<Instant> {
         self.workers.lock().growth.due
     }
 }

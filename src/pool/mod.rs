@@ -367,13 +367,15 @@ impl Pool {
     /// A snapshot of every worker process the pool owns: its members, and the retired
     /// ones still stopping.
     pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
-        let statuses: Vec<_> = {
-            let workers = self.workers.lock();
-            workers.members.values().chain(workers.leaving.values()).map(|member| member.status.clone()).collect()
-        };
+        let statuses = Pool::owned_statuses(&self.workers.lock());
         let mut infos: Vec<_> = statuses.iter().map(|status| status.info()).collect();
         infos.sort_by_key(|info| info.created);
         infos
+    }
+
+    /// The statuses of every worker process the pool owns: members, and those leaving.
+    fn owned_statuses(workers: &Workers) -> Vec<Arc<WorkerStatus>> {
+        workers.members.values().chain(workers.leaving.values()).map(|member| member.status.clone()).collect()
     }
 
     /// A snapshot for status pages and metrics.
@@ -381,8 +383,7 @@ impl Pool {
         let config = &self.config.config;
         let (statuses, counters, target, starting) = {
             let workers = self.workers.lock();
-            let statuses: Vec<_> =
-                workers.members.values().chain(workers.leaving.values()).map(|member| member.status.clone()).collect();
+            let statuses = Pool::owned_statuses(&workers);
             let counters = self.counters.snapshot(workers.waiters.len() as u64, workers.members.len() as u64);
             (statuses, counters, workers.target, workers.starting)
         };
