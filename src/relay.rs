@@ -21,6 +21,17 @@
 //!   seen by its exit (the peer's end, above) instead. Sockets are written with
 //!   `MSG_NOSIGNAL`. A pipe relay without such a reader (the worker side's stdout; the
 //!   host's, where the kernel has no pidfds) blocks SIGPIPE for the time of a write.
+//!
+//! A message larger than a pipe holds (64 KiB at first) goes through it in several
+//! rounds, each waking the reader and then the writer again. So a pipe grows, once, to
+//! 256 KiB when a message written to it or announced on it does not fit. Measured with
+//! 64 KiB tasks over pipes, 4 workers, 64 in flight through the completion queue, six
+//! alternations: 14-23k tasks/s before, 22-32k after; `rr_exec` 4 x 16: 25-33k before,
+//! 34-42k after (bench/notes.md). Not further: the kernel counts a pipe's capacity
+//! against its user's soft limit (pipe-user-pages-soft, 64 MiB), and once an unprivileged
+//! user is there, its new pipes, in any program, get two pages; 256 KiB both ways is 128
+//! workers' worth of that limit where 1 MiB would be 32. A pipe that cannot grow (that
+//! limit, or pipe-max-size) stays as it is.
 
 use crate::frame::{self, Prefix, PREFIX_LEN};
 use crate::frame_v2;
@@ -47,6 +58,10 @@ const ALLOCATION_AHEAD: usize = 1024 * 1024;
 const TCP_IN_FLIGHT_GRACE: Duration = Duration::from_millis(50);
 /// Bytes of unexpected output quoted in an error message.
 const QUOTED_BYTES: usize = 64;
+/// A new pipe's capacity on Linux (16 pages).
+const PIPE_DEFAULT_SIZE: usize = 64 * 1024;
+/// How large a relay's pipes may grow (see `Relay::fit_pipe`).
+const PIPE_GROWTH_LIMIT: usize = 256 * 1024;
 
 /// The channel under a relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +189,10 @@ pub(crate) struct Relay {
     peer_ended: bool,
     /// The frame being read when a read that does not wait ran out of bytes.
     pending: Option<PendingFrame>,
+    /// The capacity of the pipes read from and written to; `usize::MAX` for sockets,
+    /// and for a pipe that could not grow (see `fit_pipe`).
+    read_pipe_size: usize,
+    write_pipe_size: usize,
 }
 
 /// The head of a frame, and how many of its payload bytes are still to come.
@@ -207,6 +226,7 @@ impl Relay {
     }
 
     fn build(read_fd: OwnedFd, write_fd: Option<OwnedFd>, transport: Transport, max_frame: u64) -> Relay {
+        let pipe_size = if transport == Transport::Pipes { PIPE_DEFAULT_SIZE } else { usize::MAX };
         Relay {
             read_fd,
             write_fd,
@@ -221,6 +241,16 @@ impl Relay {
             waits: true,
             peer_ended: false,
             pending: None,
+            read_pipe_size: pipe_size,
+            write_pipe_size: pipe_size,
+        }
+    }
+
+    /// Grows the pipe of `fd`, whose capacity is `*size`, to `PIPE_GROWTH_LIMIT` when
+    /// `needed` bytes do not fit; one that cannot grow is left alone from then on.
+    fn fit_pipe(fd: std::os::fd::RawFd, size: &mut usize, needed: usize) {
+        if needed > *size && *size < PIPE_GROWTH_LIMIT {
+            *size = sys::grow_pipe(fd, PIPE_GROWTH_LIMIT).unwrap_or(usize::MAX);
         }
     }
 
@@ -397,6 +427,9 @@ impl Relay {
         let write_fd = self.write_fd();
         let is_socket = self.transport != Transport::Pipes;
         let total: usize = parts.iter().map(|part| part.len()).sum();
+        if already == 0 {
+            Relay::fit_pipe(write_fd, &mut self.write_pipe_size, total);
+        }
         let write = || sys::write_vectored(write_fd, is_socket, parts, already, when_full);
         let may_raise_sigpipe = self.transport == Transport::Pipes && self.write_pipe_reader.is_none();
         let written = if may_raise_sigpipe { sys::without_sigpipe(write) } else { write() };
@@ -469,6 +502,10 @@ impl Relay {
 
     /// Reads the rest of `pending`'s payload into `out`; keeps it pending on `WouldBlock`.
     fn finish_payload(&mut self, mut pending: PendingFrame, out: &mut Vec<u8>) -> Result<(), RelayError> {
+        // Room for the rest of the payload and the prefix of a frame after it (a V1
+        // answer's body follows its context).
+        let fd = self.read_fd();
+        Relay::fit_pipe(fd, &mut self.read_pipe_size, pending.left.saturating_add(PREFIX_LEN));
         match self.receive_payload(pending.size, &mut pending.left, out) {
             Err(RelayError::WouldBlock) => {
                 self.pending = Some(pending);
@@ -723,6 +760,68 @@ mod tests {
         let out = receiver.join().unwrap();
         assert_eq!(&out[..3], b"ctx");
         assert!(out[3..] == body[..], "the two goes must make the message, byte for byte");
+    }
+
+    /// The capacity of the pipe of `fd`.
+    fn pipe_size(fd: std::os::fd::RawFd) -> usize {
+        // SAFETY: a valid pipe fd of ours; F_GETPIPE_SZ takes no argument.
+        let size = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+        assert!(size > 0, "F_GETPIPE_SZ: {}", io::Error::last_os_error());
+        size as usize
+    }
+
+    #[test]
+    fn a_message_that_does_not_fit_in_the_pipe_grows_it_once() {
+        let (mut a, mut b) = pipe_pair(1 << 24);
+        assert_eq!(pipe_size(a.write_fd()), PIPE_DEFAULT_SIZE, "a new pipe's capacity");
+        // Small messages leave it as it is.
+        for _ in 0..100 {
+            a.send(&[(CONTROL | RAW, b"ctx"), (RAW, &[7u8; 4096])]).unwrap();
+            let mut out = Vec::new();
+            b.receive(&mut out).unwrap();
+            b.receive(&mut out).unwrap();
+        }
+        assert_eq!(pipe_size(a.write_fd()), PIPE_DEFAULT_SIZE);
+        // A 100 KiB message fits once the pipe has grown: the write needs no reader.
+        let body: Vec<u8> = (0..100 * 1024u32).map(|i| (i % 251) as u8).collect();
+        sys::set_nonblocking(a.write_fd(), true).unwrap();
+        assert_eq!(a.send_from(&[(CONTROL | RAW, b"ctx"), (RAW, &body)], 0, false).unwrap(), Sent::Whole);
+        assert_eq!(pipe_size(a.write_fd()), PIPE_GROWTH_LIMIT);
+        let mut out = Vec::new();
+        b.receive(&mut out).unwrap();
+        b.receive(&mut out).unwrap();
+        assert!(out[3..] == body[..]);
+        // Larger ones do not grow it further: they go in several writes.
+        let huge = vec![1u8; 3 * PIPE_GROWTH_LIMIT];
+        let receiver = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            b.receive(&mut out).unwrap();
+            b.receive(&mut out).unwrap();
+            out.len()
+        });
+        a.send(&[(CONTROL | RAW, b"ctx"), (RAW, &huge)]).unwrap();
+        assert_eq!(receiver.join().unwrap(), 3 + huge.len());
+        assert_eq!(pipe_size(a.write_fd()), PIPE_GROWTH_LIMIT);
+    }
+
+    #[test]
+    fn a_frame_announced_larger_than_the_pipe_grows_it_for_the_writer() {
+        let (mut relay, mut writer) = raw_pipe(1 << 24);
+        let body = vec![9u8; 200 * 1024];
+        let prefix = frame::encode(RAW, body.len() as u64);
+        // The writer blocks once the pipe is full: until the reader has seen the prefix
+        // and grown the pipe, or read the rest.
+        let sender = std::thread::spawn(move || {
+            use std::io::Write;
+            writer.write_all(&prefix).unwrap();
+            writer.write_all(&body).unwrap();
+            writer
+        });
+        let mut out = Vec::new();
+        relay.receive(&mut out).unwrap();
+        assert_eq!(out.len(), 200 * 1024);
+        let _writer = sender.join().unwrap();
+        assert_eq!(pipe_size(relay.read_fd()), PIPE_GROWTH_LIMIT);
     }
 
     #[test]

@@ -241,6 +241,15 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usiz
     }
 }
 
+/// Makes the pipe of `fd` hold at least `size` bytes (rounded up by the kernel); returns
+/// its new capacity. Fails with EPERM past the limits of an unprivileged user
+/// (/proc/sys/fs/pipe-max-size, pipe-user-pages-soft).
+pub(crate) fn grow_pipe(fd: RawFd, size: usize) -> io::Result<usize> {
+    let size = libc::c_int::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: fcntl on a descriptor we own; no memory arguments.
+    check(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) } as isize).map(|size| size as usize)
+}
+
 /// Sets or clears `O_NONBLOCK`.
 pub(crate) fn set_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own.
