@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "by_hand.h"
+#include "by_hand_async.h"
 #include "rr.h"
 
 /* ================================================================ allocation counting
@@ -158,7 +159,9 @@ typedef struct {
                             v2_stream (streams: body = the chunk size, tasks = streams of STREAM_CHUNKS
                             chunks), one_core_v2 (one_core in protocol V2) */
     const char *kind;    /* floor, pool, opt_in (main: pool with the opt-in settings), by_hand_locked and
-                            by_hand_pipelined (main: by_hand.c), naive (split_sends) */
+                            by_hand_pipelined (main: by_hand.c), by_hand_async_loop and
+                            by_hand_async_reactor (main: by_hand_async.c; callers = tasks in flight),
+                            async, async_opt_in (main: the completion queue), naive (split_sends) */
     channel ch;
     size_t body;
     int workers, callers;
@@ -685,6 +688,8 @@ static void floor_run(floor_pair *p, int pairs, size_t body_len, result *out) {
 
 static const size_t bodies[] = {16, 4096, 65536, 1u << 20};
 #define NBODIES 4
+/* Tasks in flight in the completion queue's rows with 4 workers (and their by-hand shapes). */
+#define ASYNC_IN_FLIGHT 64
 
 /* 4 workers x 16 threads written by hand (by_hand.c), pipes, 16 B: the reference of the
  * pool's own shape. */
@@ -704,6 +709,26 @@ static void section_by_hand(void) {
         }
         add_round(p, &r);
         progress("by-hand", p, &r);
+    }
+    /* The completion queue's shape by hand (by_hand_async.c): 4 workers with 64 tasks in
+     * flight and 1 worker with 1, one thread alone or a host thread and a reactor thread. */
+    static const struct {
+        const char *kind;
+        by_hand_async_shape shape;
+    } shapes[] = {{"by_hand_async_loop", BY_HAND_ASYNC_ONE_LOOP}, {"by_hand_async_reactor", BY_HAND_ASYNC_REACTOR}};
+    static const int sizes[2][2] = {{4, ASYNC_IN_FLIGHT}, {1, 1}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        for (int z = 0; z < 2; z++) {
+            result r;
+            point *p = find_point("main", shapes[k].kind, CH_PIPES, 16, sizes[z][0], sizes[z][1]);
+            if (by_hand_async_measure(pairs, sizes[z][0], sizes[z][1], shapes[k].shape, 16, opt.seconds, 50, &r) <
+                0) {
+                fprintf(stderr, "bench: a by-hand async measurement failed\n");
+                exit(1);
+            }
+            add_round(p, &r);
+            progress("by-hand", p, &r);
+        }
     }
     floor_stop(pairs, 4);
 }
@@ -764,8 +789,6 @@ static void section_v2(channel ch) {
  * rows (same server, same workers): with 4 workers, one thread keeping ASYNC_IN_FLIGHT tasks
  * in flight, every body; with 1 worker, one task in flight, 16 B (rr_exec 1 x 1's shape).
  * The points are "main"/"async", callers = the tasks in flight. */
-#define ASYNC_IN_FLIGHT 64
-
 static void section_async(rr_server *s, int workers) {
     int in_flight = workers == 1 ? 1 : ASYNC_IN_FLIGHT;
     for (int b = 0; b < NBODIES; b++) {
@@ -1313,6 +1336,30 @@ static void print_async_table(void) {
            ratio_of(pool16, f2));
     printf("  by hand, same shape (a mutex per worker)    %9.0f tasks/s  %.2f  (rr_exec/by hand %.2f)\n",
            locked->med.tasks_per_s, ratio_of(locked, f2), ratio_of(pool16, locked));
+    /* The queue's rows against the same shapes written by hand (by_hand_async.c). */
+    static const struct {
+        int workers, in_flight;
+        const char *label, *vs;
+    } shapes[] = {{4, ASYNC_IN_FLIGHT, "4 workers, 64 in flight", "2 floor pairs"},
+                  {1, 1, "1 worker, 1 in flight", "rr_exec 1 x 1"}};
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int w = shapes[k].workers, n = shapes[k].in_flight;
+        point *base = w == 1 ? measured_point("main", "pool", CH_PIPES, 16, 1, 1) : f2;
+        point *queue = measured_point("main", "async", CH_PIPES, 16, w, n);
+        point *loop = measured_point("main", "by_hand_async_loop", CH_PIPES, 16, w, n);
+        point *reactor = measured_point("main", "by_hand_async_reactor", CH_PIPES, 16, w, n);
+        if (!base || !queue || !loop || !reactor) {
+            continue;
+        }
+        printf("completion queue, %s, 16 B, against %s (%.0f tasks/s):\n", shapes[k].label, shapes[k].vs,
+               base->med.tasks_per_s);
+        printf("  by hand, one thread (epoll on the relays)   %9.0f tasks/s  %.2f\n", loop->med.tasks_per_s,
+               ratio_of(loop, base));
+        printf("  by hand, host thread + reactor thread       %9.0f tasks/s  %.2f\n", reactor->med.tasks_per_s,
+               ratio_of(reactor, base));
+        printf("  the queue (its shape: host + reactor)       %9.0f tasks/s  %.2f  (queue/by hand %.2f)\n",
+               queue->med.tasks_per_s, ratio_of(queue, base), ratio_of(queue, reactor));
+    }
 }
 
 static void print_tables(double run_seconds) {
@@ -1511,7 +1558,13 @@ static void write_json(const char *path, double run_seconds) {
             "\"async_pipes_16_4x64_vs_2_pairs\": %.4f, \"async_pipes_16_4x64_opt_in_vs_2_pairs\": %.4f, "
             "\"async_pipes_64k_4x64_vs_2_pairs\": %.4f, \"async_pipes_1m_4x64_vs_2_pairs\": %.4f, "
             "\"async_pipes_16_1x1_vs_exec_1x1\": %.4f, \"async_pipes_16_1x1_vs_1_pair\": %.4f, "
-            "\"by_hand_locked_pipes_16_4x16_vs_2_pairs\": %.4f}\n}\n",
+            "\"by_hand_locked_pipes_16_4x16_vs_2_pairs\": %.4f, "
+            "\"by_hand_async_loop_pipes_16_4x64_vs_2_pairs\": %.4f, "
+            "\"by_hand_async_reactor_pipes_16_4x64_vs_2_pairs\": %.4f, "
+            "\"async_pipes_16_4x64_vs_by_hand_async_reactor\": %.4f, "
+            "\"by_hand_async_loop_pipes_16_1x1_vs_exec_1x1\": %.4f, "
+            "\"by_hand_async_reactor_pipes_16_1x1_vs_exec_1x1\": %.4f, "
+            "\"async_pipes_16_1x1_vs_by_hand_async_reactor\": %.4f}\n}\n",
             ratio_of(p1, f1), ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16), f2),
             ratio_of(find_point("main", "opt_in", CH_PIPES, 16, 4, 16), f2),
             ratio_of(find_point("main", "pool", CH_PIPES, 16, 4, 16),
@@ -1527,7 +1580,17 @@ static void write_json(const char *path, double run_seconds) {
                      find_point("main", "floor", CH_PIPES, 1u << 20, 2, 2)),
             ratio_of(find_point("main", "async", CH_PIPES, 16, 1, 1), find_point("main", "pool", CH_PIPES, 16, 1, 1)),
             ratio_of(find_point("main", "async", CH_PIPES, 16, 1, 1), find_point("main", "floor", CH_PIPES, 16, 1, 1)),
-            ratio_of(find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16), f2));
+            ratio_of(find_point("main", "by_hand_locked", CH_PIPES, 16, 4, 16), f2),
+            ratio_of(find_point("main", "by_hand_async_loop", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT), f2),
+            ratio_of(find_point("main", "by_hand_async_reactor", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT), f2),
+            ratio_of(find_point("main", "async", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT),
+                     find_point("main", "by_hand_async_reactor", CH_PIPES, 16, 4, ASYNC_IN_FLIGHT)),
+            ratio_of(find_point("main", "by_hand_async_loop", CH_PIPES, 16, 1, 1),
+                     find_point("main", "pool", CH_PIPES, 16, 1, 1)),
+            ratio_of(find_point("main", "by_hand_async_reactor", CH_PIPES, 16, 1, 1),
+                     find_point("main", "pool", CH_PIPES, 16, 1, 1)),
+            ratio_of(find_point("main", "async", CH_PIPES, 16, 1, 1),
+                     find_point("main", "by_hand_async_reactor", CH_PIPES, 16, 1, 1)));
     fclose(f);
 }
 

@@ -29,8 +29,10 @@ $(BENCH_DIR)/floor: $(BENCH_DIR)/floor.c $(BENCH_COMMON)
 	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $(BENCH_DIR)/floor.c $(BENCH_DIR)/common.c
 
 # `lib` (cargo build --release + the soname link) is order-only: cargo decides.
-$(BENCH_DIR)/bench: $(BENCH_DIR)/bench.c $(BENCH_DIR)/by_hand.c $(BENCH_DIR)/by_hand.h $(BENCH_COMMON) include/rr.h | lib
-	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $(BENCH_DIR)/bench.c $(BENCH_DIR)/by_hand.c $(BENCH_DIR)/common.c $(BENCH_LDFLAGS)
+$(BENCH_DIR)/bench: $(BENCH_DIR)/bench.c $(BENCH_DIR)/by_hand.c $(BENCH_DIR)/by_hand.h $(BENCH_DIR)/by_hand_async.c \
+                    $(BENCH_DIR)/by_hand_async.h $(BENCH_COMMON) include/rr.h | lib
+	$(BENCH_CC) $(BENCH_CFLAGS) -o $@ $(BENCH_DIR)/bench.c $(BENCH_DIR)/by_hand.c $(BENCH_DIR)/by_hand_async.c \
+	    $(BENCH_DIR)/common.c $(BENCH_LDFLAGS)
 
 # The elastic pool's figures (start-up on demand, a burst, host memory), with rr-test-worker.
 $(BENCH_DIR)/elastic: $(BENCH_DIR)/elastic.c include/rr.h | lib

@@ -179,10 +179,18 @@ def async_table(pts):
             ("rr_exec, 4 workers × 16 callers (blocking)", pts.get("main", "pool", "pipes", 16, 4, 16)),
             ("by hand, the same shape: 4 workers × 16 threads, a mutex per worker (no library)",
              pts.get("main", "by_hand_locked", "pipes", 16, 4, 16)),
+            ("by hand, one thread, 4 workers, 64 in flight: epoll on the relays (no library)",
+             pts.get("main", "by_hand_async_loop", "pipes", 16, 4, ASYNC_IN_FLIGHT)),
+            ("by hand, the queue's shape: a host thread + a reactor thread, 4 workers, 64 in flight (no library)",
+             pts.get("main", "by_hand_async_reactor", "pipes", 16, 4, ASYNC_IN_FLIGHT)),
             ("completion queue, one thread, 4 workers, 64 in flight",
              pts.get("main", "async", "pipes", 16, 4, ASYNC_IN_FLIGHT)),
             ("1 floor pair", pts.get("main", "floor", "pipes", 16, 1, 1)),
             ("rr_exec, 1 worker × 1 caller", pts.get("main", "pool", "pipes", 16, 1, 1)),
+            ("by hand, one thread, 1 worker, 1 in flight (no library)",
+             pts.get("main", "by_hand_async_loop", "pipes", 16, 1, 1)),
+            ("by hand, the queue's shape, 1 worker, 1 in flight (no library)",
+             pts.get("main", "by_hand_async_reactor", "pipes", 16, 1, 1)),
             ("completion queue, one thread, 1 worker, 1 in flight", pts.get("main", "async", "pipes", 16, 1, 1))):
         if point:
             refs.append(f"| {label} | {num(point['tasks_per_s'])} | {us(point['p50_us'])} | {us(point['p99_us'])} "
@@ -346,10 +354,15 @@ def async_bars(pts):
          ("by hand, 4 workers × 16 threads (no library)", ("by_hand_locked", 16, 4, 16), "by_hand"),
          ("rr_exec, 4 workers × 16 callers", ("pool", 16, 4, 16), "rr_exec"),
          ("rr_exec, 4 × 16, opt-in settings", ("opt_in", 16, 4, 16), "rr_exec"),
+         ("by hand, 1 thread, 4 workers, 64 in flight", ("by_hand_async_loop", 16, 4, ASYNC_IN_FLIGHT), "by_hand"),
+         ("by hand, host + reactor thread, 4 w, 64 in flight",
+          ("by_hand_async_reactor", 16, 4, ASYNC_IN_FLIGHT), "by_hand"),
          ("queue, 1 thread, 4 workers, 64 in flight", ("async", 16, 4, ASYNC_IN_FLIGHT), "async"),
          ("queue, 4 workers, 64 in flight, opt-in", ("async_opt_in", 16, 4, ASYNC_IN_FLIGHT), "async")),
         (("1 floor pair (no library)", ("floor", 16, 1, 1), "floor"),
          ("rr_exec, 1 worker × 1 caller", ("pool", 16, 1, 1), "rr_exec"),
+         ("by hand, 1 thread, 1 worker, 1 in flight", ("by_hand_async_loop", 16, 1, 1), "by_hand"),
+         ("by hand, host + reactor thread, 1 w, 1 in flight", ("by_hand_async_reactor", 16, 1, 1), "by_hand"),
          ("queue, 1 thread, 1 worker, 1 in flight", ("async", 16, 1, 1), "async")),
     )
     bars = []
@@ -444,6 +457,17 @@ def main():
             f"of the floor's bytes/s); with 1 worker and 1 task in flight it makes "
             f"**{r['async_pipes_16_1x1_vs_exec_1x1']:.2f}** of `rr_exec` 1 × 1 "
             f"({r['async_pipes_16_1x1_vs_1_pair']:.2f} of one floor pair). See the completion queue table.\n")
+    if r.get("async_pipes_16_4x64_vs_by_hand_async_reactor", 0) > 0:
+        md.append(
+            f"The same shapes written by hand (`bench/by_hand_async.c`, no library) show what a host reaches "
+            f"on this machine: one thread owning the relays (epoll), 4 workers, 64 in flight, "
+            f"**{r['by_hand_async_loop_pipes_16_4x64_vs_2_pairs']:.2f}** of 2 floor pairs; the queue's own shape "
+            f"(an event-loop host thread that another thread hands the completions to) "
+            f"**{r['by_hand_async_reactor_pipes_16_4x64_vs_2_pairs']:.2f}**, against which the queue makes "
+            f"**{r['async_pipes_16_4x64_vs_by_hand_async_reactor']:.2f}**. With 1 worker and 1 task in flight: "
+            f"{r['by_hand_async_loop_pipes_16_1x1_vs_exec_1x1']:.2f} and "
+            f"{r['by_hand_async_reactor_pipes_16_1x1_vs_exec_1x1']:.2f} of `rr_exec` 1 × 1, the queue "
+            f"**{r['async_pipes_16_1x1_vs_by_hand_async_reactor']:.2f}** of its shape by hand.\n")
     md.append(
         "A ratio is the pool's tasks/s divided by the floor's: 1.00 means the library adds nothing a "
         "hand-written program would not pay too.\n")
