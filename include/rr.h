@@ -1137,7 +1137,10 @@ rr_status rr_exec_submit(struct rr_server *s,
  * Returns `RR_STATUS_OK` whenever it fills `*out` (the task's own outcome is in
  * `out->status`); `RR_STATUS_TIMEOUT` when no completion came in time (`*out` is left
  * untouched); `RR_STATUS_NULL_ARGUMENT` when `q` or `out` is NULL;
- * `RR_STATUS_INVALID_ARGUMENT` for a `timeout_ms` below -1.
+ * `RR_STATUS_INVALID_ARGUMENT` for a `timeout_ms` below -1. A `RR_STATUS_TIMEOUT` with
+ * `err_out` NULL allocates nothing: an event loop that takes completions until the
+ * queue is empty may pass NULL, and a task then costs no allocation but its inputs'
+ * copy, its ticket and its answer (`make bench` counts them).
  */
 RR_MUST_USE
 rr_status rr_queue_next(struct rr_queue *q,

@@ -185,38 +185,54 @@ impl QueueShared {
     }
 }
 
+/// The signals a thread defers (see [`deferring_signals`]).
+#[derive(Default)]
+struct Deferred {
+    /// Whether this thread defers its raises now.
+    active: bool,
+    /// The queues whose signal it owes a raise. Kept between passes, emptied: a pass
+    /// allocates nothing for it.
+    owed: Vec<Arc<QueueShared>>,
+}
+
 thread_local! {
-    /// The queues whose signal this thread owes a raise, while it defers them.
-    static DEFERRED_SIGNALS: RefCell<Option<Vec<Arc<QueueShared>>>> = const { RefCell::new(None) };
+    static DEFERRED_SIGNALS: RefCell<Deferred> = RefCell::new(Deferred::default());
 }
 
 /// Runs `body`, in which the completions this thread posts raise no signal; the signals
-/// they owe are raised when it returns (or panics).
+/// they owe are raised when it returns (or panics). Nested, only the outermost raises.
 pub(crate) fn deferring_signals<T>(body: impl FnOnce() -> T) -> T {
     struct RaiseOnDrop;
     impl Drop for RaiseOnDrop {
         fn drop(&mut self) {
-            let owed = DEFERRED_SIGNALS.with(|deferred| deferred.borrow_mut().take()).unwrap_or_default();
-            for queue in owed {
+            let mut owed = DEFERRED_SIGNALS.with(|deferred| {
+                let mut deferred = deferred.borrow_mut();
+                deferred.active = false;
+                std::mem::take(&mut deferred.owed)
+            });
+            for queue in owed.drain(..) {
                 queue.raise_if_waiting();
             }
+            // The emptied list goes back, with its room, for the next pass.
+            DEFERRED_SIGNALS.with(|deferred| deferred.borrow_mut().owed = owed);
         }
     }
-    DEFERRED_SIGNALS.with(|deferred| *deferred.borrow_mut() = Some(Vec::new()));
-    let _raise = RaiseOnDrop;
+    let outermost = DEFERRED_SIGNALS.with(|deferred| !std::mem::replace(&mut deferred.borrow_mut().active, true));
+    let _raise = outermost.then(|| RaiseOnDrop);
     body()
 }
 
 /// Notes that this thread owes `queue` a raise, if it defers them; false if it does not.
 fn defer_signal(queue: &Arc<QueueShared>) -> bool {
-    DEFERRED_SIGNALS.with(|deferred| match deferred.borrow_mut().as_mut() {
-        Some(owed) => {
-            if !owed.iter().any(|known| Arc::ptr_eq(known, queue)) {
-                owed.push(queue.clone());
-            }
-            true
+    DEFERRED_SIGNALS.with(|deferred| {
+        let mut deferred = deferred.borrow_mut();
+        if !deferred.active {
+            return false;
         }
-        None => false,
+        if !deferred.owed.iter().any(|known| Arc::ptr_eq(known, queue)) {
+            deferred.owed.push(queue.clone());
+        }
+        true
     })
 }
 
@@ -316,5 +332,34 @@ impl Ticket {
         if let Some(process) = &*self.running.lock() {
             process.signal(libc::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable(fd: RawFd) -> bool {
+        crate::sys::is_readable_now(fd).unwrap()
+    }
+
+    #[test]
+    fn deferred_signals_are_raised_once_the_outermost_deferral_ends() {
+        let queue = CompletionQueue::new().unwrap();
+        let (first, second) = (queue.ticket(1).unwrap(), queue.ticket(2).unwrap());
+        deferring_signals(|| {
+            deferring_signals(|| assert!(first.complete(Ok(Payload::new(b"", b"one")))));
+            assert!(!readable(queue.fd()), "raised when the inner deferral ended");
+            assert!(second.complete(Ok(Payload::new(b"", b"two"))));
+            assert!(!readable(queue.fd()));
+        });
+        assert!(readable(queue.fd()), "the owed raise was lost");
+        assert_eq!(queue.next(Some(Duration::ZERO)).unwrap().tag, 1);
+        assert_eq!(queue.next(Some(Duration::ZERO)).unwrap().tag, 2);
+        assert!(!readable(queue.fd()));
+        // And again, with the list the last deferral left behind.
+        let third = queue.ticket(3).unwrap();
+        deferring_signals(|| assert!(third.complete(Ok(Payload::new(b"", b"three")))));
+        assert!(readable(queue.fd()));
     }
 }

@@ -247,7 +247,7 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usiz
 pub(crate) fn grow_pipe(fd: RawFd, size: usize) -> io::Result<usize> {
     let size = libc::c_int::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: fcntl on a descriptor we own; no memory arguments.
-    check(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) } as isize).map(|size| size as usize)
+    check(unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) } as isize)
 }
 
 /// Sets or clears `O_NONBLOCK`.

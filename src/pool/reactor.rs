@@ -192,6 +192,8 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
     let _ = sys::use_batch_scheduling();
     ON_REACTOR_THREAD.set(true);
     let mut keys = Vec::new();
+    // The tasks to move on in a pass: kept from pass to pass (no allocation per pass).
+    let mut ready: Vec<(u64, bool)> = Vec::new();
     let mut next_waiting_deadline: Option<Instant> = None;
     loop {
         // Computed, then published (see `expect_deadline`): a task started meanwhile saw
@@ -211,7 +213,6 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
         }
         reactor.sleeps_until.store(AWAKE, Ordering::SeqCst);
         let Some(pool) = pool.upgrade() else { break };
-        let mut ready: Vec<(u64, bool)> = Vec::with_capacity(keys.len());
         let mut look_at_all = false;
         for &key in &keys {
             if key == WAKE_KEY {
@@ -230,7 +231,7 @@ fn react(reactor: &Reactor, pool: &Weak<Pool>) {
             ready.extend(all.into_iter().map(|id| (id, false)));
         }
         queue::deferring_signals(|| {
-            for (id, ended) in ready {
+            for (id, ended) in ready.drain(..) {
                 let Some(mut task) = reactor.running.lock().remove(&id) else { continue };
                 if ended {
                     task.lease.worker().note_process_ended();

@@ -436,9 +436,14 @@ void test_queue_fd_poll(void)
             check_answer(&c, 1, "one", "first");
             completion_free(&c);
         }
-        /* Drained: not readable again, and rr_queue_next(0) says so. */
+        /* Drained: not readable again, and rr_queue_next(0) says so, with an error
+         * object when asked for one and with nothing written when err_out is NULL. */
         CHECK(poll_queue(q, 0) == 0);
         nothing_more(q, 0);
+        rr_completion quiet = untouched_completion();
+        CHECK(rr_queue_next(q, 0, &quiet, NULL) == RR_STATUS_TIMEOUT);
+        CHECK(rr_queue_next(q, 20, &quiet, NULL) == RR_STATUS_TIMEOUT);
+        CHECK(is_untouched(&quiet));
         CHECK(poll_queue(q, 0) == 0);
     }
 
