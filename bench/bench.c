@@ -535,13 +535,13 @@ static long async_take(async_host *h) {
     long taken = 0;
     for (;;) {
         rr_completion c;
-        rr_error *err = NULL;
-        rr_status st = rr_queue_next(h->q, 0, &c, &err);
+        /* err_out NULL: the TIMEOUT that ends each drain allocates nothing. */
+        rr_status st = rr_queue_next(h->q, 0, &c, NULL);
         if (st == RR_STATUS_TIMEOUT) {
             break;
         }
         if (st != RR_STATUS_OK) {
-            fail_rr("rr_queue_next", st, err);
+            fail_rr("rr_queue_next", st, NULL);
         }
         uint64_t t = now_ns();
         if (c.tag >= (uint64_t)h->in_flight) {
@@ -1068,10 +1068,41 @@ static void section_rss(void) {
 /* ---- heap allocations per task, host side (every thread of this process). */
 
 #define ALLOC_TASKS 20000
-static struct {
+typedef struct {
     double allocs, reallocs, frees;
-} allocs_per_task[3];
+} alloc_counts;
+static alloc_counts allocs_per_task[3];
+/* The completion queue over pipes, 16 B: 1 worker with 1 task in flight, 4 workers with
+ * ASYNC_IN_FLIGHT (submit, poll, take, the answer freed). */
+static alloc_counts async_allocs_per_task[2];
+static const int async_alloc_shapes[2][2] = {{1, 1}, {4, ASYNC_IN_FLIGHT}};
 static bool interposed;
+
+static void count_from_zero(void) {
+    atomic_store(&alloc_calls, 0);
+    atomic_store(&realloc_calls, 0);
+    atomic_store(&free_calls, 0);
+    atomic_store(&counting, true);
+}
+
+static alloc_counts counted_per(long tasks) {
+    atomic_store(&counting, false);
+    return (alloc_counts){(double)atomic_load(&alloc_calls) / (double)tasks,
+                          (double)atomic_load(&realloc_calls) / (double)tasks,
+                          (double)atomic_load(&free_calls) / (double)tasks};
+}
+
+/* Runs `tasks` tasks through `h` (in flight as it keeps them); 0 or -1. */
+static int async_tasks(async_host *h, long tasks) {
+    long until = h->taken + tasks;
+    while (h->taken < until) {
+        long submitted = h->taken + h->outstanding;
+        if (async_fill(h, until - submitted) < 0 || async_take(h) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static void section_allocs(void) {
     /* Is the interposition live? rr_config_new allocates (Rust strings). */
@@ -1094,23 +1125,39 @@ static void section_allocs(void) {
                 exit(1);
             }
         }
-        atomic_store(&alloc_calls, 0);
-        atomic_store(&realloc_calls, 0);
-        atomic_store(&free_calls, 0);
-        atomic_store(&counting, true);
+        count_from_zero();
         for (int i = 0; i < ALLOC_TASKS; i++) {
             if (pool_op(&job, 0) < 0) {
                 exit(1);
             }
         }
-        atomic_store(&counting, false);
-        allocs_per_task[ch].allocs = (double)atomic_load(&alloc_calls) / ALLOC_TASKS;
-        allocs_per_task[ch].reallocs = (double)atomic_load(&realloc_calls) / ALLOC_TASKS;
-        allocs_per_task[ch].frees = (double)atomic_load(&free_calls) / ALLOC_TASKS;
+        allocs_per_task[ch] = counted_per(ALLOC_TASKS);
         pool_stop(s);
         fprintf(stderr, "  allocs    %-5s %.2f allocations, %.2f reallocs, %.2f frees per task\n",
                 channel_names[ch], allocs_per_task[ch].allocs, allocs_per_task[ch].reallocs,
                 allocs_per_task[ch].frees);
+    }
+    for (int k = 0; k < 2; k++) {
+        int workers = async_alloc_shapes[k][0], in_flight = async_alloc_shapes[k][1];
+        rr_server *s = pool_start(CH_PIPES, workers, NULL, 0);
+        async_host h;
+        async_host_init(&h, s, in_flight, 16);
+        /* Warm (the queue's and the reactor's tables reach their size), then counted,
+         * then the tasks still out are taken (not counted). */
+        int rc = async_tasks(&h, 1000);
+        count_from_zero();
+        rc = rc < 0 ? rc : async_tasks(&h, ALLOC_TASKS);
+        async_allocs_per_task[k] = counted_per(ALLOC_TASKS);
+        rc = rc < 0 ? rc : async_drain(&h);
+        async_host_free(&h);
+        pool_stop(s);
+        if (rc < 0) {
+            fprintf(stderr, "bench: an async allocation count failed\n");
+            exit(1);
+        }
+        fprintf(stderr, "  allocs    queue %dx%d %.2f allocations, %.2f reallocs, %.2f frees per task\n", workers,
+                in_flight, async_allocs_per_task[k].allocs, async_allocs_per_task[k].reallocs,
+                async_allocs_per_task[k].frees);
     }
 }
 
@@ -1165,12 +1212,8 @@ static int async_loop(long tasks, channel ch, int workers, int in_flight, size_t
     rr_server *s = pool_start(ch, workers, NULL, 0);
     async_host h;
     async_host_init(&h, s, in_flight, body_len);
-    int rc = 0;
     uint64_t t0 = now_ns();
-    while (rc == 0 && h.taken < tasks) {
-        long submitted = h.taken + h.outstanding;
-        rc = async_fill(&h, tasks - submitted) < 0 || async_take(&h) < 0 ? -1 : 0;
-    }
+    int rc = async_tasks(&h, tasks);
     double secs = (double)(now_ns() - t0) / 1e9;
     if (rc == 0) {
         rc = async_drain(&h);
@@ -1450,6 +1493,12 @@ static void print_tables(double run_seconds) {
                allocs_per_task[ch].allocs, allocs_per_task[ch].reallocs, allocs_per_task[ch].frees,
                interposed ? "" : "  (interposition NOT working)");
     }
+    printf("The completion queue, pipes, 16 B (rr_exec_submit, poll, rr_queue_next, the answer freed):\n");
+    for (int k = 0; k < 2; k++) {
+        printf("  %d worker(s), %2d in flight %5.2f allocations + %5.2f reallocs (%5.2f frees)\n",
+               async_alloc_shapes[k][0], async_alloc_shapes[k][1], async_allocs_per_task[k].allocs,
+               async_allocs_per_task[k].reallocs, async_allocs_per_task[k].frees);
+    }
 
     if (opt.report) {
         printf("\nScaling over pipes, 16 B: N workers x 4N callers against N floor pairs (%ld CPUs)\n",
@@ -1548,6 +1597,15 @@ static void write_json(const char *path, double run_seconds) {
         fprintf(f, ", \"%s\": {\"allocs_per_task\": %.3f, \"reallocs_per_task\": %.3f, \"frees_per_task\": %.3f}",
                 channel_names[ch], allocs_per_task[ch].allocs, allocs_per_task[ch].reallocs, allocs_per_task[ch].frees);
     }
+    fprintf(f, ", \"queue\": [");
+    for (int k = 0; k < 2; k++) {
+        fprintf(f,
+                "%s{\"workers\": %d, \"in_flight\": %d, \"allocs_per_task\": %.3f, \"reallocs_per_task\": %.3f, "
+                "\"frees_per_task\": %.3f}",
+                k ? ", " : "", async_alloc_shapes[k][0], async_alloc_shapes[k][1], async_allocs_per_task[k].allocs,
+                async_allocs_per_task[k].reallocs, async_allocs_per_task[k].frees);
+    }
+    fprintf(f, "]");
     point *f1 = find_point("one_core", "floor", CH_PIPES, 16, 1, 1);
     point *p1 = find_point("one_core", "pool", CH_PIPES, 16, 1, 1);
     point *f2 = find_point("main", "floor", CH_PIPES, 16, 2, 2);

@@ -445,6 +445,11 @@ int floor_pair_start_protocol(floor_pair *p, const char *worker, const char *con
         close(from_child[1]);
         p->fd_write = to_child[1];
         p->fd_read = from_child[0];
+        /* The library grows a relay's pipes to this size when a message does not fit
+         * (relay.rs); the floor does the same from the start, so that it stays what a
+         * hand-written program reaches. A pipe the kernel will not grow stays as it is. */
+        fcntl(p->fd_write, F_SETPIPE_SZ, FLOOR_PIPE_SIZE);
+        fcntl(p->fd_read, F_SETPIPE_SZ, FLOOR_PIPE_SIZE);
     } else {
         struct pollfd pfd = {.fd = listener, .events = POLLIN};
         if (poll(&pfd, 1, 10000) != 1) {

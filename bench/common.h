@@ -62,6 +62,8 @@ extern const char *const channel_names[3];
 void make_relay(channel ch, char *buf, size_t len);
 
 /* ---- floor pairs ---- */
+/* The capacity a floor pair's pipes are given: what the library's relays grow to. */
+#define FLOOR_PIPE_SIZE (256 * 1024)
 typedef struct {
     pid_t pid;
     int fd_read, fd_write; /* the same socket for unix/tcp */

@@ -651,11 +651,17 @@ def main():
     md.append(
         f"`malloc`/`calloc`/`realloc`/`posix_memalign` interposed in the bench binary and counted on every "
         f"thread during {al['tasks']:,} calls of `rr_exec` with 16 B (1 worker × 1 caller), the answer freed "
-        f"with `rr_payload_free`.{'' if al['interposed'] else ' **Interposition failed: the counts are void.**'}\n")
+        f"with `rr_payload_free`; for the completion queue, {al['tasks']:,} tasks submitted, polled for and "
+        f"taken, each answer freed."
+        f"{'' if al['interposed'] else ' **Interposition failed: the counts are void.**'}\n")
     md.append("| relay | new blocks | reallocs | frees |\n|---|--:|--:|--:|")
     for relay in RELAYS:
         a = al[relay]
         md.append(f"| {relay} | {a['allocs_per_task']:.2f} | {a['reallocs_per_task']:.2f} | {a['frees_per_task']:.2f} |")
+    for q in al.get("queue", []):
+        md.append(f"| pipes, completion queue, {q['workers']} worker{'s' if q['workers'] > 1 else ''} × "
+                  f"{q['in_flight']} in flight | {q['allocs_per_task']:.2f} | {q['reallocs_per_task']:.2f} "
+                  f"| {q['frees_per_task']:.2f} |")
     md.append("")
     if elastic_path:
         md.extend(elastic_section(elastic_path))
