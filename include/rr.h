@@ -1140,7 +1140,7 @@ rr_status rr_exec_submit(struct rr_server *s,
  * `RR_STATUS_INVALID_ARGUMENT` for a `timeout_ms` below -1. A `RR_STATUS_TIMEOUT` with
  * `err_out` NULL allocates nothing: an event loop that takes completions until the
  * queue is empty may pass NULL, and a task then costs no allocation but its inputs'
- * copy, its ticket and its answer (`make bench` counts them).
+ * copy and its answer (`make bench` counts them).
  */
 RR_MUST_USE
 rr_status rr_queue_next(struct rr_queue *q,

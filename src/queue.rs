@@ -12,10 +12,13 @@
 //! with 64 in flight). One queue may serve several servers, and several threads may
 //! take from it.
 //!
-//! Each submitted task has a [`Ticket`], shared by the queue (to cancel it) and by the
-//! pool that runs it. A ticket completes once: the first outcome posted wins (a cancel
-//! posts `Cancelled` at once; the task's own outcome, should it come later, is dropped).
-//! A closed (freed) queue takes no more completions.
+//! Each submitted task has a [`Ticket`]: its id in the queue, which keeps what it knows of
+//! the task (its tag, the line it waits in, the worker it runs on) in its table of
+//! outstanding tasks, under its lock. The pool that runs the task holds the ticket (an id
+//! and a weak reference: no allocation of its own). A ticket completes once: the first
+//! outcome posted takes it out of the table and wins (a cancel posts `Cancelled` at once;
+//! the task's own outcome, should it come later, is dropped). A closed (freed) queue
+//! takes no more completions.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::Process;
@@ -25,7 +28,7 @@ use crate::Payload;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -59,7 +62,7 @@ struct QueueState {
     /// moments a raise is deferred).
     raised: bool,
     /// Tasks submitted and not completed, by ticket id.
-    outstanding: HashMap<u64, Arc<Ticket>>,
+    outstanding: HashMap<u64, TicketState>,
     closed: bool,
 }
 
@@ -123,55 +126,83 @@ impl CompletionQueue {
     /// its worker killed (it may be mid-answer) and replaced. No task with that tag: a
     /// no-op.
     pub fn cancel(&self, tag: u64) {
-        let tickets: Vec<Arc<Ticket>> =
-            self.shared.state.lock().outstanding.values().filter(|ticket| ticket.tag == tag).cloned().collect();
-        for ticket in tickets {
-            ticket.cancel();
-        }
+        self.shared.cancel_where(|cancelled| cancelled == tag);
     }
 
     /// A ticket for a task submitted to this queue with `tag`, counted as outstanding.
-    pub(crate) fn ticket(&self, tag: u64) -> Result<Arc<Ticket>> {
-        let ticket = Arc::new(Ticket {
-            id: NEXT_TICKET.fetch_add(1, Ordering::Relaxed),
-            tag,
-            queue: Arc::downgrade(&self.shared),
-            done: AtomicBool::new(false),
-            running: Mutex::new(None),
-            waiting_in: Mutex::new(None),
-        });
+    pub(crate) fn ticket(&self, tag: u64) -> Result<Ticket> {
+        let id = NEXT_TICKET.fetch_add(1, Ordering::Relaxed);
         let mut state = self.shared.state.lock();
         if state.closed {
             return Err(Error::state("the completion queue is being freed"));
         }
-        state.outstanding.insert(ticket.id, ticket.clone());
-        Ok(ticket)
+        state.outstanding.insert(id, TicketState { tag, running: None, waiting_in: None });
+        Ok(Ticket { id, queue: Arc::downgrade(&self.shared) })
     }
 
     /// Forgets a ticket whose submission failed at once (nothing is posted for it).
     pub(crate) fn forget(&self, ticket: &Ticket) {
-        ticket.done.store(true, Ordering::Release);
         self.shared.state.lock().outstanding.remove(&ticket.id);
     }
 }
 
 impl QueueShared {
-    /// Posts the completion of ticket `id` (dropped if the queue is being freed).
-    fn post(self: &Arc<Self>, id: u64, completion: Completion) {
+    /// Posts the outcome of ticket `id` if it is outstanding (dropped if the queue is
+    /// being freed); false if it completed already.
+    fn post(self: &Arc<Self>, id: u64, result: Result<Payload>) -> bool {
         let mut state = self.state.lock();
-        state.outstanding.remove(&id);
+        let Some(ticket) = state.outstanding.remove(&id) else { return false };
+        let wake = self.push(&mut state, Completion { tag: ticket.tag, result });
+        drop(state);
+        if wake {
+            self.arrived.notify_one();
+        }
+        true
+    }
+
+    /// Adds `completion` to those waiting (unless the queue is being freed) and raises
+    /// the signal, or owes it (see [`deferring_signals`]); whether a thread sleeps in
+    /// `next` to be woken.
+    fn push(self: &Arc<Self>, state: &mut QueueState, completion: Completion) -> bool {
         if state.closed {
-            return;
+            return false;
         }
         state.ready.push_back(completion);
         if !state.raised && !defer_signal(self) {
             self.signal.raise();
             state.raised = true;
         }
-        let wake = state.sleepers > 0;
-        drop(state);
+        state.sleepers > 0
+    }
+
+    /// Completes every outstanding task whose tag `picked` chooses with `Cancelled`, then
+    /// stops it: taken back from the line it waits in, or its worker killed if it runs
+    /// (it may be mid-answer). The worker of a task whose run ended meanwhile is not
+    /// killed for it: its run ended under this lock (`Ticket::stop_running`).
+    fn cancel_where(self: &Arc<Self>, picked: impl Fn(u64) -> bool) {
+        let mut stopped = Vec::new();
+        let mut wake = false;
+        {
+            let mut state = self.state.lock();
+            let ids: Vec<u64> =
+                state.outstanding.iter().filter(|(_, ticket)| picked(ticket.tag)).map(|(&id, _)| id).collect();
+            for id in ids {
+                let ticket = state.outstanding.remove(&id).expect("listed above");
+                let cancelled = Error::new(ErrorKind::Cancelled, "the task was cancelled (rr_queue_cancel)");
+                wake |= self.push(&mut state, Completion { tag: ticket.tag, result: Err(cancelled) });
+                if let Some(process) = &ticket.running {
+                    process.signal(libc::SIGKILL);
+                }
+                stopped.push((id, ticket.waiting_in));
+            }
+        }
         if wake {
-            self.arrived.notify_one();
+            self.arrived.notify_all();
+        }
+        for (id, line) in stopped {
+            if let Some(line) = line.and_then(|line| line.upgrade()) {
+                line.withdraw(id);
+            }
         }
     }
 
@@ -240,15 +271,12 @@ impl Drop for CompletionQueue {
     /// Cancels what is outstanding and drops what was not taken: no completion arrives
     /// after this. Returns at once: running tasks' workers are killed, not waited for.
     fn drop(&mut self) {
-        let outstanding: Vec<Arc<Ticket>> = {
+        {
             let mut state = self.shared.state.lock();
             state.closed = true;
             state.ready.clear();
-            state.outstanding.values().cloned().collect()
-        };
-        for ticket in outstanding {
-            ticket.cancel();
         }
+        self.shared.cancel_where(|_| true);
     }
 }
 
@@ -259,18 +287,21 @@ pub(crate) trait TaskLine: Send + Sync {
     fn withdraw(&self, id: u64) -> bool;
 }
 
-/// One submitted task, shared by its queue and the pool that runs it.
+/// One submitted task: its id in its queue, which keeps the rest (`TicketState`).
+/// Cloned freely (an id and a weak reference).
+#[derive(Clone)]
 pub(crate) struct Ticket {
     id: u64,
-    tag: u64,
     queue: Weak<QueueShared>,
-    /// Set once an outcome was posted (or the task was given up at submission).
-    done: AtomicBool,
-    /// The worker running the task, while it does: a cancel kills it. Its lock also
-    /// orders a cancel's kill against the end of the run (see `stop_running`).
-    running: Mutex<Option<Arc<Process>>>,
+}
+
+/// What a queue knows of a task it has outstanding.
+struct TicketState {
+    tag: u64,
+    /// The worker running the task, while it does: a cancel kills it.
+    running: Option<Arc<Process>>,
     /// The line the task waits in, while it waits for a worker.
-    waiting_in: Mutex<Option<Weak<dyn TaskLine>>>,
+    waiting_in: Option<Weak<dyn TaskLine>>,
 }
 
 impl Ticket {
@@ -278,60 +309,39 @@ impl Ticket {
         self.id
     }
 
-    /// Whether its outcome was posted already (a cancel, most likely): its worker, if it
-    /// gets one, need not run it.
-    pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+    /// Runs `change` on the task's entry in its queue, while it is outstanding; `None`
+    /// once it completed (or its queue is gone).
+    fn with_state<T>(&self, change: impl FnOnce(&mut TicketState) -> T) -> Option<T> {
+        let queue = self.queue.upgrade()?;
+        let mut state = queue.state.lock();
+        state.outstanding.get_mut(&self.id).map(change)
     }
 
     /// Posts the task's outcome, unless one was posted already; true if this one was.
     pub(crate) fn complete(&self, result: Result<Payload>) -> bool {
-        if self.done.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        if let Some(queue) = self.queue.upgrade() {
-            queue.post(self.id, Completion { tag: self.tag, result });
-        }
-        true
+        self.queue.upgrade().is_some_and(|queue| queue.post(self.id, result))
     }
 
     /// The task waits for a worker in `line`, which takes it back for a cancel.
     pub(crate) fn set_waiting(&self, line: Weak<dyn TaskLine>) {
-        *self.waiting_in.lock() = Some(line);
+        self.with_state(|ticket| ticket.waiting_in = Some(line));
     }
 
-    /// The task runs on `process` from now on. A task cancelled in the meantime has its
-    /// worker killed here.
-    pub(crate) fn start_running(&self, process: &Arc<Process>) {
-        *self.waiting_in.lock() = None;
-        let mut running = self.running.lock();
-        *running = Some(process.clone());
-        if self.is_done() {
-            process.signal(libc::SIGKILL);
-        }
+    /// The task runs on `process` from now on (a cancel kills it); false if its outcome
+    /// was posted already (a cancel, most likely): then it must not run.
+    pub(crate) fn start_running(&self, process: &Arc<Process>) -> bool {
+        self.with_state(|ticket| {
+            ticket.waiting_in = None;
+            ticket.running = Some(process.clone());
+        })
+        .is_some()
     }
 
     /// The task's run ended (or moves to another worker): from now on a cancel kills no
     /// worker for it. True if it was cancelled before that: its worker may have been
     /// killed, and must not run another task.
     pub(crate) fn stop_running(&self) -> bool {
-        *self.running.lock() = None;
-        self.is_done()
-    }
-
-    /// Completes the task with `Cancelled`, then stops it: taken back if it waits, its
-    /// worker killed if it runs. Nothing if it completed already.
-    fn cancel(&self) {
-        if !self.complete(Err(Error::new(ErrorKind::Cancelled, "the task was cancelled (rr_queue_cancel)"))) {
-            return;
-        }
-        let line = self.waiting_in.lock().take().and_then(|line| line.upgrade());
-        if let Some(line) = line {
-            line.withdraw(self.id);
-        }
-        if let Some(process) = &*self.running.lock() {
-            process.signal(libc::SIGKILL);
-        }
+        self.with_state(|ticket| ticket.running = None).is_none()
     }
 }
 

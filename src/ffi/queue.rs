@@ -142,7 +142,7 @@ pub unsafe extern "C" fn rr_exec_submit(
 /// `RR_STATUS_INVALID_ARGUMENT` for a `timeout_ms` below -1. A `RR_STATUS_TIMEOUT` with
 /// `err_out` NULL allocates nothing: an event loop that takes completions until the
 /// queue is empty may pass NULL, and a task then costs no allocation but its inputs'
-/// copy, its ticket and its answer (`make bench` counts them).
+/// copy and its answer (`make bench` counts them).
 #[no_mangle]
 #[must_use]
 pub unsafe extern "C" fn rr_queue_next(

@@ -15,7 +15,7 @@ use std::time::Instant;
 /// A task submitted to a completion queue: its inputs (copied), its ticket, and how far
 /// it got.
 pub(crate) struct AsyncTask {
-    pub(crate) ticket: Arc<Ticket>,
+    pub(crate) ticket: Ticket,
     /// The context, then the body.
     input: Vec<u8>,
     context_len: usize,
@@ -29,7 +29,7 @@ pub(crate) struct AsyncTask {
 
 impl AsyncTask {
     /// A task of copies of `context` and `body`, for `ticket`, to have a worker by `deadline`.
-    pub(crate) fn new(ticket: Arc<Ticket>, context: &[u8], body: &[u8], deadline: Instant) -> AsyncTask {
+    pub(crate) fn new(ticket: Ticket, context: &[u8], body: &[u8], deadline: Instant) -> AsyncTask {
         let mut input = Vec::with_capacity(context.len() + body.len());
         input.extend_from_slice(context);
         input.extend_from_slice(body);
@@ -104,19 +104,20 @@ impl Pool {
     /// gives the worker to the reactor, which sends the rest and reads the answer. A task
     /// cancelled meanwhile does not run: the worker is given back as it is.
     pub(super) fn start_async(self: &Arc<Self>, mut lease: Lease, task: AsyncTask) {
-        if task.ticket.is_done() {
-            lease.give_back();
-            return;
-        }
         let Some(reactor) = self.reactor() else {
             lease.give_back();
             task.ticket.complete(Err(Error::new(ErrorKind::Internal, "cannot start the pool's reactor thread")));
             return;
         };
+        // Noted as running before it is written, so that a cancel from now on kills the
+        // worker; a task cancelled before does not run.
+        if !task.ticket.start_running(lease.worker_ref().process()) {
+            lease.give_back();
+            return;
+        }
         let deadline = self.task_deadline();
         let worker = lease.worker();
         let sent = worker.start_sending_task(task.context(), task.body(), deadline);
-        task.ticket.start_running(worker.process());
         reactor.run(Running::new(lease, task, sent));
     }
 
