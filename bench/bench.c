@@ -236,6 +236,16 @@ static double ratio_of(const point *pool, const point *floor) {
     return floor && floor->med.tasks_per_s > 0 && pool ? pool->med.tasks_per_s / floor->med.tasks_per_s : 0;
 }
 
+/* The MB/s cell of a table row: bodies from 4 KiB on; "-" for smaller ones, whose
+ * bytes/s say nothing tasks/s does not. */
+static void mb_cell(char *buf, size_t len, const point *p) {
+    if (p->body >= 4096) {
+        snprintf(buf, len, "%.1f", p->med.mb_per_s);
+    } else {
+        snprintf(buf, len, "-");
+    }
+}
+
 /* Progress goes to stderr; the table at the end goes to stdout. */
 static void progress(const char *kind, const point *p, const result *r) {
     char b[32];
@@ -1268,11 +1278,7 @@ static void print_pair_table(const char *title, int workers, int callers, int pa
             point *p = find_point("main", "pool", (channel)ch, bodies[b], workers, callers);
             char name[32], mb[32];
             body_name(bodies[b], name, sizeof name);
-            if (bodies[b] >= 4096) {
-                snprintf(mb, sizeof mb, "%.1f", p->med.mb_per_s);
-            } else {
-                snprintf(mb, sizeof mb, "-");
-            }
+            mb_cell(mb, sizeof mb, p);
             bool shaky = unstable(f) || unstable(p);
             any_unstable |= shaky;
             printf("%-6s %-7s | %11.0f %8.1f %8.1f | %11.0f %8.1f %8.1f %9s | %9.2f%s\n", channel_names[ch], name,
@@ -1295,11 +1301,7 @@ static void print_v2_table(const char *title, int workers, int callers, int pair
             point *v1 = find_point("main", "pool", (channel)ch, bodies[b], workers, callers);
             char name[32], mb[32];
             body_name(bodies[b], name, sizeof name);
-            if (bodies[b] >= 4096) {
-                snprintf(mb, sizeof mb, "%.1f", p->med.mb_per_s);
-            } else {
-                snprintf(mb, sizeof mb, "-");
-            }
+            mb_cell(mb, sizeof mb, p);
             bool shaky = unstable(f) || unstable(p) || unstable(v1);
             any_unstable |= shaky;
             printf("%-6s %-7s | %11.0f %8.1f %8.1f | %11.0f %8.1f %8.1f %9s | %9.2f%s | %11.0f %6.2f\n",
@@ -1360,11 +1362,7 @@ static void print_async_table(void) {
             point *e = measured_point("main", vs_kind, CH_PIPES, bodies[b], rows[k].workers, rows[k].callers);
             char name[32], mb[32];
             body_name(bodies[b], name, sizeof name);
-            if (bodies[b] >= 4096) {
-                snprintf(mb, sizeof mb, "%.1f", p->med.mb_per_s);
-            } else {
-                snprintf(mb, sizeof mb, "-");
-            }
+            mb_cell(mb, sizeof mb, p);
             bool shaky = (f && unstable(f)) || unstable(p);
             any_unstable |= shaky;
             printf("%-34s %-7s | %11.0f %8.1f %8.1f %9s | %7.2f%s %9.2f\n", rows[k].label, name, p->med.tasks_per_s,

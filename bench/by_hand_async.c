@@ -71,17 +71,24 @@ static void note_taken(job *j, uint64_t submitted, uint64_t taken) {
 
 /* ---- one thread does everything ---- */
 
-static int one_loop(job *j) {
+/* An epoll instance watching every worker's relay (level-triggered, keyed by the worker's
+ * index), or -1. */
+static int watch_relays(job *j) {
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) {
-        return -1;
-    }
-    for (int w = 0; w < j->workers; w++) {
+    for (int w = 0; ep >= 0 && w < j->workers; w++) {
         struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)w};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, j->p[w].fd_read, &e) < 0) {
             close(ep);
-            return -1;
+            ep = -1;
         }
+    }
+    return ep;
+}
+
+static int one_loop(job *j) {
+    int ep = watch_relays(j);
+    if (ep < 0) {
+        return -1;
     }
     task_line waiting = {0};
     uint64_t started[MAX_WORKERS];
@@ -157,12 +164,8 @@ static void raise_signal(int fd) {
 static void *reactor_thread(void *arg) {
     reactor_shape *r = arg;
     job *j = r->j;
-    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int ep = watch_relays(j);
     bool ok = ep >= 0;
-    for (int w = 0; ok && w < j->workers; w++) {
-        struct epoll_event e = {.events = EPOLLIN, .data.u32 = (uint32_t)w};
-        ok = epoll_ctl(ep, EPOLL_CTL_ADD, j->p[w].fd_read, &e) == 0;
-    }
     struct epoll_event q = {.events = EPOLLIN, .data.u32 = WAKE_KEY};
     ok = ok && epoll_ctl(ep, EPOLL_CTL_ADD, r->quit, &q) == 0;
     struct epoll_event ev[MAX_WORKERS + 1];
