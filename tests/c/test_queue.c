@@ -137,6 +137,17 @@ static bool check_answer(const rr_completion *c, uint64_t tag, const char *conte
     return ok;
 }
 
+/* Submits `context` and `body` with `tag`, takes the next completion and checks that it
+ * is this task's echo (for a queue with no other task out). */
+static void expect_echo(rr_server *s, rr_queue *q, const char *context, const char *body, uint64_t tag)
+{
+    rr_completion c;
+    if (submit_text(s, q, context, body, tag) && take(q, COMPLETION_WAIT_MS, &c)) {
+        check_answer(&c, tag, context, body);
+        completion_free(&c);
+    }
+}
+
 /* Checks that no completion comes within wait_ms (0: none waits now); *out untouched. */
 static bool nothing_more(rr_queue *q, int64_t wait_ms)
 {
@@ -312,11 +323,7 @@ void test_queue_submit_not_started(void)
     err = NULL;
     status = rr_server_start(s, &err);
     if (CHECK_STATUS(status, RR_STATUS_OK, err)) {
-        rr_completion c;
-        if (submit_text(s, q, "ctx", "started", 4) && take(q, COMPLETION_WAIT_MS, &c)) {
-            check_answer(&c, 4, "ctx", "started");
-            completion_free(&c);
-        }
+        expect_echo(s, q, "ctx", "started", 4);
         CHECK_STATUS(rr_server_stop(s, NULL), RR_STATUS_OK, NULL);
         err = NULL;
         CHECK_STATUS(rr_exec_submit(s, q, NULL, 0, (const uint8_t *)"x", 1, 5, &err), RR_STATUS_STATE, err);
@@ -517,10 +524,7 @@ void test_queue_job_and_worker_errors(void)
         }
         completion_free(&c);
     }
-    if (submit_text(s, q, "after", "the job error", 2) && take(q, COMPLETION_WAIT_MS, &c)) {
-        check_answer(&c, 2, "after", "the job error");
-        completion_free(&c);
-    }
+    expect_echo(s, q, "after", "the job error", 2);
     CHECK(exec_pid(s) == pid);
 
     /* A worker that dies during its task: a worker error; another worker takes over. */
@@ -529,10 +533,7 @@ void test_queue_job_and_worker_errors(void)
         CHECK_STATUS(c.status, RR_STATUS_WORKER_ERROR, c.error);
         completion_free(&c);
     }
-    if (submit_text(s, q, "after", "the crash", 4) && take(q, COMPLETION_WAIT_MS, &c)) {
-        check_answer(&c, 4, "after", "the crash");
-        completion_free(&c);
-    }
+    expect_echo(s, q, "after", "the crash", 4);
     int64_t replacement = exec_pid(s);
     CHECK(replacement > 0 && replacement != pid);
     nothing_more(q, 0);
@@ -570,11 +571,7 @@ void test_queue_allocate_timeout(void)
             completion_free(&c);
         }
     }
-    rr_completion c;
-    if (submit_text(s, q, "after", "a timeout", 3) && take(q, COMPLETION_WAIT_MS, &c)) {
-        check_answer(&c, 3, "after", "a timeout");
-        completion_free(&c);
-    }
+    expect_echo(s, q, "after", "a timeout", 3);
     rr_pool_stats stats;
     if (CHECK(stats_of(s, &stats))) {
         CHECK(stats.timeouts == 1);
@@ -710,10 +707,7 @@ void test_queue_cancel(void)
     }
 
     /* A task after the cancels works; cancelling it once it completed posts nothing. */
-    if (submit_text(s, q, "after", "the cancels", 13) && take(q, COMPLETION_WAIT_MS, &c)) {
-        check_answer(&c, 13, "after", "the cancels");
-        completion_free(&c);
-    }
+    expect_echo(s, q, "after", "the cancels", 13);
     CHECK_STATUS(rr_queue_cancel(q, 13, NULL), RR_STATUS_OK, NULL);
     CHECK_STATUS(rr_queue_cancel(q, 10, NULL), RR_STATUS_OK, NULL);
     nothing_more(q, 100);
